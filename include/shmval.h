@@ -1,0 +1,554 @@
+/**
+ * @file shmval.h
+ * @brief libshmval: typed shared Values, Arrays and robust locks over POSIX
+ *        shared memory, for C programs that fork workers or cooperate on one
+ *        machine.
+ *
+ * This is the library's only public header; anything not declared here is
+ * not API.
+ *
+ * @section model Model
+ * Every shared object lives in a *segment*. Objects created with no segment
+ * come from the process-wide *default arena*: anonymous shared mappings made
+ * on demand. A child created by `fork()` after an object was created shares
+ * that object with its parent; objects a process creates after a fork are its
+ * own (exactly as with Python's `multiprocessing.Value`).
+ *
+ * A handle (`shm_value *`, `shm_array *`, `shm_lock *`) is a process-local
+ * pointer into the shared mapping; creating an object allocates no process
+ * memory, and a handle copied by `fork()` stays valid in the child.
+ *
+ * @section errors Error model
+ * Every function that can fail returns an `int`: `0` on success, a negative
+ * code on failure (nothing was changed), or the positive code
+ * #SHMVAL_OWNERDEAD when a lock was acquired whose previous owner died while
+ * holding it. System errors are `-errno`; the library's own codes lie in a
+ * reserved range. shmval_strerror() and shmval_err_name() describe any code.
+ * No status is reported through `errno` or any other global.
+ *
+ * @section threads Threads and fork
+ * All functions are thread-safe. Locks are process-shared and robust: a
+ * process or thread that dies holding one never hangs the others; the next
+ * acquirer receives #SHMVAL_OWNERDEAD. Locks are owned by a *thread*; a lock
+ * held by the thread that calls `fork()` is not held by the child.
+ */
+#ifndef SHMVAL_H
+#define SHMVAL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond INTERNAL */
+#if defined(SHMVAL_STATIC_DEFINE)
+#define SHMVAL_API
+#elif defined(__GNUC__)
+#define SHMVAL_API __attribute__((visibility("default")))
+#else
+#define SHMVAL_API
+#endif
+/** @endcond */
+
+/** Library version, as numbers and as a string. */
+#define SHMVAL_VERSION_MAJOR 0
+#define SHMVAL_VERSION_MINOR 1
+#define SHMVAL_VERSION_PATCH 0
+#define SHMVAL_VERSION_STRING "0.1.0"
+
+/**
+ * @brief The library's version string, e.g. "0.1.0".
+ * @return A static string; never NULL.
+ */
+SHMVAL_API const char *shmval_version(void);
+
+/* ------------------------------------------------------------------------ */
+/** @name Error codes
+ * One table generates the constants, shmval_strerror() and shmval_err_name().
+ * @{ */
+
+/** @cond INTERNAL */
+#define SHMVAL__ESYS(e) (-(e))
+/** @endcond */
+
+/**
+ * The error table: XX(name, value, message). System errors use the negated
+ * Linux errno value; the library's own codes lie in -30000..-30099.
+ */
+#define SHMVAL_ERRNO_MAP(XX)                                                           \
+  XX(EPERM, SHMVAL__ESYS(1), "lock not held by the calling thread")                   \
+  XX(ENOENT, SHMVAL__ESYS(2), "no such object or segment")                            \
+  XX(EAGAIN, SHMVAL__ESYS(11), "resource temporarily unavailable")                    \
+  XX(ENOMEM, SHMVAL__ESYS(12), "out of memory")                                       \
+  XX(EACCES, SHMVAL__ESYS(13), "permission denied")                                   \
+  XX(EBUSY, SHMVAL__ESYS(16), "lock or object is busy")                               \
+  XX(EEXIST, SHMVAL__ESYS(17), "object or segment already exists")                    \
+  XX(EINVAL, SHMVAL__ESYS(22), "invalid argument")                                    \
+  XX(ENOSPC, SHMVAL__ESYS(28), "no space left in shared memory")                      \
+  XX(ERANGE, SHMVAL__ESYS(34), "index, slice or string out of range")                 \
+  XX(EDEADLK, SHMVAL__ESYS(35), "non-recursive lock already held by this thread")     \
+  XX(ETIMEDOUT, SHMVAL__ESYS(110), "timed out")                                       \
+  XX(ENOTRECOVERABLE, SHMVAL__ESYS(131), "lock is not recoverable")                   \
+  XX(ENOLOCK, -30001, "object has no lock (created raw)")                             \
+  XX(ETYPE, -30002, "wrong element type for this operation")                          \
+  XX(ESTALE, -30003, "handle refers to a destroyed object")                           \
+  XX(ECORRUPT, -30004, "shared memory structure is corrupt")                          \
+  XX(ENOTSHMVAL, -30005, "not a libshmval segment")                                   \
+  XX(EVERSION, -30006, "segment layout version not supported")                        \
+  XX(EABI, -30007, "segment made by an incompatible ABI")                             \
+  XX(EUNINIT, -30008, "segment is not initialised")
+
+/** Error codes (negative) and the positive owner-died status. */
+enum shmval_status {
+  /** Success. */
+  SHMVAL_OK = 0,
+  /**
+   * Positive, not an error: the lock IS now held by the caller, its previous
+   * owner died while holding it, and the lock has been made consistent. The
+   * data it protects may be half-updated and may need repair.
+   */
+  SHMVAL_OWNERDEAD = 1,
+#define SHMVAL__XX(name, value, msg) SHMVAL_##name = (value),
+  SHMVAL_ERRNO_MAP(SHMVAL__XX)
+#undef SHMVAL__XX
+  /** @cond INTERNAL */
+  SHMVAL__ERR_MIN = -30099
+  /** @endcond */
+};
+
+/**
+ * @brief Describe a return code.
+ * @param code Any value returned by this library, or a negated errno.
+ * @return A static, thread-safe string; never NULL. Unknown codes give
+ *         "unknown error".
+ */
+SHMVAL_API const char *shmval_strerror(int code);
+
+/**
+ * @brief The symbolic name of a return code, e.g. "SHMVAL_EINVAL".
+ * @param code Any return code.
+ * @return A static string; "SHMVAL_UNKNOWN" for codes not in the table.
+ */
+SHMVAL_API const char *shmval_err_name(int code);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Types
+ * @{ */
+
+/** Element types: Python's typecodes, the same letters. */
+typedef enum shm_type {
+  SHMVAL_CHAR = 'c',   /**< char */
+  SHMVAL_SCHAR = 'b',  /**< signed char */
+  SHMVAL_UCHAR = 'B',  /**< unsigned char */
+  SHMVAL_BOOL = '?',   /**< _Bool */
+  SHMVAL_WCHAR = 'u',  /**< wchar_t */
+  SHMVAL_SHORT = 'h',  /**< short */
+  SHMVAL_USHORT = 'H', /**< unsigned short */
+  SHMVAL_INT = 'i',    /**< int */
+  SHMVAL_UINT = 'I',   /**< unsigned int */
+  SHMVAL_LONG = 'l',   /**< long */
+  SHMVAL_ULONG = 'L',  /**< unsigned long */
+  SHMVAL_LLONG = 'q',  /**< long long */
+  SHMVAL_ULLONG = 'Q', /**< unsigned long long */
+  SHMVAL_FLOAT = 'f',  /**< float */
+  SHMVAL_DOUBLE = 'd', /**< double */
+  /**
+   * A fixed-size record (a C struct), made with shm_value_create_record() or
+   * shm_array_create_record(); 'T' is PEP 3118's struct code.
+   */
+  SHMVAL_RECORD = 'T'
+} shm_type;
+
+/**
+ * @brief Size in bytes of one element of a type code.
+ * @param type_code One of the #shm_type letters.
+ * @return The C size, or 0 for an unknown code and for #SHMVAL_RECORD (whose
+ *         size is per object).
+ */
+SHMVAL_API size_t shm_type_size(int type_code);
+
+/** A shared Value (Python's `multiprocessing.Value`). Opaque. */
+typedef struct shm_value shm_value;
+/** A shared Array (Python's `multiprocessing.Array`). Opaque. */
+typedef struct shm_array shm_array;
+/** A process-shared robust lock. Opaque. */
+typedef struct shm_lock shm_lock;
+
+/** Creation flags for #shm_opts.flags. */
+enum shm_flags {
+  /** No lock: Python's RawValue/RawArray. get/set do not synchronise. */
+  SHMVAL_RAW = 1u << 0,
+  /**
+   * A plain (non-recursive) lock instead of the default recursive one (Python's
+   * `Lock` instead of `RLock`). Acquiring it twice from one thread fails with
+   * #SHMVAL_EDEADLK instead of deadlocking.
+   */
+  SHMVAL_NONRECURSIVE = 1u << 1
+};
+
+/** Creation options; a NULL pointer means all defaults. Zero-initialise. */
+typedef struct shm_opts {
+  /** A combination of #shm_flags; unknown bits are #SHMVAL_EINVAL. */
+  unsigned flags;
+  /**
+   * Share an existing lock instead of making a new one, like Python's `lock=`
+   * argument. The lock stays alive while any object uses it. Incompatible
+   * with #SHMVAL_RAW and #SHMVAL_NONRECURSIVE.
+   */
+  shm_lock *lock;
+} shm_opts;
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Values
+ * @{ */
+
+/**
+ * @brief Create a shared Value in the default arena.
+ *
+ * Python: `Value(type, init)`; with #SHMVAL_RAW, `RawValue(type, init)`.
+ * @param out  Receives the handle; unchanged on failure.
+ * @param type An element type code; not #SHMVAL_RECORD.
+ * @param init Points to one element to copy in; NULL means zero.
+ * @param opts Options, or NULL for a recursive lock of its own.
+ * @return 0;
+ *         #SHMVAL_EINVAL for a NULL @p out, an unknown type, unknown flags or
+ *         a conflicting combination;
+ *         #SHMVAL_ESTALE if `opts->lock` belongs to a destroyed object;
+ *         #SHMVAL_ENOMEM when no shared memory can be mapped.
+ * @note Thread-safe. The object is shared with children forked afterwards.
+ */
+SHMVAL_API int shm_value_create(shm_value **out, shm_type type, const void *init,
+                                const shm_opts *opts);
+
+/**
+ * @brief Create a Value holding one fixed-size record (a C struct).
+ *
+ * Python: `Value(MyStructure)`.
+ * @param out   Receives the handle.
+ * @param size  sizeof the record; 1..2^30.
+ * @param align _Alignof the record: a power of two, at most 64, dividing
+ *              @p size.
+ * @param init  The record to copy in, or NULL for zero bytes.
+ * @param opts  As for shm_value_create().
+ * @return As shm_value_create(); #SHMVAL_EINVAL for a bad size or alignment.
+ */
+SHMVAL_API int shm_value_create_record(shm_value **out, size_t size, size_t align,
+                                       const void *init, const shm_opts *opts);
+
+/**
+ * @brief Destroy a Value and free its shared memory for reuse.
+ *
+ * Every process's handle to it becomes stale: later calls with it return
+ * #SHMVAL_ESTALE for as long as its block has not been reused by a new object
+ * of the same kind (detection is best effort after reuse). Its lock's memory
+ * stays alive while other objects share that lock.
+ * @param v The handle; NULL is a no-op returning 0.
+ * @return 0;
+ *         #SHMVAL_ESTALE if already destroyed;
+ *         #SHMVAL_EINVAL if @p v is not a Value handle;
+ *         #SHMVAL_EBUSY if the lock whose memory would be freed is held (by
+ *         any thread, the caller included); nothing is changed then.
+ */
+SHMVAL_API int shm_value_destroy(shm_value *v);
+
+/**
+ * @brief Read the value under its lock (Python's `.value`).
+ * @param v   The handle.
+ * @param out Receives shm_value_size() bytes.
+ * @return 0; #SHMVAL_OWNERDEAD (the read happened, the previous lock holder
+ *         died: the value may be inconsistent); #SHMVAL_EINVAL for NULL
+ *         arguments or a non-Value handle; #SHMVAL_ESTALE; #SHMVAL_EDEADLK for a
+ *         non-recursive lock the caller already holds;
+ *         #SHMVAL_ENOTRECOVERABLE.
+ * @note Works while the caller already holds the (recursive) lock. A raw
+ *       Value is read without synchronisation.
+ */
+SHMVAL_API int shm_value_get(shm_value *v, void *out);
+
+/**
+ * @brief Write the value under its lock (Python's `.value = x`).
+ * @param v  The handle.
+ * @param in Points to shm_value_size() bytes.
+ * @return As shm_value_get().
+ */
+SHMVAL_API int shm_value_set(shm_value *v, const void *in);
+
+/**
+ * @brief The payload itself (Python's `get_obj()`), for use under the lock.
+ * @param v The handle.
+ * @return A pointer aligned for the element type, or NULL for NULL, stale or
+ *         non-Value handles.
+ */
+SHMVAL_API void *shm_value_ptr(shm_value *v);
+
+/**
+ * @brief The Value's lock (Python's `get_lock()`).
+ * @param v The handle.
+ * @return The lock, or NULL for raw Values and invalid handles.
+ */
+SHMVAL_API shm_lock *shm_value_get_lock(shm_value *v);
+
+/**
+ * @brief Acquire the Value's lock (Python's `v.acquire()`); as
+ *        shm_lock_acquire().
+ * @return As shm_lock_acquire(); #SHMVAL_ENOLOCK for a raw Value.
+ */
+SHMVAL_API int shm_value_acquire(shm_value *v);
+
+/**
+ * @brief Release the Value's lock (Python's `v.release()`).
+ * @return As shm_lock_release(); #SHMVAL_ENOLOCK for a raw Value.
+ */
+SHMVAL_API int shm_value_release(shm_value *v);
+
+/**
+ * @brief The Value's element type.
+ * @param v The handle.
+ * @return The type code; (shm_type)0 for NULL, stale or invalid handles.
+ */
+SHMVAL_API shm_type shm_value_type(const shm_value *v);
+
+/**
+ * @brief The size in bytes of the Value's payload.
+ * @param v The handle.
+ * @return The element size; 0 for NULL, stale or invalid handles.
+ */
+SHMVAL_API size_t shm_value_size(const shm_value *v);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Arrays
+ * @{ */
+
+/**
+ * @brief Create a shared Array in the default arena.
+ *
+ * Python: `Array(type, length)` / `Array(type, init_sequence)`; with
+ * #SHMVAL_RAW, `RawArray`. A large array gets a segment of its own.
+ * @param out    Receives the handle.
+ * @param type   An element type code; not #SHMVAL_RECORD.
+ * @param length Number of elements; 0 is legal.
+ * @param init   @p length elements to copy in, or NULL for zeros.
+ * @param opts   As for shm_value_create().
+ * @return 0; #SHMVAL_EINVAL (NULL @p out, unknown type, length × size
+ *         overflow or over 2^40 bytes, bad flags); #SHMVAL_ESTALE;
+ *         #SHMVAL_ENOMEM.
+ */
+SHMVAL_API int shm_array_create(shm_array **out, shm_type type, size_t length,
+                                const void *init, const shm_opts *opts);
+
+/**
+ * @brief Create an Array of fixed-size records (Python: `Array(MyStructure, n)`).
+ * @param out    Receives the handle.
+ * @param size   sizeof one record; 1..2^30.
+ * @param align  _Alignof the record: a power of two ≤ 64 that divides @p size.
+ * @param length Number of records.
+ * @param init   @p length records, or NULL for zero bytes.
+ * @param opts   As for shm_value_create().
+ * @return As shm_array_create().
+ */
+SHMVAL_API int shm_array_create_record(shm_array **out, size_t size, size_t align,
+                                       size_t length, const void *init,
+                                       const shm_opts *opts);
+
+/**
+ * @brief Destroy an Array; see shm_value_destroy() for the semantics.
+ * @param a The handle; NULL is a no-op returning 0.
+ * @return As shm_value_destroy().
+ */
+SHMVAL_API int shm_array_destroy(shm_array *a);
+
+/**
+ * @brief Read element @p i under the lock.
+ * @param a   The handle.
+ * @param i   Index, < shm_array_length().
+ * @param out Receives one element.
+ * @return 0; #SHMVAL_OWNERDEAD; #SHMVAL_ERANGE for an index out of range;
+ *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EDEADLK;
+ *         #SHMVAL_ENOTRECOVERABLE.
+ */
+SHMVAL_API int shm_array_get(shm_array *a, size_t i, void *out);
+
+/**
+ * @brief Write element @p i under the lock.
+ * @return As shm_array_get().
+ */
+SHMVAL_API int shm_array_set(shm_array *a, size_t i, const void *in);
+
+/**
+ * @brief Copy elements [start, start+count) out, under the lock (a slice).
+ *
+ * The range is checked before anything is copied; count 0 is legal and
+ * @p out may then be NULL.
+ * @return As shm_array_get(); #SHMVAL_ERANGE when the slice does not fit.
+ */
+SHMVAL_API int shm_array_read(shm_array *a, size_t start, size_t count, void *out);
+
+/**
+ * @brief Copy elements into [start, start+count), under the lock.
+ * @return As shm_array_read().
+ */
+SHMVAL_API int shm_array_write(shm_array *a, size_t start, size_t count,
+                               const void *in);
+
+/**
+ * @brief Number of elements; 0 for NULL or invalid handles.
+ */
+SHMVAL_API size_t shm_array_length(const shm_array *a);
+
+/**
+ * @brief Size in bytes of one element; 0 for NULL or invalid handles.
+ */
+SHMVAL_API size_t shm_array_elem_size(const shm_array *a);
+
+/**
+ * @brief The element type; (shm_type)0 for NULL or invalid handles.
+ */
+SHMVAL_API shm_type shm_array_type(const shm_array *a);
+
+/**
+ * @brief The first element, for use under the lock; NULL for invalid
+ *        handles. For length 0 a valid, non-NULL pointer to no elements.
+ */
+SHMVAL_API void *shm_array_ptr(shm_array *a);
+
+/**
+ * @brief The Array's lock; NULL for raw Arrays and invalid handles.
+ */
+SHMVAL_API shm_lock *shm_array_get_lock(shm_array *a);
+
+/**
+ * @brief Acquire the Array's lock (Python's `a.acquire()`).
+ * @return As shm_lock_acquire(); #SHMVAL_ENOLOCK for a raw Array.
+ */
+SHMVAL_API int shm_array_acquire(shm_array *a);
+
+/**
+ * @brief Release the Array's lock (Python's `a.release()`).
+ * @return As shm_lock_release(); #SHMVAL_ENOLOCK for a raw Array.
+ */
+SHMVAL_API int shm_array_release(shm_array *a);
+
+/**
+ * @brief Read a 'c' Array as a string (Python's `.value`).
+ *
+ * Copies the bytes up to the first NUL (or the whole array if it has none)
+ * and terminates @p buf.
+ * @param a   A #SHMVAL_CHAR Array.
+ * @param buf Receives the string.
+ * @param cap Size of @p buf in bytes.
+ * @return 0; #SHMVAL_OWNERDEAD; #SHMVAL_ETYPE for a non-'c' array;
+ *         #SHMVAL_ERANGE if the string and its terminator do not fit in
+ *         @p cap (nothing is written then); #SHMVAL_EINVAL; #SHMVAL_ESTALE.
+ */
+SHMVAL_API int shm_array_get_string(shm_array *a, char *buf, size_t cap);
+
+/**
+ * @brief Store a string in a 'c' Array (Python's `.value = b"..."`).
+ *
+ * A string shorter than the array is stored with its NUL terminator (the
+ * bytes after it are unchanged); one of exactly the array's length is stored
+ * without a terminator.
+ * @return 0; #SHMVAL_OWNERDEAD; #SHMVAL_ETYPE; #SHMVAL_ERANGE for a string
+ *         longer than the array (nothing changes); #SHMVAL_EINVAL;
+ *         #SHMVAL_ESTALE.
+ */
+SHMVAL_API int shm_array_set_string(shm_array *a, const char *s);
+
+/**
+ * @brief Read a 'u' (wchar_t) Array as a wide string; as
+ *        shm_array_get_string(), @p cap counted in wchar_t.
+ */
+SHMVAL_API int shm_array_get_wstring(shm_array *a, wchar_t *buf, size_t cap);
+
+/**
+ * @brief Store a wide string in a 'u' Array; as shm_array_set_string().
+ */
+SHMVAL_API int shm_array_set_wstring(shm_array *a, const wchar_t *s);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Locks
+ * A lock is owned by the thread that acquired it. The default lock is
+ * recursive: a thread may acquire it again and must release it as many
+ * times.
+ * @{ */
+
+/**
+ * @brief Acquire, blocking.
+ * @param l The lock.
+ * @return 0; #SHMVAL_OWNERDEAD (acquired; the previous owner died holding it);
+ *         #SHMVAL_EDEADLK (non-recursive lock already held by the caller);
+ *         #SHMVAL_EAGAIN (recursion depth would overflow);
+ *         #SHMVAL_EINVAL (NULL or not a lock); #SHMVAL_ESTALE (the lock was
+ *         freed); #SHMVAL_ENOTRECOVERABLE.
+ */
+SHMVAL_API int shm_lock_acquire(shm_lock *l);
+
+/**
+ * @brief Acquire without blocking.
+ * @return As shm_lock_acquire(), plus #SHMVAL_EBUSY if another thread holds
+ *         it (or, for a non-recursive lock, the caller does).
+ */
+SHMVAL_API int shm_lock_try_acquire(shm_lock *l);
+
+/**
+ * @brief Acquire, waiting at most @p seconds measured on CLOCK_MONOTONIC
+ *        (immune to wall-clock changes).
+ * @param l       The lock.
+ * @param seconds 0 means try once; a negative value means wait forever; NaN
+ *                is #SHMVAL_EINVAL.
+ * @return As shm_lock_acquire(), plus #SHMVAL_ETIMEDOUT (and #SHMVAL_EBUSY
+ *         for @p seconds == 0).
+ */
+SHMVAL_API int shm_lock_acquire_timeout(shm_lock *l, double seconds);
+
+/**
+ * @brief Release one level of the caller's hold.
+ * @return 0; #SHMVAL_EPERM if the calling thread does not hold it (including
+ *         one release too many); #SHMVAL_EINVAL; #SHMVAL_ESTALE.
+ */
+SHMVAL_API int shm_lock_release(shm_lock *l);
+
+/**
+ * @brief Whether the calling thread holds the lock.
+ * @return 1 if it does, 0 if not or for an invalid lock.
+ */
+SHMVAL_API int shm_lock_is_owned(const shm_lock *l);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name The default arena
+ * @{ */
+
+/** Accounting of the default arena as this process sees it. */
+typedef struct shmval_arena_info {
+  size_t segments;     /**< anonymous segments mapped by this process */
+  size_t total;        /**< bytes managed by the allocators (heap areas) */
+  size_t used;         /**< bytes in allocated blocks */
+  size_t free;         /**< bytes in free blocks; used + free == total */
+  size_t blocks;       /**< allocated blocks (objects, and locks kept alive) */
+  size_t free_blocks;  /**< free blocks (a fragmentation measure) */
+  size_t largest_free; /**< the largest free block in bytes */
+} shmval_arena_info;
+
+/**
+ * @brief Walk and verify the default arena, and report its accounting.
+ *
+ * Every block, the free lists and the counters are checked under each
+ * segment's allocator lock. It sees the segments this process has mapped:
+ * those it created and those inherited through fork().
+ * @param info Receives the figures.
+ * @return 0; #SHMVAL_EINVAL for NULL; #SHMVAL_ECORRUPT if any check fails;
+ *         #SHMVAL_ENOTRECOVERABLE.
+ */
+SHMVAL_API int shmval_arena_stat(shmval_arena_info *info);
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMVAL_H */

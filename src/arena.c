@@ -1,0 +1,148 @@
+/*
+ * The default arena: the process-wide set of anonymous shared segments that
+ * objects made without a segment come from (Python's heap).
+ *
+ * The table of segments is process-local and append-only. Its entries are
+ * published with a release store of the count, so allocation reads it without
+ * a lock; the mutex only serialises growth.
+ *
+ * A fork child inherits the mappings, so it can use and destroy every object
+ * created before the fork. Like Python's heap, it allocates its own objects
+ * only in segments it maps itself: objects a child leaves behind vanish with
+ * it instead of leaking into its parent's segments.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define MAX_SEGS 16384u
+#define FIRST_SEG_SIZE ((size_t)4 << 20)
+#define MAX_SEG_SIZE ((size_t)64 << 20)
+
+typedef struct arena_seg {
+  shmval__seg *seg;
+  size_t size;     /* bytes mapped */
+  uint64_t room;   /* heap bytes: no bigger block can ever fit */
+} arena_seg;
+
+static struct {
+  pthread_mutex_t grow; /* process-local; serialises adding segments */
+  _Atomic size_t n;
+  size_t first_own;    /* segments below this were inherited through fork */
+  _Atomic size_t hint; /* the segment that served the last allocation */
+  size_t next_size;
+  arena_seg segs[MAX_SEGS];
+} arena = {.grow = PTHREAD_MUTEX_INITIALIZER, .next_size = FIRST_SEG_SIZE};
+
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+/* A fork in another thread must not leave the child's mutex locked. */
+static void fork_prepare(void) { pthread_mutex_lock(&arena.grow); }
+static void fork_parent(void) { pthread_mutex_unlock(&arena.grow); }
+static void fork_child(void) {
+  arena.first_own = atomic_load_explicit(&arena.n, memory_order_relaxed);
+  arena.next_size = FIRST_SEG_SIZE;
+  pthread_mutex_unlock(&arena.grow);
+}
+static void arena_init(void) { (void)pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+static int try_seg(size_t i, size_t bytes, shmval__seg **seg, uint64_t *off) {
+  const arena_seg *s = &arena.segs[i];
+  if (bytes > s->room)
+    return SHMVAL_ENOMEM;
+  int rc = shmval__heap_alloc(s->seg, bytes, off);
+  if (rc == 0) {
+    *seg = s->seg;
+    atomic_store_explicit(&arena.hint, i, memory_order_relaxed);
+  }
+  return rc;
+}
+
+/* Try the segments [from, to), newest first. */
+static int try_range(size_t from, size_t to, size_t skip, size_t bytes, shmval__seg **seg,
+                     uint64_t *off) {
+  for (size_t i = to; i-- > from;) {
+    if (i == skip)
+      continue;
+    int rc = try_seg(i, bytes, seg, off);
+    /* A full or damaged segment must not stop the others from serving. */
+    if (rc == 0)
+      return 0;
+  }
+  return SHMVAL_ENOMEM;
+}
+
+/* Map and add a segment able to hold a block of @p bytes. Call with grow held. */
+static int add_seg(size_t bytes, size_t *index) {
+  size_t n = atomic_load_explicit(&arena.n, memory_order_relaxed);
+  if (n == MAX_SEGS)
+    return SHMVAL_ENOMEM;
+  size_t ps = shmval__prim_page_size();
+  size_t hdr = (sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN - 1) & ~(size_t)(SHMVAL__BLOCK_ALIGN - 1);
+  size_t need = hdr + bytes + SHMVAL__BLOCK_ALIGN;
+  size_t size = arena.next_size;
+  if (need > size / 2) {
+    /* A large object gets a segment of its own, sized to fit. */
+    size = (need + ps - 1) & ~(ps - 1);
+  } else if (arena.next_size < MAX_SEG_SIZE) {
+    arena.next_size *= 2;
+  }
+  void *mem;
+  int rc = shmval__prim_map_anon(size, &mem);
+  if (rc != 0)
+    return rc;
+  shmval__seg *seg = mem;
+  rc = shmval__seg_init(seg, size, SHMVAL__SEG_ANON);
+  if (rc != 0) {
+    shmval__prim_unmap(mem, size);
+    return rc;
+  }
+  arena.segs[n] = (arena_seg){.seg = seg, .size = size, .room = seg->heap_end - seg->heap_start};
+  atomic_store_explicit(&arena.n, n + 1, memory_order_release);
+  *index = n;
+  return 0;
+}
+
+int shmval__arena_alloc(size_t bytes, shmval__seg **seg, uint64_t *off) {
+  pthread_once(&arena_once, arena_init);
+  size_t n = atomic_load_explicit(&arena.n, memory_order_acquire);
+  size_t hint = atomic_load_explicit(&arena.hint, memory_order_relaxed);
+  size_t first = arena.first_own;
+  if (hint >= first && hint < n && try_seg(hint, bytes, seg, off) == 0)
+    return 0;
+  if (try_range(first, n, hint, bytes, seg, off) == 0)
+    return 0;
+  pthread_mutex_lock(&arena.grow);
+  /* Another thread may have added segments while this one searched. */
+  size_t now = atomic_load_explicit(&arena.n, memory_order_acquire), idx;
+  int rc = try_range(n, now, SIZE_MAX, bytes, seg, off);
+  if (rc != 0) {
+    rc = add_seg(bytes, &idx);
+    if (rc == 0)
+      rc = try_seg(idx, bytes, seg, off);
+  }
+  pthread_mutex_unlock(&arena.grow);
+  return rc;
+}
+
+int shmval_arena_stat(shmval_arena_info *info) {
+  if (info == NULL)
+    return SHMVAL_EINVAL;
+  memset(info, 0, sizeof *info);
+  size_t n = atomic_load_explicit(&arena.n, memory_order_acquire);
+  for (size_t i = 0; i < n; i++) {
+    shmval__heap_stat st;
+    int rc = shmval__heap_check(arena.segs[i].seg, &st);
+    if (rc != 0)
+      return rc;
+    info->segments++;
+    info->total += st.total;
+    info->used += st.used;
+    info->free += st.free;
+    info->blocks += st.blocks;
+    info->free_blocks += st.free_blocks;
+    if (st.largest_free > info->largest_free)
+      info->largest_free = st.largest_free;
+  }
+  return 0;
+}

@@ -1,0 +1,416 @@
+/*
+ * The segment header and the in-segment allocator.
+ *
+ * The heap is a chain of blocks, each a multiple of 64 bytes and 64-aligned,
+ * starting with a size word whose low bits are flags (FREE, PREV_FREE). A free
+ * block also holds free-list links after its size word and a copy of its size
+ * in its last 8 bytes (a boundary tag), so that freeing can merge with the
+ * previous block. Free blocks sit in segregated lists (two-level, as in TLSF),
+ * giving O(1) allocation and free.
+ *
+ * Crash consistency: the size words always form a walkable chain. Every
+ * change to the chain is one aligned 8-byte store (a split writes the new tail
+ * header before shrinking the head; a merge grows the surviving head), so a
+ * process killed at any instruction leaves a chain that is intact. The lists,
+ * bitmaps, footers, PREV_FREE bits and counters are derived data: the next
+ * process that locks the heap and gets EOWNERDEAD rebuilds all of them from a
+ * walk of the chain before marking the lock consistent.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define BLK_MIN ((uint64_t)SHMVAL__BLOCK_ALIGN)
+/* Heaps are limited so that every block size maps to a first-level class. */
+#define HEAP_MAX (UINT64_C(1) << 40)
+/* Freed blocks at least this big give their interior pages back. */
+#define DISCARD_MIN (UINT64_C(64) << 10)
+
+static inline uint64_t *word_at(shmval__seg *seg, uint64_t off) {
+  return (uint64_t *)((char *)seg + off);
+}
+
+static inline shmval__free_blk *fblk(shmval__seg *seg, uint64_t off) {
+  return (shmval__free_blk *)((char *)seg + off);
+}
+
+static inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+uint64_t shmval__abi_fingerprint(void) {
+  /* Everything a peer must agree on to read our structures, packed in bits. */
+  uint64_t endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 1u : 2u;
+  uint64_t fp = (uint64_t)sizeof(pthread_mutex_t);
+  fp |= (uint64_t)_Alignof(pthread_mutex_t) << 8;
+  fp |= (uint64_t)sizeof(void *) << 16;
+  fp |= endian << 24;
+  fp |= (uint64_t)SHMVAL__CACHELINE << 28;
+  fp |= (uint64_t)sizeof(shmval__seg) << 40;
+  fp |= (uint64_t)sizeof(shmval__obj) << 56;
+  return fp ^ ((uint64_t)sizeof(shmval__lock) << 48);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Size classes. */
+
+/* The class (fl, sl) of a block of @p units 64-byte units. */
+static void size_class(uint64_t units, unsigned *fl, unsigned *sl) {
+  if (units < SHMVAL__SL_COUNT) {
+    *fl = 0;
+    *sl = (unsigned)units;
+    return;
+  }
+  unsigned lg = 63u - (unsigned)__builtin_clzll(units);
+  *fl = lg - (SHMVAL__SL_BITS - 1u);
+  *sl = (unsigned)(units >> (lg - SHMVAL__SL_BITS)) - SHMVAL__SL_COUNT;
+}
+
+/* The smallest class whose every block holds @p units units. */
+static void search_class(uint64_t units, unsigned *fl, unsigned *sl) {
+  if (units >= SHMVAL__SL_COUNT) {
+    unsigned lg = 63u - (unsigned)__builtin_clzll(units);
+    units += (UINT64_C(1) << (lg - SHMVAL__SL_BITS)) - 1u;
+  }
+  size_class(units, fl, sl);
+}
+
+static void list_insert(shmval__seg *seg, uint64_t off, uint64_t size) {
+  unsigned fl, sl;
+  size_class(size / BLK_MIN, &fl, &sl);
+  shmval__free_blk *b = fblk(seg, off);
+  uint64_t head = seg->free_head[fl][sl];
+  b->next = head;
+  b->prev = 0;
+  if (head != 0)
+    fblk(seg, head)->prev = off;
+  seg->free_head[fl][sl] = off;
+  seg->sl_bitmap[fl] |= 1u << sl;
+  seg->fl_bitmap |= 1u << fl;
+}
+
+static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
+  unsigned fl, sl;
+  size_class(size / BLK_MIN, &fl, &sl);
+  shmval__free_blk *b = fblk(seg, off);
+  if (b->next != 0)
+    fblk(seg, b->next)->prev = b->prev;
+  if (b->prev != 0)
+    fblk(seg, b->prev)->next = b->next;
+  else
+    seg->free_head[fl][sl] = b->next;
+  if (seg->free_head[fl][sl] == 0) {
+    seg->sl_bitmap[fl] &= ~(1u << sl);
+    if (seg->sl_bitmap[fl] == 0)
+      seg->fl_bitmap &= ~(1u << fl);
+  }
+}
+
+/* Write the boundary tag of the free block [off, off+size). */
+static void set_footer(shmval__seg *seg, uint64_t off, uint64_t size) {
+  *word_at(seg, off + size - 8) = size;
+}
+
+/* Whether @p off may start a block: in the heap and aligned. */
+static bool blk_off_ok(const shmval__seg *seg, uint64_t off) {
+  return off >= seg->heap_start && off < seg->heap_end && (off & (BLK_MIN - 1)) == 0;
+}
+
+/* Whether [off, off+size) is a plausible block. */
+static bool blk_ok(const shmval__seg *seg, uint64_t off, uint64_t size) {
+  return blk_off_ok(seg, off) && size >= BLK_MIN && (size & (BLK_MIN - 1)) == 0 &&
+         size <= seg->heap_end - off;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Repair after a holder of the heap lock died. */
+
+/* Append the free run [start, start+size) rebuilt by heap_rebuild(). */
+static void rebuild_free_run(shmval__seg *seg, uint64_t start, uint64_t size) {
+  *word_at(seg, start) = size | SHMVAL__BLK_FREE; /* a free block follows no free one */
+  set_footer(seg, start, size);
+  list_insert(seg, start, size);
+}
+
+/* Rebuild every derived field from a walk of the block chain. */
+static int heap_rebuild(shmval__seg *seg) {
+  uint64_t off, run_start = 0, run_size = 0, used = 0, blocks = 0;
+  for (off = seg->heap_start; off < seg->heap_end;) {
+    uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, off, size))
+      return SHMVAL_ECORRUPT;
+    off += size;
+  }
+  if (off != seg->heap_end)
+    return SHMVAL_ECORRUPT;
+  seg->fl_bitmap = 0;
+  memset(seg->sl_bitmap, 0, sizeof seg->sl_bitmap);
+  memset(seg->free_head, 0, sizeof seg->free_head);
+  for (off = seg->heap_start; off < seg->heap_end;) {
+    uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
+    if (w & SHMVAL__BLK_FREE) {
+      /* Adjacent free blocks (a merge cut short) become one. */
+      if (run_size == 0)
+        run_start = off;
+      run_size += size;
+    } else {
+      if (run_size != 0)
+        rebuild_free_run(seg, run_start, run_size);
+      *word_at(seg, off) = size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0);
+      run_size = 0;
+      used += size;
+      blocks++;
+    }
+    off += size;
+  }
+  if (run_size != 0)
+    rebuild_free_run(seg, run_start, run_size);
+  seg->used = used;
+  seg->blocks = blocks;
+  return 0;
+}
+
+static int heap_lock(shmval__seg *seg) {
+  int rc = pthread_mutex_lock(&seg->heap_lock);
+  if (SHMVAL__LIKELY(rc == 0))
+    return 0;
+  if (rc == EOWNERDEAD) {
+    if (heap_rebuild(seg) != 0) {
+      /* Unlocking without making it consistent fences the segment off. */
+      pthread_mutex_unlock(&seg->heap_lock);
+      return SHMVAL_ECORRUPT;
+    }
+    pthread_mutex_consistent(&seg->heap_lock);
+    return 0;
+  }
+  return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+}
+
+static void heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_lock); }
+
+/* ------------------------------------------------------------------------ */
+
+int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
+  uint64_t start = align_up(sizeof(shmval__seg), BLK_MIN);
+  uint64_t end = (uint64_t)size & ~(BLK_MIN - 1);
+  if (end < start + BLK_MIN || end - start > HEAP_MAX)
+    return SHMVAL_EINVAL;
+  memset(seg, 0, sizeof *seg);
+  seg->version = SHMVAL__LAYOUT_VERSION;
+  seg->hdr_size = (uint32_t)sizeof *seg;
+  seg->abi = shmval__abi_fingerprint();
+  seg->size = size;
+  seg->heap_start = start;
+  seg->heap_end = end;
+  seg->flags = flags;
+  int rc = shmval__mutex_init(&seg->heap_lock);
+  if (rc != 0)
+    return rc;
+  *word_at(seg, start) = (end - start) | SHMVAL__BLK_FREE;
+  set_footer(seg, start, end - start);
+  list_insert(seg, start, end - start);
+  /* The magic goes last: a reader that sees it sees everything above. */
+  atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC, memory_order_release);
+  return 0;
+}
+
+/* The first free block in a class at or above (fl, sl), or 0. */
+static uint64_t find_free(const shmval__seg *seg, unsigned fl, unsigned sl) {
+  uint32_t sl_map = seg->sl_bitmap[fl] & (~0u << sl);
+  if (sl_map == 0) {
+    uint32_t fl_map = fl + 1 < SHMVAL__FL_COUNT ? seg->fl_bitmap & (~0u << (fl + 1)) : 0;
+    if (fl_map == 0)
+      return 0;
+    fl = (unsigned)__builtin_ctz(fl_map);
+    sl_map = seg->sl_bitmap[fl];
+    if (sl_map == 0)
+      return 0;
+  }
+  return seg->free_head[fl][__builtin_ctz(sl_map)];
+}
+
+/* Take @p size bytes from the front of the free block at @p off. */
+static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
+  uint64_t w = *word_at(seg, off), bsize = w & ~SHMVAL__BLK_FLAGS;
+  uint64_t prev_bit = w & SHMVAL__BLK_PREV_FREE;
+  list_remove(seg, off, bsize);
+  if (bsize - size >= BLK_MIN) {
+    uint64_t tail = off + size, tsize = bsize - size;
+    /* The tail's header first, then the head shrinks in one store. */
+    *word_at(seg, tail) = tsize | SHMVAL__BLK_FREE;
+    set_footer(seg, tail, tsize);
+    *word_at(seg, off) = size | prev_bit;
+    list_insert(seg, tail, tsize);
+  } else {
+    size = bsize;
+    *word_at(seg, off) = size | prev_bit;
+    if (off + size < seg->heap_end)
+      *word_at(seg, off + size) &= ~SHMVAL__BLK_PREV_FREE;
+  }
+  seg->used += size;
+  seg->blocks++;
+}
+
+int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
+  if (bytes == 0 || bytes > HEAP_MAX)
+    return bytes == 0 ? SHMVAL_EINVAL : SHMVAL_ENOMEM;
+  uint64_t size = align_up(bytes, BLK_MIN);
+  unsigned fl, sl;
+  search_class(size / BLK_MIN, &fl, &sl);
+  if (fl >= SHMVAL__FL_COUNT)
+    return SHMVAL_ENOMEM;
+  int rc = heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  uint64_t b = find_free(seg, fl, sl);
+  if (b == 0) {
+    heap_unlock(seg);
+    return SHMVAL_ENOMEM;
+  }
+  uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0;
+  if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, w & ~SHMVAL__BLK_FLAGS) ||
+      (w & ~SHMVAL__BLK_FLAGS) < size) {
+    heap_unlock(seg);
+    return SHMVAL_ECORRUPT;
+  }
+  carve(seg, b, size);
+  heap_unlock(seg);
+  *off = b;
+  return 0;
+}
+
+/* Give the interior pages of a big block back before it is freed. */
+static void discard_interior(shmval__seg *seg, uint64_t off, uint64_t size) {
+  if (size < DISCARD_MIN)
+    return;
+  uint64_t ps = shmval__prim_page_size();
+  uint64_t base = (uint64_t)(uintptr_t)seg;
+  uint64_t lo = align_up(base + off + BLK_MIN, ps);
+  uint64_t hi = (base + off + size - 8) & ~(ps - 1);
+  if (hi > lo)
+    shmval__prim_discard((void *)(uintptr_t)lo, hi - lo);
+}
+
+int shmval__heap_free(shmval__seg *seg, uint64_t off) {
+  if (!blk_off_ok(seg, off))
+    return SHMVAL_ECORRUPT;
+  /*
+   * The block is still ours until it is on a free list, so its pages can be
+   * dropped without the lock (no other process may be using them).
+   */
+  discard_interior(seg, off, shmval__blk_size(seg, off));
+  int rc = heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
+  if ((w & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size)) {
+    heap_unlock(seg);
+    return SHMVAL_ECORRUPT;
+  }
+  uint64_t start = off, total = size, next = off + size;
+  if (next < seg->heap_end && (*word_at(seg, next) & SHMVAL__BLK_FREE)) {
+    uint64_t nsize = *word_at(seg, next) & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, next, nsize))
+      goto corrupt;
+    list_remove(seg, next, nsize);
+    total += nsize;
+  }
+  if (w & SHMVAL__BLK_PREV_FREE) {
+    uint64_t psize = off > seg->heap_start ? *word_at(seg, off - 8) : 0;
+    uint64_t prev = off - psize;
+    if (psize == 0 || psize > off - seg->heap_start || !blk_ok(seg, prev, psize) ||
+        *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE))
+      goto corrupt;
+    list_remove(seg, prev, psize);
+    start = prev;
+    total += psize;
+  }
+  /* One store makes the merged block; the rest is derived data. */
+  *word_at(seg, start) = total | SHMVAL__BLK_FREE;
+  set_footer(seg, start, total);
+  list_insert(seg, start, total);
+  if (start + total < seg->heap_end)
+    *word_at(seg, start + total) |= SHMVAL__BLK_PREV_FREE;
+  seg->used -= size;
+  seg->blocks--;
+  heap_unlock(seg);
+  return 0;
+corrupt:
+  heap_unlock(seg);
+  return SHMVAL_ECORRUPT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Verification. */
+
+/* Walk the block chain; fills @p st and checks flags, tags and counters. */
+static int check_chain(shmval__seg *seg, shmval__heap_stat *st) {
+  bool prev_free = false;
+  uint64_t off;
+  for (off = seg->heap_start; off < seg->heap_end;) {
+    uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, off, size) || (w & (SHMVAL__BLK_FLAGS & ~UINT64_C(3))) != 0)
+      return SHMVAL_ECORRUPT;
+    if (((w & SHMVAL__BLK_PREV_FREE) != 0) != prev_free)
+      return SHMVAL_ECORRUPT;
+    if (w & SHMVAL__BLK_FREE) {
+      if (prev_free || *word_at(seg, off + size - 8) != size)
+        return SHMVAL_ECORRUPT;
+      st->free += size;
+      st->free_blocks++;
+      if (size > st->largest_free)
+        st->largest_free = size;
+    } else {
+      st->used += size;
+      st->blocks++;
+    }
+    prev_free = (w & SHMVAL__BLK_FREE) != 0;
+    off += size;
+  }
+  if (off != seg->heap_end || st->used != seg->used || st->blocks != seg->blocks)
+    return SHMVAL_ECORRUPT;
+  st->total = seg->heap_end - seg->heap_start;
+  return st->used + st->free == st->total ? 0 : SHMVAL_ECORRUPT;
+}
+
+/* Check one free list; adds its length to *count. */
+static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit,
+                      uint64_t *count) {
+  uint64_t prev = 0, off = seg->free_head[fl][sl];
+  bool bit = (seg->sl_bitmap[fl] >> sl) & 1u;
+  if (bit != (off != 0))
+    return SHMVAL_ECORRUPT;
+  while (off != 0) {
+    if (++*count > limit || !blk_off_ok(seg, off))
+      return SHMVAL_ECORRUPT; /* a cycle, or a stray link */
+    shmval__free_blk *b = fblk(seg, off);
+    uint64_t size = b->size_flags & ~SHMVAL__BLK_FLAGS;
+    unsigned f, s;
+    if (!(b->size_flags & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size) || b->prev != prev)
+      return SHMVAL_ECORRUPT;
+    size_class(size / BLK_MIN, &f, &s);
+    if (f != fl || s != sl)
+      return SHMVAL_ECORRUPT;
+    prev = off;
+    off = b->next;
+  }
+  return 0;
+}
+
+int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st) {
+  memset(st, 0, sizeof *st);
+  int rc = heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  rc = check_chain(seg, st);
+  uint64_t listed = 0;
+  for (unsigned fl = 0; rc == 0 && fl < SHMVAL__FL_COUNT; fl++) {
+    if (((seg->fl_bitmap >> fl) & 1u) != (seg->sl_bitmap[fl] != 0))
+      rc = SHMVAL_ECORRUPT;
+    for (unsigned sl = 0; rc == 0 && sl < SHMVAL__SL_COUNT; sl++)
+      rc = check_list(seg, fl, sl, st->free_blocks, &listed);
+  }
+  if (rc == 0 && listed != st->free_blocks)
+    rc = SHMVAL_ECORRUPT;
+  heap_unlock(seg);
+  return rc;
+}

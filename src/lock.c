@@ -1,0 +1,196 @@
+/*
+ * Robust, process-shared locks.
+ *
+ * The pthread mutex underneath is robust and process-shared but not
+ * recursive. Ownership and recursion are tracked in the lock itself: `owner`
+ * holds a token of the holding thread, `depth` its recursion depth. Tokens are
+ * 64-bit values unique across the threads of all processes: a random
+ * per-process seed (drawn again in every fork child) plus a per-thread
+ * counter, so neither a recycled thread id nor a recycled pid can make a new
+ * thread believe it holds a lock that a dead one held. A recursive acquire by
+ * the holder therefore costs no atomic read-modify-write, and the condition
+ * variable of a later issue can release and restore a recursive hold.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+static _Atomic uint64_t token_next;
+static _Thread_local uint64_t tls_token __attribute__((tls_model("initial-exec")));
+static pthread_once_t token_once = PTHREAD_ONCE_INIT;
+
+static void token_reseed(void) {
+  atomic_store_explicit(&token_next, shmval__prim_random64(), memory_order_relaxed);
+}
+
+/* In a fork child the forking thread must not keep its parent's identity. */
+static void token_fork_child(void) {
+  tls_token = 0;
+  token_reseed();
+}
+
+static void token_init(void) {
+  token_reseed();
+  (void)pthread_atfork(NULL, NULL, token_fork_child);
+}
+
+static uint64_t token_new(void) {
+  uint64_t t;
+  pthread_once(&token_once, token_init);
+  do
+    t = atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
+  while (t == 0);
+  tls_token = t;
+  return t;
+}
+
+static inline uint64_t my_token(void) {
+  uint64_t t = tls_token;
+  return SHMVAL__LIKELY(t != 0) ? t : token_new();
+}
+
+int shmval__mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+  if (rc != 0)
+    return -rc;
+  rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (rc == 0)
+    rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0)
+    rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return -rc;
+}
+
+int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back) {
+  int rc = shmval__mutex_init(&l->mutex);
+  if (rc != 0)
+    return rc;
+  l->flags = (uint16_t)flags;
+  l->host_back = host_back;
+  atomic_init(&l->refs, 1);
+  l->depth = 0;
+  atomic_init(&l->owner, 0);
+  atomic_store_explicit(&l->magic, SHMVAL__LOCK_MAGIC, memory_order_release);
+  return 0;
+}
+
+static inline int lock_check(const shmval__lock *l) {
+  if (SHMVAL__UNLIKELY(l == NULL))
+    return SHMVAL_EINVAL;
+  uint32_t m = atomic_load_explicit(&l->magic, memory_order_acquire);
+  if (SHMVAL__LIKELY(m == SHMVAL__LOCK_MAGIC))
+    return 0;
+  return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+}
+
+static inline bool owned_by(const shmval__lock *l, uint64_t tok) {
+  return atomic_load_explicit(&l->owner, memory_order_relaxed) == tok;
+}
+
+/* Turn a pthread result into ours, taking ownership on success. */
+static int took(shmval__lock *l, uint64_t tok, int rc) {
+  int ret = 0;
+  if (SHMVAL__UNLIKELY(rc != 0)) {
+    if (rc != EOWNERDEAD)
+      return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+    /* The dead owner's depth and token are meaningless now. */
+    pthread_mutex_consistent(&l->mutex);
+    ret = SHMVAL_OWNERDEAD;
+  }
+  l->depth = 1;
+  atomic_store_explicit(&l->owner, tok, memory_order_relaxed);
+  return ret;
+}
+
+/* The holder's re-entry: recursion, or the non-recursive refusal @p busy. */
+static int reenter(shmval__lock *l, int busy) {
+  if (!(l->flags & SHMVAL__LOCK_RECURSIVE))
+    return busy;
+  if (l->depth == UINT32_MAX)
+    return SHMVAL_EAGAIN;
+  l->depth++;
+  return 0;
+}
+
+int shmval__lock_acquire(shmval__lock *l) {
+  int rc = lock_check(l);
+  if (SHMVAL__UNLIKELY(rc != 0))
+    return rc;
+  uint64_t tok = my_token();
+  if (owned_by(l, tok))
+    return reenter(l, SHMVAL_EDEADLK);
+  return took(l, tok, pthread_mutex_lock(&l->mutex));
+}
+
+static int lock_try(shmval__lock *l) {
+  int rc = lock_check(l);
+  if (rc != 0)
+    return rc;
+  uint64_t tok = my_token();
+  if (owned_by(l, tok))
+    return reenter(l, SHMVAL_EBUSY);
+  return took(l, tok, pthread_mutex_trylock(&l->mutex));
+}
+
+int shmval__lock_release(shmval__lock *l) {
+  int rc = lock_check(l);
+  if (SHMVAL__UNLIKELY(rc != 0))
+    return rc;
+  if (!owned_by(l, my_token()))
+    return SHMVAL_EPERM;
+  if (--l->depth > 0)
+    return 0;
+  atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+  rc = pthread_mutex_unlock(&l->mutex);
+  return -rc;
+}
+
+int shmval__lock_try_exclusive(shmval__lock *l) {
+  int rc = lock_check(l);
+  if (rc != 0)
+    return rc;
+  if (owned_by(l, my_token()))
+    return SHMVAL_EBUSY;
+  rc = lock_try(l);
+  return rc == SHMVAL_OWNERDEAD ? 0 : rc;
+}
+
+bool shmval__lock_owned(const shmval__lock *l) {
+  return lock_check(l) == 0 && tls_token != 0 && owned_by(l, tls_token);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API. */
+
+int shm_lock_acquire(shm_lock *l) { return shmval__lock_acquire((shmval__lock *)l); }
+
+int shm_lock_try_acquire(shm_lock *l) { return lock_try((shmval__lock *)l); }
+
+int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
+  shmval__lock *l = (shmval__lock *)lock;
+  int rc = lock_check(l);
+  if (rc != 0)
+    return rc;
+  if (isnan(seconds))
+    return SHMVAL_EINVAL;
+  if (seconds < 0)
+    return shmval__lock_acquire(l);
+  if (seconds == 0)
+    return lock_try(l);
+  uint64_t tok = my_token();
+  if (owned_by(l, tok))
+    return reenter(l, SHMVAL_EDEADLK);
+  struct timespec ts;
+  shmval__prim_deadline(seconds, &ts);
+  return took(l, tok, pthread_mutex_clocklock(&l->mutex, CLOCK_MONOTONIC, &ts));
+}
+
+int shm_lock_release(shm_lock *l) { return shmval__lock_release((shmval__lock *)l); }
+
+int shm_lock_is_owned(const shm_lock *l) {
+  return shmval__lock_owned((const shmval__lock *)l) ? 1 : 0;
+}
