@@ -228,6 +228,26 @@ static uint64_t find_free(const shmval__seg *seg, unsigned fl, unsigned sl) {
   return seg->free_head[fl][__builtin_ctz(sl_map)];
 }
 
+/*
+ * The rounded-up search skips blocks in the request's own class that might
+ * fit (a dedicated segment's only block, say): look at a few of them.
+ */
+static uint64_t find_in_own_class(const shmval__seg *seg, uint64_t size) {
+  unsigned fl, sl, scanned = 0;
+  size_class(size / BLK_MIN, &fl, &sl);
+  if (fl >= SHMVAL__FL_COUNT)
+    return 0;
+  for (uint64_t off = seg->free_head[fl][sl]; off != 0 && scanned < 16; scanned++) {
+    if (!blk_off_ok(seg, off))
+      return 0;
+    const shmval__free_blk *b = (const shmval__free_blk *)((const char *)seg + off);
+    if ((b->size_flags & ~SHMVAL__BLK_FLAGS) >= size)
+      return off;
+    off = b->next;
+  }
+  return 0;
+}
+
 /* Take @p size bytes from the front of the free block at @p off. */
 static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
   uint64_t w = *word_at(seg, off), bsize = w & ~SHMVAL__BLK_FLAGS;
@@ -256,12 +276,12 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
   uint64_t size = align_up(bytes, BLK_MIN);
   unsigned fl, sl;
   search_class(size / BLK_MIN, &fl, &sl);
-  if (fl >= SHMVAL__FL_COUNT)
-    return SHMVAL_ENOMEM;
   int rc = heap_lock(seg);
   if (rc != 0)
     return rc;
-  uint64_t b = find_free(seg, fl, sl);
+  uint64_t b = fl < SHMVAL__FL_COUNT ? find_free(seg, fl, sl) : 0;
+  if (b == 0)
+    b = find_in_own_class(seg, size);
   if (b == 0) {
     heap_unlock(seg);
     return SHMVAL_ENOMEM;
