@@ -168,11 +168,47 @@ typedef struct shmval__lock {
 #define SHMVAL__OBJ_HDR_OFF 8u /* object header offset within its block */
 
 int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back);
+/* Acquire/release a lock known to be alive (no magic check). */
 int shmval__lock_acquire(shmval__lock *l);
 int shmval__lock_release(shmval__lock *l);
 /* Acquire @p l for destruction: EBUSY if anyone holds it, the caller too. */
 int shmval__lock_try_exclusive(shmval__lock *l);
 bool shmval__lock_owned(const shmval__lock *l);
+/* The calling thread's owner token (lock.c); 0 until it first needs one. */
+extern _Thread_local uint64_t shmval__tls_token __attribute__((tls_model("initial-exec")));
+uint64_t shmval__token_new(void);
+/* Map a pthread lock result, taking ownership with token @p tok. */
+int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc);
+int shmval__lock_reenter(shmval__lock *l, int busy);
+
+static inline uint64_t shmval__my_token(void) {
+  uint64_t t = shmval__tls_token;
+  return SHMVAL__LIKELY(t != 0) ? t : shmval__token_new();
+}
+
+/* The fast paths, inlined into the object accessors. */
+static inline int shmval__lock_enter(shmval__lock *l) {
+  uint64_t tok = shmval__my_token();
+  if (SHMVAL__UNLIKELY(atomic_load_explicit(&l->owner, memory_order_relaxed) == tok))
+    return shmval__lock_reenter(l, SHMVAL_EDEADLK);
+  int rc = pthread_mutex_lock(&l->mutex);
+  if (SHMVAL__UNLIKELY(rc != 0))
+    return shmval__lock_took(l, tok, rc);
+  l->depth = 1;
+  atomic_store_explicit(&l->owner, tok, memory_order_relaxed);
+  return 0;
+}
+
+static inline int shmval__lock_leave(shmval__lock *l) {
+  uint64_t tok = shmval__tls_token;
+  if (SHMVAL__UNLIKELY(tok == 0 ||
+                       atomic_load_explicit(&l->owner, memory_order_relaxed) != tok))
+    return SHMVAL_EPERM;
+  if (--l->depth > 0)
+    return 0;
+  atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+  return -pthread_mutex_unlock(&l->mutex);
+}
 /* Lock a robust mutex, mapping the result; 0, SHMVAL_OWNERDEAD or error. */
 int shmval__mutex_init(pthread_mutex_t *m);
 int shmval__mutex_lock(pthread_mutex_t *m);

@@ -18,7 +18,7 @@
 #include <time.h>
 
 static _Atomic uint64_t token_next;
-static _Thread_local uint64_t tls_token __attribute__((tls_model("initial-exec")));
+_Thread_local uint64_t shmval__tls_token __attribute__((tls_model("initial-exec")));
 static pthread_once_t token_once = PTHREAD_ONCE_INIT;
 
 static void token_reseed(void) {
@@ -27,7 +27,7 @@ static void token_reseed(void) {
 
 /* In a fork child the forking thread must not keep its parent's identity. */
 static void token_fork_child(void) {
-  tls_token = 0;
+  shmval__tls_token = 0;
   token_reseed();
 }
 
@@ -36,20 +36,16 @@ static void token_init(void) {
   (void)pthread_atfork(NULL, NULL, token_fork_child);
 }
 
-static uint64_t token_new(void) {
+uint64_t shmval__token_new(void) {
   uint64_t t;
   pthread_once(&token_once, token_init);
   do
     t = atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
   while (t == 0);
-  tls_token = t;
+  shmval__tls_token = t;
   return t;
 }
 
-static inline uint64_t my_token(void) {
-  uint64_t t = tls_token;
-  return SHMVAL__LIKELY(t != 0) ? t : token_new();
-}
 
 int shmval__mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t a;
@@ -92,9 +88,9 @@ static inline bool owned_by(const shmval__lock *l, uint64_t tok) {
 }
 
 /* Turn a pthread result into ours, taking ownership on success. */
-static int took(shmval__lock *l, uint64_t tok, int rc) {
+int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc) {
   int ret = 0;
-  if (SHMVAL__UNLIKELY(rc != 0)) {
+  if (rc != 0) {
     if (rc != EOWNERDEAD)
       return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
     /* The dead owner's depth and token are meaningless now. */
@@ -107,7 +103,7 @@ static int took(shmval__lock *l, uint64_t tok, int rc) {
 }
 
 /* The holder's re-entry: recursion, or the non-recursive refusal @p busy. */
-static int reenter(shmval__lock *l, int busy) {
+int shmval__lock_reenter(shmval__lock *l, int busy) {
   if (!(l->flags & SHMVAL__LOCK_RECURSIVE))
     return busy;
   if (l->depth == UINT32_MAX)
@@ -118,49 +114,36 @@ static int reenter(shmval__lock *l, int busy) {
 
 int shmval__lock_acquire(shmval__lock *l) {
   int rc = lock_check(l);
-  if (SHMVAL__UNLIKELY(rc != 0))
-    return rc;
-  uint64_t tok = my_token();
-  if (owned_by(l, tok))
-    return reenter(l, SHMVAL_EDEADLK);
-  return took(l, tok, pthread_mutex_lock(&l->mutex));
+  return SHMVAL__LIKELY(rc == 0) ? shmval__lock_enter(l) : rc;
 }
 
 static int lock_try(shmval__lock *l) {
   int rc = lock_check(l);
   if (rc != 0)
     return rc;
-  uint64_t tok = my_token();
+  uint64_t tok = shmval__my_token();
   if (owned_by(l, tok))
-    return reenter(l, SHMVAL_EBUSY);
-  return took(l, tok, pthread_mutex_trylock(&l->mutex));
+    return shmval__lock_reenter(l, SHMVAL_EBUSY);
+  return shmval__lock_took(l, tok, pthread_mutex_trylock(&l->mutex));
 }
 
 int shmval__lock_release(shmval__lock *l) {
   int rc = lock_check(l);
-  if (SHMVAL__UNLIKELY(rc != 0))
-    return rc;
-  if (!owned_by(l, my_token()))
-    return SHMVAL_EPERM;
-  if (--l->depth > 0)
-    return 0;
-  atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
-  rc = pthread_mutex_unlock(&l->mutex);
-  return -rc;
+  return SHMVAL__LIKELY(rc == 0) ? shmval__lock_leave(l) : rc;
 }
 
 int shmval__lock_try_exclusive(shmval__lock *l) {
   int rc = lock_check(l);
   if (rc != 0)
     return rc;
-  if (owned_by(l, my_token()))
+  if (owned_by(l, shmval__my_token()))
     return SHMVAL_EBUSY;
   rc = lock_try(l);
   return rc == SHMVAL_OWNERDEAD ? 0 : rc;
 }
 
 bool shmval__lock_owned(const shmval__lock *l) {
-  return lock_check(l) == 0 && tls_token != 0 && owned_by(l, tls_token);
+  return lock_check(l) == 0 && shmval__tls_token != 0 && owned_by(l, shmval__tls_token);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -181,12 +164,12 @@ int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
     return shmval__lock_acquire(l);
   if (seconds == 0)
     return lock_try(l);
-  uint64_t tok = my_token();
+  uint64_t tok = shmval__my_token();
   if (owned_by(l, tok))
-    return reenter(l, SHMVAL_EDEADLK);
+    return shmval__lock_reenter(l, SHMVAL_EDEADLK);
   struct timespec ts;
   shmval__prim_deadline(seconds, &ts);
-  return took(l, tok, pthread_mutex_clocklock(&l->mutex, CLOCK_MONOTONIC, &ts));
+  return shmval__lock_took(l, tok, pthread_mutex_clocklock(&l->mutex, CLOCK_MONOTONIC, &ts));
 }
 
 int shm_lock_release(shm_lock *l) { return shmval__lock_release((shmval__lock *)l); }

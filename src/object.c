@@ -304,11 +304,12 @@ static inline void copy_elem(void *dst, const void *src, size_t n) {
 static inline int locked_copy(const shmval__obj *o, void *dst, const void *src, size_t n) {
   shmval__lock *l = obj_lock(o);
   int rc = 0;
-  if (l != NULL && (rc = shmval__lock_acquire(l)) < 0)
+  /* A live object holds a reference on its lock, so the lock is alive too. */
+  if (l != NULL && (rc = shmval__lock_enter(l)) < 0)
     return rc;
   copy_elem(dst, src, n);
   if (l != NULL) {
-    int r = shmval__lock_release(l);
+    int r = shmval__lock_leave(l);
     if (r != 0)
       return r;
   }
@@ -350,7 +351,7 @@ static int obj_lock_op(void *h, unsigned kind, bool acquire) {
   shmval__lock *l = obj_lock(o);
   if (l == NULL)
     return SHMVAL_ENOLOCK;
-  return acquire ? shmval__lock_acquire(l) : shmval__lock_release(l);
+  return acquire ? shmval__lock_enter(l) : shmval__lock_leave(l);
 }
 
 int shm_value_acquire(shm_value *v) { return obj_lock_op(v, SHMVAL__KIND_VALUE, true); }
@@ -462,7 +463,7 @@ static int str_get(shmval__obj *o, int type, void *buf, size_t cap) {
   if (buf == NULL || cap == 0)
     return SHMVAL_EINVAL;
   shmval__lock *l = obj_lock(o);
-  if (l != NULL && (rc = shmval__lock_acquire(l)) < 0)
+  if (l != NULL && (rc = shmval__lock_enter(l)) < 0)
     return rc;
   int ret = rc;
   size_t n = str_len(o), es = o->elem_size;
@@ -472,7 +473,7 @@ static int str_get(shmval__obj *o, int type, void *buf, size_t cap) {
     memcpy(buf, payload(o), n * es);
     memset((char *)buf + n * es, 0, es);
   }
-  if (l != NULL && (rc = shmval__lock_release(l)) != 0)
+  if (l != NULL && (rc = shmval__lock_leave(l)) != 0)
     return rc;
   return ret;
 }

@@ -1,0 +1,295 @@
+/*
+ * bench_core: libshmval's core operations beside the raw POSIX code doing the
+ * same thing, measured in the same run, printed as ratios.
+ *
+ *   bench_core [--quick]
+ *
+ * Each figure is the median of 11 repetitions (min and max shown) in ns per
+ * operation, or GB/s for bulk copies. Library and baseline runs alternate
+ * within each repetition, and the ratio is the median of the per-repetition
+ * ratios, so that drift in the machine's speed cancels out. Baselines are the plainest correct POSIX
+ * code: a robust process-shared pthread mutex around the same operation in a
+ * MAP_SHARED mapping, memcpy, and mmap + mutex init + munmap for creation.
+ */
+#include <shmval.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define REPS 11
+#define DASHES "----------------------------------------"
+
+static int quick;
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+typedef void (*bench_fn)(void *ctx, long iters);
+
+typedef struct stat3 {
+  double med, min, max;
+} stat3;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static stat3 summarise(double *t) {
+  qsort(t, REPS, sizeof t[0], cmp_double);
+  return (stat3){t[REPS / 2], t[0], t[REPS - 1]};
+}
+
+/* One timed run of @p fn over @p iters operations: ns per operation. */
+static double run_once(bench_fn fn, void *ctx, long iters) {
+  double t0 = now_ns();
+  fn(ctx, iters);
+  return (now_ns() - t0) / (double)iters;
+}
+
+/* A measured pair: the library, its baseline and the median ratio lib/base. */
+typedef struct pair {
+  stat3 lib, base;
+  double ratio;
+} pair;
+
+static pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx,
+                    long biters) {
+  double tl[REPS], tb[REPS], tr[REPS];
+  lib(lctx, liters / 10 + 1); /* warm up */
+  base(bctx, biters / 10 + 1);
+  for (int r = 0; r < REPS; r++) {
+    tl[r] = run_once(lib, lctx, liters);
+    tb[r] = run_once(base, bctx, biters);
+    tr[r] = tl[r] / tb[r];
+  }
+  pair p = {summarise(tl), summarise(tb), summarise(tr).med};
+  return p;
+}
+
+static void row_ns(const char *name, pair p, const char *target) {
+  printf("| %-36s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-10s |\n", name,
+         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
+}
+
+static void row_gbs(const char *name, pair p, double bytes, const char *target) {
+  /* Throughput: bytes per ns is GB/s; the ratio is libshmval / baseline. */
+  printf("| %-36s | %6.2f (%5.2f-%5.2f) | %6.2f (%5.2f-%5.2f) | %6.2fx | %-10s |\n", name,
+         bytes / p.lib.med, bytes / p.lib.max, bytes / p.lib.min, bytes / p.base.med,
+         bytes / p.base.max, bytes / p.base.min, 1.0 / p.ratio, target);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The raw POSIX baseline: a robust process-shared mutex and a long, shared. */
+
+typedef struct raw_obj {
+  pthread_mutex_t m;
+  long value;
+} raw_obj;
+
+static raw_obj *raw_new(void) {
+  raw_obj *r = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pthread_mutexattr_t a;
+  if (r == MAP_FAILED)
+    return NULL;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&r->m, &a);
+  pthread_mutexattr_destroy(&a);
+  return r;
+}
+
+static void raw_lock(raw_obj *r) {
+  if (pthread_mutex_lock(&r->m) == EOWNERDEAD)
+    pthread_mutex_consistent(&r->m);
+}
+
+static volatile long sink;
+
+static void base_get(void *ctx, long n) {
+  raw_obj *r = ctx;
+  for (long i = 0; i < n; i++) {
+    raw_lock(r);
+    sink = r->value;
+    pthread_mutex_unlock(&r->m);
+  }
+}
+
+static void base_set(void *ctx, long n) {
+  raw_obj *r = ctx;
+  for (long i = 0; i < n; i++) {
+    raw_lock(r);
+    r->value = i;
+    pthread_mutex_unlock(&r->m);
+  }
+}
+
+static void base_incr(void *ctx, long n) {
+  raw_obj *r = ctx;
+  for (long i = 0; i < n; i++) {
+    raw_lock(r);
+    r->value++;
+    pthread_mutex_unlock(&r->m);
+  }
+}
+
+static void base_raw_get(void *ctx, long n) {
+  volatile long *p = &((raw_obj *)ctx)->value;
+  for (long i = 0; i < n; i++)
+    sink = *p;
+}
+
+static void base_raw_set(void *ctx, long n) {
+  volatile long *p = &((raw_obj *)ctx)->value;
+  for (long i = 0; i < n; i++)
+    *p = i;
+}
+
+static void base_create(void *ctx, long n) {
+  (void)ctx;
+  for (long i = 0; i < n; i++) {
+    raw_obj *r = raw_new();
+    pthread_mutex_destroy(&r->m);
+    munmap(r, 4096);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* libshmval. */
+
+static void lib_get(void *ctx, long n) {
+  long x;
+  for (long i = 0; i < n; i++) {
+    shm_value_get(ctx, &x);
+    sink = x;
+  }
+}
+
+static void lib_set(void *ctx, long n) {
+  for (long i = 0; i < n; i++)
+    shm_value_set(ctx, &i);
+}
+
+static void lib_incr(void *ctx, long n) {
+  shm_value *v = ctx;
+  long *p = shm_value_ptr(v);
+  for (long i = 0; i < n; i++) {
+    shm_value_acquire(v);
+    (*p)++;
+    shm_value_release(v);
+  }
+}
+
+static void lib_create(void *ctx, long n) {
+  (void)ctx;
+  shm_value *v;
+  for (long i = 0; i < n; i++) {
+    shm_value_create(&v, SHMVAL_LONG, NULL, NULL);
+    shm_value_destroy(v);
+  }
+}
+
+typedef struct bulk {
+  shm_array *a;
+  void *shared, *buf;
+  size_t bytes;
+} bulk;
+
+static void lib_read(void *ctx, long n) {
+  bulk *b = ctx;
+  for (long i = 0; i < n; i++)
+    shm_array_read(b->a, 0, shm_array_length(b->a), b->buf);
+}
+
+static void lib_write(void *ctx, long n) {
+  bulk *b = ctx;
+  for (long i = 0; i < n; i++)
+    shm_array_write(b->a, 0, shm_array_length(b->a), b->buf);
+}
+
+static void base_read(void *ctx, long n) {
+  bulk *b = ctx;
+  for (long i = 0; i < n; i++) {
+    memcpy(b->buf, b->shared, b->bytes);
+    __asm__ volatile("" ::: "memory");
+  }
+}
+
+static void base_write(void *ctx, long n) {
+  bulk *b = ctx;
+  for (long i = 0; i < n; i++) {
+    memcpy(b->shared, b->buf, b->bytes);
+    __asm__ volatile("" ::: "memory");
+  }
+}
+
+static int bench_bulk(size_t mib) {
+  bulk b = {.bytes = mib << 20};
+  char name[64];
+  if (shm_array_create(&b.a, SHMVAL_UCHAR, b.bytes, NULL, NULL) != 0)
+    return 1;
+  b.shared = mmap(NULL, b.bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  b.buf = malloc(b.bytes);
+  if (b.shared == MAP_FAILED || b.buf == NULL)
+    return 1;
+  memset(b.buf, 1, b.bytes);
+  memset(b.shared, 1, b.bytes);
+  long iters = quick ? 2 : (long)(512 / mib) + 2;
+  snprintf(name, sizeof name, "array bulk read, %zu MiB", mib);
+  row_gbs(name, measure(lib_read, &b, iters, base_read, &b, iters), (double)b.bytes,
+          ">= 0.90x");
+  snprintf(name, sizeof name, "array bulk write, %zu MiB", mib);
+  row_gbs(name, measure(lib_write, &b, iters, base_write, &b, iters), (double)b.bytes,
+          ">= 0.90x");
+  munmap(b.shared, b.bytes);
+  free(b.buf);
+  shm_array_destroy(b.a);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  long n = quick ? 200000 : 5000000;
+  shm_value *v, *rv;
+  shm_opts raw = {.flags = SHMVAL_RAW};
+  raw_obj *r = raw_new();
+  if (r == NULL || shm_value_create(&v, SHMVAL_LONG, NULL, NULL) != 0 ||
+      shm_value_create(&rv, SHMVAL_LONG, NULL, &raw) != 0) {
+    fprintf(stderr, "bench_core: setup failed\n");
+    return 1;
+  }
+  printf("libshmval %s core benchmark: median of %d alternating runs (min-max), one "
+         "process\n\n",
+         shmval_version(), REPS);
+  printf("| %-36s | %-24s | %-24s | %-7s | %-10s |\n", "operation (ns/op)", "libshmval",
+         "raw POSIX baseline", "ratio", "target");
+  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
+  row_ns("locked get (long)", measure(lib_get, v, n, base_get, r, n), "<= 1.15x");
+  row_ns("locked set (long)", measure(lib_set, v, n, base_set, r, n), "<= 1.15x");
+  row_ns("locked increment (acquire, ++, release)", measure(lib_incr, v, n, base_incr, r, n),
+         "<= 1.15x");
+  row_ns("raw get (long) vs plain load", measure(lib_get, rv, n, base_raw_get, r, n), "-");
+  row_ns("raw set (long) vs plain store", measure(lib_set, rv, n, base_raw_set, r, n), "-");
+  long nc = quick ? 20000 : 1000000;
+  row_ns("Value create+destroy vs mmap+init", measure(lib_create, NULL, nc, base_create, NULL,
+                                                      nc / 20),
+         "< 1000 ns");
+  printf("\n| %-36s | %-24s | %-24s | %-7s | %-10s |\n", "bulk copy (GB/s)", "libshmval",
+         "memcpy baseline", "ratio", "target");
+  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
+  int rc = bench_bulk(8) || bench_bulk(64);
+  shm_value_destroy(v);
+  shm_value_destroy(rv);
+  pthread_mutex_destroy(&r->m);
+  munmap(r, 4096);
+  return rc;
+}
