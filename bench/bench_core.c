@@ -7,9 +7,9 @@
  * Each figure is the median of 11 repetitions (min and max shown) in ns per
  * operation, or GB/s for bulk copies. Library and baseline runs alternate
  * within each repetition, and the ratio is the median of the per-repetition
- * ratios, so that drift in the machine's speed cancels out. Baselines are the plainest correct POSIX
- * code: a robust process-shared pthread mutex around the same operation in a
- * MAP_SHARED mapping, memcpy, and mmap + mutex init + munmap for creation.
+ * ratios, so that drift in the machine's speed cancels out. Baselines are the plainest correct
+ * POSIX code: a robust process-shared pthread mutex around the same operation in a MAP_SHARED
+ * mapping, memcpy, and mmap + mutex init + munmap for creation.
  */
 #include <shmval.h>
 
@@ -61,8 +61,7 @@ typedef struct pair {
   double ratio;
 } pair;
 
-static pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx,
-                    long biters) {
+static pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx, long biters) {
   double tl[REPS], tb[REPS], tr[REPS];
   lib(lctx, liters / 10 + 1); /* warm up */
   base(bctx, biters / 10 + 1);
@@ -245,11 +244,9 @@ static int bench_bulk(size_t mib) {
   memset(b.shared, 1, b.bytes);
   long iters = quick ? 2 : (long)(512 / mib) + 2;
   snprintf(name, sizeof name, "array bulk read, %zu MiB", mib);
-  row_gbs(name, measure(lib_read, &b, iters, base_read, &b, iters), (double)b.bytes,
-          ">= 0.90x");
+  row_gbs(name, measure(lib_read, &b, iters, base_read, &b, iters), (double)b.bytes, ">= 0.90x");
   snprintf(name, sizeof name, "array bulk write, %zu MiB", mib);
-  row_gbs(name, measure(lib_write, &b, iters, base_write, &b, iters), (double)b.bytes,
-          ">= 0.90x");
+  row_gbs(name, measure(lib_write, &b, iters, base_write, &b, iters), (double)b.bytes, ">= 0.90x");
   munmap(b.shared, b.bytes);
   free(b.buf);
   shm_array_destroy(b.a);
@@ -280,9 +277,8 @@ int main(int argc, char **argv) {
   row_ns("raw get (long) vs plain load", measure(lib_get, rv, n, base_raw_get, r, n), "-");
   row_ns("raw set (long) vs plain store", measure(lib_set, rv, n, base_raw_set, r, n), "-");
   long nc = quick ? 20000 : 1000000;
-  row_ns("Value create+destroy vs mmap+init", measure(lib_create, NULL, nc, base_create, NULL,
-                                                      nc / 20),
-         "< 1000 ns");
+  row_ns("Value create+destroy vs mmap+init",
+         measure(lib_create, NULL, nc, base_create, NULL, nc / 20), "< 1000 ns");
   printf("\n| %-36s | %-24s | %-24s | %-7s | %-10s |\n", "bulk copy (GB/s)", "libshmval",
          "memcpy baseline", "ratio", "target");
   printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);

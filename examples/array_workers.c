@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
   shm_array_release(a);
   for (long i = 0; i < n; i++)
     want += (double)i * (double)i;
-  printf("%d workers filled %ld doubles; sum of squares %.0f (expected %.0f) %s\n", workers, n,
-         sum, want, sum == want && !failed ? "OK" : "WRONG");
+  printf("%d workers filled %ld doubles; sum of squares %.0f (expected %.0f) %s\n", workers, n, sum,
+         want, sum == want && !failed ? "OK" : "WRONG");
   shm_array_destroy(a);
   return sum == want && !failed ? 0 : 1;
 }

@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
   long total = 0;
   shm_value_get(counter, &total);
   long want = (long)children * per_child;
-  printf("%d processes x %ld locked increments: total %ld (expected %ld) %s\n", children,
-         per_child, total, want, total == want && !failed ? "OK" : "WRONG");
+  printf("%d processes x %ld locked increments: total %ld (expected %ld) %s\n", children, per_child,
+         total, want, total == want && !failed ? "OK" : "WRONG");
   printf("%.3f s, %.1f ns per increment\n", secs, want ? secs * 1e9 / (double)want : 0.0);
   shm_value_destroy(counter);
   return total == want && !failed ? 0 : 1;

@@ -76,27 +76,27 @@ SHMVAL_API const char *shmval_version(void);
  * The error table: XX(name, value, message). System errors use the negated
  * Linux errno value; the library's own codes lie in -30000..-30099.
  */
-#define SHMVAL_ERRNO_MAP(XX)                                                           \
-  XX(EPERM, SHMVAL__ESYS(1), "lock not held by the calling thread")                   \
-  XX(ENOENT, SHMVAL__ESYS(2), "no such object or segment")                            \
-  XX(EAGAIN, SHMVAL__ESYS(11), "resource temporarily unavailable")                    \
-  XX(ENOMEM, SHMVAL__ESYS(12), "out of memory")                                       \
-  XX(EACCES, SHMVAL__ESYS(13), "permission denied")                                   \
-  XX(EBUSY, SHMVAL__ESYS(16), "lock or object is busy")                               \
-  XX(EEXIST, SHMVAL__ESYS(17), "object or segment already exists")                    \
-  XX(EINVAL, SHMVAL__ESYS(22), "invalid argument")                                    \
-  XX(ENOSPC, SHMVAL__ESYS(28), "no space left in shared memory")                      \
-  XX(ERANGE, SHMVAL__ESYS(34), "index, slice or string out of range")                 \
-  XX(EDEADLK, SHMVAL__ESYS(35), "non-recursive lock already held by this thread")     \
-  XX(ETIMEDOUT, SHMVAL__ESYS(110), "timed out")                                       \
-  XX(ENOTRECOVERABLE, SHMVAL__ESYS(131), "lock is not recoverable")                   \
-  XX(ENOLOCK, -30001, "object has no lock (created raw)")                             \
-  XX(ETYPE, -30002, "wrong element type for this operation")                          \
-  XX(ESTALE, -30003, "handle refers to a destroyed object")                           \
-  XX(ECORRUPT, -30004, "shared memory structure is corrupt")                          \
-  XX(ENOTSHMVAL, -30005, "not a libshmval segment")                                   \
-  XX(EVERSION, -30006, "segment layout version not supported")                        \
-  XX(EABI, -30007, "segment made by an incompatible ABI")                             \
+#define SHMVAL_ERRNO_MAP(XX)                                                                       \
+  XX(EPERM, SHMVAL__ESYS(1), "lock not held by the calling thread")                                \
+  XX(ENOENT, SHMVAL__ESYS(2), "no such object or segment")                                         \
+  XX(EAGAIN, SHMVAL__ESYS(11), "resource temporarily unavailable")                                 \
+  XX(ENOMEM, SHMVAL__ESYS(12), "out of memory")                                                    \
+  XX(EACCES, SHMVAL__ESYS(13), "permission denied")                                                \
+  XX(EBUSY, SHMVAL__ESYS(16), "lock or object is busy")                                            \
+  XX(EEXIST, SHMVAL__ESYS(17), "object or segment already exists")                                 \
+  XX(EINVAL, SHMVAL__ESYS(22), "invalid argument")                                                 \
+  XX(ENOSPC, SHMVAL__ESYS(28), "no space left in shared memory")                                   \
+  XX(ERANGE, SHMVAL__ESYS(34), "index, slice or string out of range")                              \
+  XX(EDEADLK, SHMVAL__ESYS(35), "non-recursive lock already held by this thread")                  \
+  XX(ETIMEDOUT, SHMVAL__ESYS(110), "timed out")                                                    \
+  XX(ENOTRECOVERABLE, SHMVAL__ESYS(131), "lock is not recoverable")                                \
+  XX(ENOLOCK, -30001, "object has no lock (created raw)")                                          \
+  XX(ETYPE, -30002, "wrong element type for this operation")                                       \
+  XX(ESTALE, -30003, "handle refers to a destroyed object")                                        \
+  XX(ECORRUPT, -30004, "shared memory structure is corrupt")                                       \
+  XX(ENOTSHMVAL, -30005, "not a libshmval segment")                                                \
+  XX(EVERSION, -30006, "segment layout version not supported")                                     \
+  XX(EABI, -30007, "segment made by an incompatible ABI")                                          \
   XX(EUNINIT, -30008, "segment is not initialised")
 
 /** Error codes (negative) and the positive owner-died status. */
@@ -235,8 +235,8 @@ SHMVAL_API int shm_value_create(shm_value **out, shm_type type, const void *init
  * @param opts  As for shm_value_create().
  * @return As shm_value_create(); #SHMVAL_EINVAL for a bad size or alignment.
  */
-SHMVAL_API int shm_value_create_record(shm_value **out, size_t size, size_t align,
-                                       const void *init, const shm_opts *opts);
+SHMVAL_API int shm_value_create_record(shm_value **out, size_t size, size_t align, const void *init,
+                                       const shm_opts *opts);
 
 /**
  * @brief Destroy a Value and free its shared memory for reuse.
@@ -337,8 +337,8 @@ SHMVAL_API size_t shm_value_size(const shm_value *v);
  *         overflow or over 2^40 bytes, bad flags); #SHMVAL_ESTALE;
  *         #SHMVAL_ENOMEM.
  */
-SHMVAL_API int shm_array_create(shm_array **out, shm_type type, size_t length,
-                                const void *init, const shm_opts *opts);
+SHMVAL_API int shm_array_create(shm_array **out, shm_type type, size_t length, const void *init,
+                                const shm_opts *opts);
 
 /**
  * @brief Create an Array of fixed-size records (Python: `Array(MyStructure, n)`).
@@ -350,9 +350,8 @@ SHMVAL_API int shm_array_create(shm_array **out, shm_type type, size_t length,
  * @param opts   As for shm_value_create().
  * @return As shm_array_create().
  */
-SHMVAL_API int shm_array_create_record(shm_array **out, size_t size, size_t align,
-                                       size_t length, const void *init,
-                                       const shm_opts *opts);
+SHMVAL_API int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t length,
+                                       const void *init, const shm_opts *opts);
 
 /**
  * @brief Destroy an Array; see shm_value_destroy() for the semantics.
@@ -391,8 +390,7 @@ SHMVAL_API int shm_array_read(shm_array *a, size_t start, size_t count, void *ou
  * @brief Copy elements into [start, start+count), under the lock.
  * @return As shm_array_read().
  */
-SHMVAL_API int shm_array_write(shm_array *a, size_t start, size_t count,
-                               const void *in);
+SHMVAL_API int shm_array_write(shm_array *a, size_t start, size_t count, const void *in);
 
 /**
  * @brief Number of elements; 0 for NULL or invalid handles.

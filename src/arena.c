@@ -21,8 +21,8 @@
 
 typedef struct arena_seg {
   shmval__seg *seg;
-  size_t size;     /* bytes mapped */
-  uint64_t room;   /* heap bytes: no bigger block can ever fit */
+  size_t size;   /* bytes mapped */
+  uint64_t room; /* heap bytes: no bigger block can ever fit */
 } arena_seg;
 
 static struct {

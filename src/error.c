@@ -11,8 +11,8 @@ const char *shmval_strerror(int code) {
     return "success";
   case SHMVAL_OWNERDEAD:
     return "lock acquired; its previous owner died holding it";
-#define SHMVAL__XX(name, value, msg)                                                     \
-  case SHMVAL_##name:                                                                    \
+#define SHMVAL__XX(name, value, msg)                                                               \
+  case SHMVAL_##name:                                                                              \
     return msg;
     SHMVAL_ERRNO_MAP(SHMVAL__XX)
 #undef SHMVAL__XX
@@ -36,8 +36,8 @@ const char *shmval_err_name(int code) {
     return "SHMVAL_OK";
   case SHMVAL_OWNERDEAD:
     return "SHMVAL_OWNERDEAD";
-#define SHMVAL__XX(name, value, msg)                                                     \
-  case SHMVAL_##name:                                                                    \
+#define SHMVAL__XX(name, value, msg)                                                               \
+  case SHMVAL_##name:                                                                              \
     return "SHMVAL_" #name;
     SHMVAL_ERRNO_MAP(SHMVAL__XX)
 #undef SHMVAL__XX

@@ -41,7 +41,7 @@ uint64_t shmval__abi_fingerprint(void) {
   /* Everything a peer must agree on to read our structures, packed in bits. */
   uint64_t endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 1u : 2u;
   uint64_t fp = (uint64_t)sizeof(pthread_mutex_t);
-  fp |= (uint64_t)_Alignof(pthread_mutex_t) << 8;
+  fp |= (uint64_t) _Alignof(pthread_mutex_t) << 8;
   fp |= (uint64_t)sizeof(void *) << 16;
   fp |= endian << 24;
   fp |= (uint64_t)SHMVAL__CACHELINE << 28;
@@ -393,8 +393,7 @@ static int check_chain(shmval__seg *seg, shmval__heap_stat *st) {
 }
 
 /* Check one free list; adds its length to *count. */
-static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit,
-                      uint64_t *count) {
+static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit, uint64_t *count) {
   uint64_t prev = 0, off = seg->free_head[fl][sl];
   bool bit = (seg->sl_bitmap[fl] >> sl) & 1u;
   if (bit != (off != 0))

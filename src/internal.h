@@ -121,8 +121,8 @@ static inline uint64_t shmval__blk_size(const shmval__seg *seg, uint64_t off) {
 /* ------------------------------------------------------------------------ */
 /* Objects (object.c) and locks (lock.c).                                    */
 
-#define SHMVAL__OBJ_MAGIC UINT32_C(0x4a424f53) /* "SOBJ" */
-#define SHMVAL__OBJ_DEAD UINT32_C(0x44414544)  /* "DEAD" */
+#define SHMVAL__OBJ_MAGIC UINT32_C(0x4a424f53)  /* "SOBJ" */
+#define SHMVAL__OBJ_DEAD UINT32_C(0x44414544)   /* "DEAD" */
 #define SHMVAL__LOCK_MAGIC UINT32_C(0x4b434c53) /* "SLCK" */
 
 enum shmval__kind { SHMVAL__KIND_VALUE = 1, SHMVAL__KIND_ARRAY = 2, SHMVAL__KIND_LOCK = 3 };
@@ -158,9 +158,9 @@ typedef struct shmval__obj {
 typedef struct shmval__lock {
   _Atomic uint32_t magic;
   uint16_t flags;
-  uint16_t host_back;    /* bytes back from this lock to its host object */
-  _Atomic uint32_t refs; /* objects using it, its host included */
-  uint32_t depth;        /* recursion depth; written only by the holder */
+  uint16_t host_back;     /* bytes back from this lock to its host object */
+  _Atomic uint32_t refs;  /* objects using it, its host included */
+  uint32_t depth;         /* recursion depth; written only by the holder */
   _Atomic uint64_t owner; /* token of the holding thread; 0 = none */
   pthread_mutex_t mutex;
 } shmval__lock;
@@ -201,8 +201,7 @@ static inline int shmval__lock_enter(shmval__lock *l) {
 
 static inline int shmval__lock_leave(shmval__lock *l) {
   uint64_t tok = shmval__tls_token;
-  if (SHMVAL__UNLIKELY(tok == 0 ||
-                       atomic_load_explicit(&l->owner, memory_order_relaxed) != tok))
+  if (SHMVAL__UNLIKELY(tok == 0 || atomic_load_explicit(&l->owner, memory_order_relaxed) != tok))
     return SHMVAL_EPERM;
   if (--l->depth > 0)
     return 0;

@@ -46,7 +46,6 @@ uint64_t shmval__token_new(void) {
   return t;
 }
 
-
 int shmval__mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t a;
   int rc = pthread_mutexattr_init(&a);

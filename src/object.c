@@ -18,10 +18,10 @@
 /* Types. */
 
 static bool type_info(int t, size_t *size, size_t *align) {
-#define SHMVAL__T(code, ctype)                                                           \
-  case code:                                                                             \
-    *size = sizeof(ctype);                                                               \
-    *align = _Alignof(ctype);                                                            \
+#define SHMVAL__T(code, ctype)                                                                     \
+  case code:                                                                                       \
+    *size = sizeof(ctype);                                                                         \
+    *align = _Alignof(ctype);                                                                      \
     return true;
   switch (t) {
     SHMVAL__T('c', char)
@@ -59,24 +59,19 @@ static inline shmval__obj *obj_of(const void *h) { return (shmval__obj *)(uintpt
 static inline int obj_check(const shmval__obj *o, unsigned kind) {
   if (SHMVAL__UNLIKELY(o == NULL))
     return SHMVAL_EINVAL;
-  uint32_t m = atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic,
-                                    memory_order_acquire);
+  uint32_t m = atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire);
   if (SHMVAL__UNLIKELY(m != SHMVAL__OBJ_MAGIC))
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   return SHMVAL__LIKELY(o->kind == kind) ? 0 : SHMVAL_EINVAL;
 }
 
-static inline char *payload(const shmval__obj *o) {
-  return (char *)(uintptr_t)o + o->payload_rel;
-}
+static inline char *payload(const shmval__obj *o) { return (char *)(uintptr_t)o + o->payload_rel; }
 
 static inline shmval__lock *obj_lock(const shmval__obj *o) {
   return o->lock_rel == 0 ? NULL : (shmval__lock *)((char *)(uintptr_t)o + o->lock_rel);
 }
 
-static inline uint64_t block_off(const shmval__obj *o) {
-  return o->self_off - SHMVAL__OBJ_HDR_OFF;
-}
+static inline uint64_t block_off(const shmval__obj *o) { return o->self_off - SHMVAL__OBJ_HDR_OFF; }
 
 /* ------------------------------------------------------------------------ */
 /* Creation. */
@@ -137,14 +132,13 @@ static int lock_unref(shmval__lock *l) {
   return shmval__heap_free(shmval__obj_seg(host), block_off(host));
 }
 
-static int obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size,
-                      size_t align, size_t length, const void *init, const shm_opts *opts) {
+static int obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
+                      size_t length, const void *init, const shm_opts *opts) {
   uint64_t bytes;
   int rc = check_opts(opts);
   if (rc != 0 || out == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
-  if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) ||
-      bytes > PAYLOAD_MAX)
+  if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) || bytes > PAYLOAD_MAX)
     return SHMVAL_EINVAL;
   shmval__lock *shared = opts != NULL ? (shmval__lock *)opts->lock : NULL;
   unsigned flags = opts != NULL ? opts->flags : 0;
@@ -207,8 +201,7 @@ int shm_value_create(shm_value **out, shm_type type, const void *init, const shm
   size_t size, align;
   if (!type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, (int)type, size, align, 1, init,
-                    opts);
+  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, (int)type, size, align, 1, init, opts);
 }
 
 int shm_value_create_record(shm_value **out, size_t size, size_t align, const void *init,
@@ -216,8 +209,8 @@ int shm_value_create_record(shm_value **out, size_t size, size_t align, const vo
   int rc = check_record(size, align);
   if (rc != 0)
     return rc;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, SHMVAL_RECORD, size, align, 1,
-                    init, opts);
+  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, SHMVAL_RECORD, size, align, 1, init,
+                    opts);
 }
 
 int shm_array_create(shm_array **out, shm_type type, size_t length, const void *init,
@@ -225,8 +218,8 @@ int shm_array_create(shm_array **out, shm_type type, size_t length, const void *
   size_t size, align;
   if (!type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, (int)type, size, align, length,
-                    init, opts);
+  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, (int)type, size, align, length, init,
+                    opts);
 }
 
 int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t length,
@@ -234,8 +227,8 @@ int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t l
   int rc = check_record(size, align);
   if (rc != 0)
     return rc;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, SHMVAL_RECORD, size, align,
-                    length, init, opts);
+  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, SHMVAL_RECORD, size, align, length,
+                    init, opts);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -373,8 +366,7 @@ size_t shm_value_size(const shm_value *v) {
 }
 
 /* Check an array handle and the slice [start, start+count). */
-static inline int slice_check(const shmval__obj *o, size_t start, size_t count,
-                              const void *buf) {
+static inline int slice_check(const shmval__obj *o, size_t start, size_t count, const void *buf) {
   int rc = obj_check(o, SHMVAL__KIND_ARRAY);
   if (SHMVAL__UNLIKELY(rc != 0))
     return rc;

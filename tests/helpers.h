@@ -21,12 +21,12 @@
 #include "shmval.h"
 
 /* Assert a return code, printing both names on failure. */
-#define assert_code(expr, want)                                                          \
-  do {                                                                                   \
-    int got_ = (expr);                                                                   \
-    if (got_ != (want))                                                                  \
-      fail_msg("%s returned %s (%d), expected %s", #expr, shmval_err_name(got_), got_,   \
-               shmval_err_name(want));                                                   \
+#define assert_code(expr, want)                                                                    \
+  do {                                                                                             \
+    int got_ = (expr);                                                                             \
+    if (got_ != (want))                                                                            \
+      fail_msg("%s returned %s (%d), expected %s", #expr, shmval_err_name(got_), got_,             \
+               shmval_err_name(want));                                                             \
   } while (0)
 
 #define assert_ok(expr) assert_code(expr, 0)

@@ -220,9 +220,12 @@ static void test_out_of_memory(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_churn),          cmocka_unit_test(test_block_sizes),
-      cmocka_unit_test(test_objects_never_move), cmocka_unit_test(test_grows_segments),
-      cmocka_unit_test(test_thread_churn),   cmocka_unit_test(test_out_of_memory),
+      cmocka_unit_test(test_churn),
+      cmocka_unit_test(test_block_sizes),
+      cmocka_unit_test(test_objects_never_move),
+      cmocka_unit_test(test_grows_segments),
+      cmocka_unit_test(test_thread_churn),
+      cmocka_unit_test(test_out_of_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,11 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
-static const int all_codes[] = {
-    SHMVAL_OK,
-    SHMVAL_OWNERDEAD,
+static const int all_codes[] = {SHMVAL_OK, SHMVAL_OWNERDEAD,
 #define XX(name, value, msg) SHMVAL_##name,
-    SHMVAL_ERRNO_MAP(XX)
+                                SHMVAL_ERRNO_MAP(XX)
 #undef XX
 };
 #define N_CODES (sizeof all_codes / sizeof all_codes[0])

@@ -184,12 +184,9 @@ static void test_destroy_after_death(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sigkill_get),
-      cmocka_unit_test(test_sigkill_set),
-      cmocka_unit_test(test_recursive_holder_dies),
-      cmocka_unit_test(test_exit_holding),
-      cmocka_unit_test(test_waiter_wakes_on_death),
-      cmocka_unit_test(test_nonrecursive_and_shared),
+      cmocka_unit_test(test_sigkill_get),           cmocka_unit_test(test_sigkill_set),
+      cmocka_unit_test(test_recursive_holder_dies), cmocka_unit_test(test_exit_holding),
+      cmocka_unit_test(test_waiter_wakes_on_death), cmocka_unit_test(test_nonrecursive_and_shared),
       cmocka_unit_test(test_destroy_after_death),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -288,11 +288,11 @@ static void test_destroy_busy(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_type_sizes),         cmocka_unit_test(test_every_type_roundtrip),
-      cmocka_unit_test(test_typed_values),       cmocka_unit_test(test_raw_value),
-      cmocka_unit_test(test_record_value),       cmocka_unit_test(test_create_errors),
-      cmocka_unit_test(test_destroy_and_stale),  cmocka_unit_test(test_get_set_while_holding),
-      cmocka_unit_test(test_nonrecursive),       cmocka_unit_test(test_shared_lock),
+      cmocka_unit_test(test_type_sizes),        cmocka_unit_test(test_every_type_roundtrip),
+      cmocka_unit_test(test_typed_values),      cmocka_unit_test(test_raw_value),
+      cmocka_unit_test(test_record_value),      cmocka_unit_test(test_create_errors),
+      cmocka_unit_test(test_destroy_and_stale), cmocka_unit_test(test_get_set_while_holding),
+      cmocka_unit_test(test_nonrecursive),      cmocka_unit_test(test_shared_lock),
       cmocka_unit_test(test_destroy_busy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
