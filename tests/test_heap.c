@@ -1,0 +1,220 @@
+/*
+ * The in-segment allocator, white-box: this test links the library's object
+ * files and drives the internal allocator on a segment of its own.
+ */
+#include "helpers.h"
+
+#include "../src/internal.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SEG_SIZE ((size_t)1 << 20)
+
+static shmval__seg *seg;
+
+static int setup(void **state) {
+  (void)state;
+  void *mem = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED)
+    return -1;
+  seg = mem;
+  return shmval__seg_init(seg, SEG_SIZE, SHMVAL__SEG_ANON);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return munmap(seg, SEG_SIZE);
+}
+
+static shmval__heap_stat check(void) {
+  shmval__heap_stat st;
+  assert_ok(shmval__heap_check(seg, &st));
+  assert_int_equal(st.used + st.free, st.total);
+  return st;
+}
+
+static void test_header(void **state) {
+  (void)state;
+  assert_int_equal(atomic_load(&seg->magic), SHMVAL__SEG_MAGIC);
+  assert_int_equal(seg->version, SHMVAL__LAYOUT_VERSION);
+  assert_int_equal(seg->abi, shmval__abi_fingerprint());
+  assert_int_equal(seg->heap_start % 64, 0);
+  assert_true(seg->heap_start >= sizeof(shmval__seg));
+  shmval__heap_stat st = check();
+  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.blocks, 0);
+  assert_int_equal(st.largest_free, seg->heap_end - seg->heap_start);
+  /* Too small to hold a heap, or too large for the size classes. */
+  char small[sizeof(shmval__seg) + 64];
+  assert_code(shmval__seg_init((shmval__seg *)(void *)small, sizeof small - 64, 0), SHMVAL_EINVAL);
+}
+
+static void test_split_merge(void **state) {
+  (void)state;
+  uint64_t a, b, c;
+  shmval__heap_stat st0 = check();
+  assert_ok(shmval__heap_alloc(seg, 100, &a)); /* rounds to 128 */
+  assert_ok(shmval__heap_alloc(seg, 64, &b));
+  assert_ok(shmval__heap_alloc(seg, 1000, &c));
+  assert_int_equal(shmval__blk_size(seg, a), 128);
+  assert_int_equal(shmval__blk_size(seg, b), 64);
+  assert_int_equal(b, a + 128);
+  assert_int_equal(c, b + 64);
+  shmval__heap_stat st = check();
+  assert_int_equal(st.blocks, 3);
+  assert_int_equal(st.used, 128 + 64 + 1024);
+  /* Free the middle, then each neighbour: both merges happen. */
+  assert_ok(shmval__heap_free(seg, b));
+  assert_int_equal(check().free_blocks, 2);
+  assert_ok(shmval__heap_free(seg, a));
+  assert_int_equal(check().free_blocks, 2);
+  assert_ok(shmval__heap_free(seg, c));
+  st = check();
+  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.used, st0.used);
+  /* A freed block is reused. */
+  assert_ok(shmval__heap_alloc(seg, 64, &b));
+  assert_int_equal(b, a);
+  assert_ok(shmval__heap_free(seg, b));
+}
+
+static void test_bad_frees(void **state) {
+  (void)state;
+  uint64_t a;
+  assert_ok(shmval__heap_alloc(seg, 64, &a));
+  assert_ok(shmval__heap_free(seg, a));
+  assert_code(shmval__heap_free(seg, a), SHMVAL_ECORRUPT); /* double free */
+  assert_code(shmval__heap_free(seg, a + 8), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_free(seg, 0), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_free(seg, seg->heap_end), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_alloc(seg, 0, &a), SHMVAL_EINVAL);
+  check();
+}
+
+static void test_exhaustion(void **state) {
+  (void)state;
+  uint64_t whole, x;
+  uint64_t room = seg->heap_end - seg->heap_start;
+  assert_code(shmval__heap_alloc(seg, room + 1, &x), SHMVAL_ENOMEM);
+  assert_code(shmval__heap_alloc(seg, (size_t)1 << 50, &x), SHMVAL_ENOMEM);
+  /* The single block is found although its class is below the rounded one. */
+  assert_ok(shmval__heap_alloc(seg, room, &whole));
+  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ENOMEM);
+  assert_int_equal(check().free_blocks, 0);
+  assert_ok(shmval__heap_free(seg, whole));
+  assert_int_equal(check().free_blocks, 1);
+}
+
+static void test_random_churn(void **state) {
+  (void)state;
+  enum { SLOTS = 200 };
+  uint64_t off[SLOTS] = {0};
+  uint64_t r = 12345;
+  for (int i = 0; i < 50000; i++) {
+    r = r * 6364136223846793005u + 1442695040888963407u;
+    int s = (int)((r >> 33) % SLOTS);
+    if (off[s] != 0) {
+      assert_ok(shmval__heap_free(seg, off[s]));
+      off[s] = 0;
+    } else {
+      int rc = shmval__heap_alloc(seg, 8 + (r >> 40) % 5000, &off[s]);
+      if (rc == SHMVAL_ENOMEM)
+        off[s] = 0;
+      else
+        assert_ok(rc);
+    }
+    if (i % 5000 == 0)
+      check();
+  }
+  for (int s = 0; s < SLOTS; s++)
+    if (off[s] != 0)
+      assert_ok(shmval__heap_free(seg, off[s]));
+  assert_int_equal(check().free_blocks, 1);
+}
+
+/* In a child: take the heap lock, run @p damage, die holding the lock. */
+static void die_holding_heap_lock(void (*damage)(void)) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (pthread_mutex_lock(&seg->heap_lock) != 0)
+      _exit(1);
+    damage();
+    _exit(0);
+  }
+  assert_int_equal(reap(pid), 0);
+}
+
+static uint64_t blk_a, blk_b, blk_c;
+
+static void scribble_derived(void) {
+  /* Everything but the block chain is derived: destroy it all. */
+  memset(seg->free_head, 0xab, sizeof seg->free_head);
+  memset(seg->sl_bitmap, 0xff, sizeof seg->sl_bitmap);
+  seg->fl_bitmap = 0x12345678;
+  seg->used = 1;
+  seg->blocks = 999;
+  /* A free interrupted after its merge store: b is marked free, unlisted. */
+  *(uint64_t *)(void *)((char *)seg + blk_b) |= SHMVAL__BLK_FREE;
+}
+
+static void test_rebuild_after_owner_death(void **state) {
+  (void)state;
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_a));
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_b));
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_c));
+  assert_ok(shmval__heap_free(seg, blk_c)); /* c merges with the tail */
+  die_holding_heap_lock(scribble_derived);
+  /* The next holder rebuilds lists, bitmaps, tags and counters. */
+  shmval__heap_stat st = check();
+  assert_int_equal(st.blocks, 1);
+  assert_int_equal(st.used, 64);
+  assert_int_equal(st.free_blocks, 1); /* b merged with the free tail */
+  uint64_t x;
+  assert_ok(shmval__heap_alloc(seg, 64, &x));
+  assert_int_equal(x, blk_b);
+  assert_ok(shmval__heap_free(seg, x));
+  assert_ok(shmval__heap_free(seg, blk_a));
+  assert_int_equal(check().free_blocks, 1);
+}
+
+static void split_half_done(void) {
+  /* A split that wrote the tail's header but died before shrinking the head. */
+  uint64_t start = seg->heap_start;
+  *(uint64_t *)(void *)((char *)seg + start + 4096) = 12345 | SHMVAL__BLK_FREE;
+}
+
+static void test_half_split(void **state) {
+  (void)state;
+  die_holding_heap_lock(split_half_done);
+  shmval__heap_stat st = check();
+  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.blocks, 0);
+}
+
+static void break_chain(void) {
+  /* Not derived data: a zero size makes the chain unwalkable. */
+  *(uint64_t *)(void *)((char *)seg + seg->heap_start) = 0;
+}
+
+static void test_broken_chain_is_fenced(void **state) {
+  (void)state;
+  uint64_t x;
+  shmval__heap_stat st;
+  die_holding_heap_lock(break_chain);
+  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ECORRUPT);
+  /* Fenced off for good rather than allocating from a corrupt heap. */
+  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ENOTRECOVERABLE);
+  assert_code(shmval__heap_check(seg, &st), SHMVAL_ENOTRECOVERABLE);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_header),       cmocka_unit_test(test_split_merge),
+      cmocka_unit_test(test_bad_frees),    cmocka_unit_test(test_exhaustion),
+      cmocka_unit_test(test_random_churn), cmocka_unit_test(test_rebuild_after_owner_death),
+      cmocka_unit_test(test_half_split),   cmocka_unit_test(test_broken_chain_is_fenced),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
