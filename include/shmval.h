@@ -30,7 +30,8 @@
  * All functions are thread-safe. Locks are process-shared and robust: a
  * process or thread that dies holding one never hangs the others; the next
  * acquirer receives #SHMVAL_OWNERDEAD. Locks are owned by a *thread*; a lock
- * held by the thread that calls `fork()` is not held by the child.
+ * held by the thread that calls `fork()` is not held by the child. No
+ * function is async-signal-safe.
  */
 #ifndef SHMVAL_H
 #define SHMVAL_H
