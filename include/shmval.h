@@ -176,6 +176,11 @@ typedef struct shm_value shm_value;
 typedef struct shm_array shm_array;
 /** A process-shared robust lock. Opaque. */
 typedef struct shm_lock shm_lock;
+/** A named shared-memory segment attached by this process. Opaque. */
+typedef struct shm_segment shm_segment;
+
+/** The longest object name in a segment, in bytes, without the terminator. */
+#define SHMVAL_NAME_MAX 255
 
 /** Creation flags for #shm_opts.flags. */
 enum shm_flags {
@@ -196,9 +201,18 @@ typedef struct shm_opts {
   /**
    * Share an existing lock instead of making a new one, like Python's `lock=`
    * argument. The lock stays alive while any object uses it. Incompatible
-   * with #SHMVAL_RAW and #SHMVAL_NONRECURSIVE.
+   * with #SHMVAL_RAW and #SHMVAL_NONRECURSIVE. In a named segment the lock
+   * must live in the same segment.
    */
   shm_lock *lock;
+  /** Create the object in this named segment instead of the default arena. */
+  shm_segment *segment;
+  /**
+   * Give the object this name in #segment (1..#SHMVAL_NAME_MAX bytes), so that
+   * other processes find it with shm_value_open() / shm_array_open(). NULL: an
+   * unnamed object. A name needs a segment.
+   */
+  const char *name;
 } shm_opts;
 /** @} */
 
@@ -545,6 +559,206 @@ typedef struct shmval_arena_info {
  *         #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shmval_arena_stat(shmval_arena_info *info);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Named segments
+ * A named segment is a POSIX shared-memory object (`/dev/shm/NAME`) that
+ * unrelated processes attach to by name. It holds typed, named objects and
+ * tracks which processes are attached, so that its lifetime policy can unlink
+ * it exactly when the last live attacher closes it.
+ *
+ * Names: "name" and "/name" mean the same segment; 1..255 bytes after the
+ * optional leading '/', no other '/', not "." or "..".
+ *
+ * A process stays attached from create/open until shm_segment_close() or its
+ * death; its attachment survives PID reuse (it is an open-file-description
+ * lock, released by the kernel when the process dies). A fork() child gets an
+ * attachment of its own. Every handle to an object of a segment becomes
+ * invalid when the process closes the segment; never close a segment while
+ * holding one of its locks.
+ * @{ */
+
+/** Flags for #shm_segment_opts.flags. */
+enum shm_segment_flags {
+  /** shm_segment_create(): open the segment instead if it exists already. */
+  SHMVAL_OPEN_OR_CREATE = 1u << 0,
+  /** shm_segment_open(): map read-only; writes and locks are refused. */
+  SHMVAL_RDONLY = 1u << 1,
+  /**
+   * shm_segment_create(): the lifetime policy "unlink when the last attached
+   * process closes" (also when the others died). The default policy,
+   * #SHMVAL_PERSIST, keeps the segment until it is unlinked.
+   */
+  SHMVAL_AUTO_UNLINK = 1u << 2,
+  /** shm_segment_open(): inspect without counting as an attached process. */
+  SHMVAL_OBSERVE = 1u << 3
+};
+
+/** The default lifetime policy: the segment stays until unlinked. */
+#define SHMVAL_PERSIST 0u
+
+/** Segment options; NULL means all defaults. Zero-initialise. */
+typedef struct shm_segment_opts {
+  unsigned flags;      /**< #shm_segment_flags */
+  unsigned mode;       /**< permission bits at creation; 0 means 0600 */
+  unsigned max_attach; /**< attached processes at once; 0 means 64; at most 65536 */
+  /**
+   * Seconds shm_segment_open() waits for a segment that its creator is still
+   * initialising: 0 means the default, 2 seconds; negative means do not wait.
+   */
+  double timeout;
+} shm_segment_opts;
+
+/** What shm_segment_inspect() and shm_segment_stat() found. */
+typedef enum shm_segment_state {
+  SHMVAL_SEG_OK = 0,       /**< valid and initialised */
+  SHMVAL_SEG_UNINIT = 1,   /**< its creator is still initialising it */
+  SHMVAL_SEG_ORPHANED = 2, /**< nobody will ever use or unlink it: garbage */
+  SHMVAL_SEG_CORRUPT = 3   /**< a libshmval segment that fails validation */
+} shm_segment_state;
+
+/** A segment's description. */
+typedef struct shm_segment_info {
+  char name[257];                /**< "/name" */
+  size_t size;                   /**< bytes in the segment */
+  size_t used;                   /**< bytes in allocated blocks */
+  size_t free;                   /**< bytes in free blocks */
+  size_t objects;                /**< live Values and Arrays */
+  unsigned attached;             /**< live attached processes */
+  unsigned max_attach;           /**< attacher slots */
+  unsigned flags;                /**< lifetime policy: #SHMVAL_AUTO_UNLINK or 0 */
+  unsigned mode;                 /**< permission bits */
+  shm_segment_state state;       /**< see #shm_segment_state */
+  int error;                     /**< for #SHMVAL_SEG_CORRUPT: what validation said */
+  unsigned long long created_ns; /**< creation time, ns since the epoch */
+} shm_segment_info;
+
+/** Object kinds reported by shm_segment_foreach(). */
+typedef enum shm_object_kind { SHMVAL_OBJ_VALUE = 1, SHMVAL_OBJ_ARRAY = 2 } shm_object_kind;
+
+/** One object of a segment, as shm_segment_foreach() reports it. */
+typedef struct shm_object_info {
+  const char *name;     /**< its name, or NULL for an unnamed object */
+  shm_object_kind kind; /**< Value or Array */
+  shm_type type;        /**< element type */
+  size_t elem_size;     /**< bytes per element */
+  size_t length;        /**< elements (1 for a Value) */
+  int has_lock;         /**< 0 for raw objects */
+  size_t offset;        /**< where it lies in the segment */
+  void *handle;         /**< a shm_value * or shm_array *, per kind */
+} shm_object_info;
+
+/**
+ * @brief Create a named segment and attach to it.
+ * @param out  Receives the segment.
+ * @param name The segment's name (see above).
+ * @param size Total bytes, header included; rounded up to a page. The space
+ *             is reserved now, so a full /dev/shm fails here, not later.
+ * @param o    Options, or NULL: mode 0600, #SHMVAL_PERSIST.
+ * @return 0; #SHMVAL_EINVAL (bad name, size too small for the header and
+ *         tables, unknown flags, mode beyond 0777); #SHMVAL_EEXIST (the name
+ *         exists and #SHMVAL_OPEN_OR_CREATE was not given); #SHMVAL_ENOSPC
+ *         (no room in /dev/shm); #SHMVAL_EACCES; #SHMVAL_ENOMEM; other -errno.
+ *         With #SHMVAL_OPEN_OR_CREATE, anything shm_segment_open() returns.
+ * @note The creator holds the segment's initialisation lock until the header
+ *       (written last) is complete. Two processes racing with
+ *       #SHMVAL_OPEN_OR_CREATE get one segment.
+ */
+SHMVAL_API int shm_segment_create(shm_segment **out, const char *name, size_t size,
+                                  const shm_segment_opts *o);
+
+/**
+ * @brief Attach to an existing named segment.
+ *
+ * Everything is validated before it is trusted: the file's size, the magic,
+ * the layout version, the ABI fingerprint and the tables it points to.
+ * @param out  Receives the segment.
+ * @param name The segment's name.
+ * @param o    Options: #SHMVAL_RDONLY, #SHMVAL_OBSERVE, timeout; or NULL.
+ * @return 0; #SHMVAL_EINVAL (bad name or flags); #SHMVAL_ENOENT (no such
+ *         segment, or it is being unlinked); #SHMVAL_EACCES;
+ *         #SHMVAL_EUNINIT (its creator did not finish in time, or died);
+ *         #SHMVAL_ENOTSHMVAL (not a libshmval segment); #SHMVAL_EVERSION;
+ *         #SHMVAL_EABI; #SHMVAL_ECORRUPT; #SHMVAL_EAGAIN (all attacher slots in
+ *         use); #SHMVAL_ENOMEM.
+ */
+SHMVAL_API int shm_segment_open(shm_segment **out, const char *name, const shm_segment_opts *o);
+
+/**
+ * @brief Detach and unmap. With #SHMVAL_AUTO_UNLINK, the last live attached
+ *        process to close unlinks the name.
+ * @param seg The segment; NULL is a no-op.
+ * @return 0 (the segment is closed even if unlinking failed).
+ */
+SHMVAL_API int shm_segment_close(shm_segment *seg);
+
+/**
+ * @brief Remove a segment's name (processes attached keep their mapping).
+ * @param name The segment's name.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ENOENT; #SHMVAL_EACCES;
+ *         #SHMVAL_ENOTSHMVAL for a file that is not a libshmval segment
+ *         (it is left alone).
+ */
+SHMVAL_API int shm_segment_unlink(const char *name);
+
+/**
+ * @brief Describe an attached segment: sizes, objects, live attachers.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ECORRUPT.
+ */
+SHMVAL_API int shm_segment_stat(shm_segment *seg, shm_segment_info *info);
+
+/**
+ * @brief Describe a segment by name without attaching to it (for tools).
+ *
+ * Classifies it as ok, uninitialised, orphaned (an uninitialised leftover of
+ * a dead creator, or an auto-unlink segment with no live attacher) or
+ * corrupt.
+ * @return 0 with @p info filled in; #SHMVAL_ENOTSHMVAL for a file that is
+ *         not a libshmval segment; #SHMVAL_ENOENT; #SHMVAL_EACCES;
+ *         #SHMVAL_EINVAL.
+ */
+SHMVAL_API int shm_segment_inspect(const char *name, shm_segment_info *info);
+
+/**
+ * @brief Call @p fn for every live Value and Array in the segment.
+ *
+ * The objects are listed first (under the allocator lock), then @p fn runs
+ * without any library lock held, so it may create or destroy objects.
+ * @return 0; the first non-zero value @p fn returned; #SHMVAL_EINVAL;
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOMEM.
+ */
+SHMVAL_API int shm_segment_foreach(shm_segment *seg,
+                                   int (*fn)(const shm_object_info *info, void *ctx), void *ctx);
+
+/** @brief The segment's name, "/name"; NULL for NULL. */
+SHMVAL_API const char *shm_segment_name(const shm_segment *seg);
+
+/**
+ * @brief Open a named Value of a segment.
+ * @param out      Receives the handle (read-only if the segment was opened
+ *                 #SHMVAL_RDONLY).
+ * @param seg      The segment.
+ * @param name     The object's name.
+ * @param expected The type it must have; 0 accepts any.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ENOENT (no such name); #SHMVAL_ETYPE (it
+ *         is an Array, or of another type); #SHMVAL_ECORRUPT.
+ */
+SHMVAL_API int shm_value_open(shm_value **out, shm_segment *seg, const char *name,
+                              shm_type expected);
+
+/**
+ * @brief Open a named Array of a segment; as shm_value_open().
+ */
+SHMVAL_API int shm_array_open(shm_array **out, shm_segment *seg, const char *name,
+                              shm_type expected);
+
+/**
+ * @brief Destroy the object called @p name in @p seg (a Value or an Array).
+ * @return As shm_value_destroy(), plus #SHMVAL_ENOENT and #SHMVAL_EACCES (a
+ *         read-only segment).
+ */
+SHMVAL_API int shm_object_remove(shm_segment *seg, const char *name);
 /** @} */
 
 #ifdef __cplusplus

@@ -194,7 +194,8 @@ int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
   uint64_t end = (uint64_t)size & ~(BLK_MIN - 1);
   if (end < start + BLK_MIN || end - start > HEAP_MAX)
     return SHMVAL_EINVAL;
-  memset(seg, 0, sizeof *seg);
+  /* Everything but the magic, which a named segment's creator has set. */
+  memset((char *)seg + sizeof seg->magic, 0, sizeof *seg - sizeof seg->magic);
   seg->version = SHMVAL__LAYOUT_VERSION;
   seg->hdr_size = (uint32_t)sizeof *seg;
   seg->abi = shmval__abi_fingerprint();
@@ -208,9 +209,45 @@ int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
   *word_at(seg, start) = (end - start) | SHMVAL__BLK_FREE;
   set_footer(seg, start, end - start);
   list_insert(seg, start, end - start);
-  /* The magic goes last: a reader that sees it sees everything above. */
-  atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC, memory_order_release);
+  /* A named segment's creator adds its tables first, then publishes. */
+  if (!(flags & SHMVAL__SEG_NAMED))
+    shmval__seg_publish(seg);
   return 0;
+}
+
+void shmval__seg_publish(shmval__seg *seg) {
+  /* The magic goes last: a reader that sees it sees everything before it. */
+  atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC, memory_order_release);
+}
+
+static int walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size), void *ctx) {
+  int rc = 0;
+  for (uint64_t off = seg->heap_start; rc == 0 && off < seg->heap_end;) {
+    uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, off, size)) {
+      rc = SHMVAL_ECORRUPT;
+      break;
+    }
+    if (!(w & SHMVAL__BLK_FREE))
+      rc = cb(ctx, off, size);
+    off += size;
+  }
+  return rc;
+}
+
+int shmval__heap_walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                      void *ctx) {
+  int rc = heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  rc = walk(seg, cb, ctx);
+  heap_unlock(seg);
+  return rc;
+}
+
+int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                               void *ctx) {
+  return walk(seg, cb, ctx);
 }
 
 /* The first free block in a class at or above (fl, sl), or 0. */

@@ -38,11 +38,39 @@ size_t shmval__prim_page_size(void);
 uint64_t shmval__prim_random64(void);
 /* Absolute CLOCK_MONOTONIC deadline @p seconds from now (seconds >= 0). */
 void shmval__prim_deadline(double seconds, struct timespec *ts);
+double shmval__prim_now(void);       /* CLOCK_MONOTONIC seconds */
+uint64_t shmval__prim_wall_ns(void); /* CLOCK_REALTIME nanoseconds */
+void shmval__prim_sleep(double seconds);
+
+/* Named shared-memory files. Names are in "/name" form. */
+int shmval__prim_shm_create(const char *name, unsigned mode, int *fd);
+int shmval__prim_shm_open(const char *name, bool rdonly, int *fd);
+int shmval__prim_shm_unlink(const char *name);
+/* Size and identity (device, inode) of an open file. */
+int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);
+/* Reserve @p size bytes of backing store: ENOSPC now rather than SIGBUS later. */
+int shmval__prim_reserve(int fd, uint64_t size);
+int shmval__prim_map(int fd, size_t size, bool rdonly, void **out);
+void shmval__prim_close(int fd);
+/*
+ * Open-file-description byte locks: they belong to one open of the file, are
+ * released when its last descriptor closes (or its process dies), and survive
+ * PID reuse. SHMVAL_EBUSY when a conflicting lock is held.
+ */
+enum { SHMVAL__FLOCK_UN, SHMVAL__FLOCK_RD, SHMVAL__FLOCK_WR };
+int shmval__prim_flock(int fd, uint64_t off, int type, bool wait);
+/*
+ * The first byte in [off, off+len) locked through another open; -1 if none,
+ * -2 if the probe itself failed (callers must then assume a lock is held).
+ */
+int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Segment header and the allocator (heap.c).                               */
 
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
+/* Written first by a named segment's creator, replaced by the magic last. */
+#define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
 #define SHMVAL__LAYOUT_VERSION 1u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
@@ -58,6 +86,10 @@ void shmval__prim_deadline(double seconds, struct timespec *ts);
 
 /* Segment flags. */
 #define SHMVAL__SEG_ANON 1u
+#define SHMVAL__SEG_NAMED 2u
+
+/* Segment state bits (seg->state). */
+#define SHMVAL__STATE_UNLINKED 1u /* its name was removed by a closer or rm */
 
 /*
  * The segment header at offset 0. The creator fills it in and stores the
@@ -79,8 +111,19 @@ typedef struct shmval__seg {
   uint32_t fl_bitmap;
   uint32_t sl_bitmap[SHMVAL__FL_COUNT];
   uint64_t free_head[SHMVAL__FL_COUNT][SHMVAL__SL_COUNT];
-  uint64_t reserved1[8]; /* for the name directory and attacher table */
+  /* Named segments: the name directory, guarded by dir_lock. */
+  uint64_t dir_off; /* the directory table's object header; 0 = none */
+  uint64_t dir_cap; /* entries, a power of two */
+  uint64_t dir_count;
+  uint64_t dir_tombs;
+  uint64_t attach_off; /* the attacher table's object header */
+  uint32_t max_attach; /* attacher slots */
+  uint32_t policy;     /* shm_segment_flags lifetime bits */
+  _Atomic uint32_t state;
+  uint32_t reserved0b;
+  uint64_t created_ns; /* CLOCK_REALTIME at creation */
   pthread_mutex_t heap_lock __attribute__((aligned(SHMVAL__CACHELINE)));
+  pthread_mutex_t dir_lock __attribute__((aligned(SHMVAL__CACHELINE)));
 } shmval__seg;
 
 /*
@@ -101,8 +144,22 @@ typedef struct shmval__heap_stat {
 } shmval__heap_stat;
 
 uint64_t shmval__abi_fingerprint(void);
-/* Lay out a fresh segment header and heap over @p size bytes at @p seg. */
+/*
+ * Lay out a fresh segment header and heap over @p size bytes at @p seg. An
+ * anonymous segment is published at once; a named one by its creator, with
+ * shmval__seg_publish(), once its tables are in place.
+ */
 int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags);
+void shmval__seg_publish(shmval__seg *seg);
+/*
+ * Call @p cb for every allocated block, under the heap lock (so @p cb must
+ * not allocate or free). Stops at the first non-zero result and returns it.
+ */
+int shmval__heap_walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                      void *ctx);
+/* The same without the lock, for read-only mappings: a bounded, racy view. */
+int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                               void *ctx);
 /*
  * Allocate a block able to hold @p bytes (block header included). On success
  * *off is the block's offset from the segment base.
@@ -125,7 +182,13 @@ static inline uint64_t shmval__blk_size(const shmval__seg *seg, uint64_t off) {
 #define SHMVAL__OBJ_DEAD UINT32_C(0x44414544)   /* "DEAD" */
 #define SHMVAL__LOCK_MAGIC UINT32_C(0x4b434c53) /* "SLCK" */
 
-enum shmval__kind { SHMVAL__KIND_VALUE = 1, SHMVAL__KIND_ARRAY = 2, SHMVAL__KIND_LOCK = 3 };
+enum shmval__kind {
+  SHMVAL__KIND_VALUE = 1,
+  SHMVAL__KIND_ARRAY = 2,
+  SHMVAL__KIND_LOCK = 3,
+  SHMVAL__KIND_DIR = 4,   /* a named segment's directory table */
+  SHMVAL__KIND_ATTACH = 5 /* a named segment's attacher table */
+};
 
 /* Object flags. */
 #define SHMVAL__OBJ_OWN_LOCK 1u /* the lock at lock_rel lives in this block */
@@ -211,6 +274,48 @@ static inline int shmval__lock_leave(shmval__lock *l) {
 /* Lock a robust mutex, mapping the result; 0, SHMVAL_OWNERDEAD or error. */
 int shmval__mutex_init(pthread_mutex_t *m);
 int shmval__mutex_lock(pthread_mutex_t *m);
+
+/* Object helpers for the directory and segments (object.c). */
+/* Validate the object header at @p off: 0 and *out, ESTALE, or ECORRUPT. */
+int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out);
+/* The object's name, or NULL; only for objects that passed shmval__obj_at(). */
+const char *shmval__obj_name(const shmval__obj *o);
+/* Allocate an internal object (a table) of @p length zeroed elements. */
+int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
+                            shmval__obj **out);
+void shmval__obj_free_table(shmval__obj *o);
+/* Describe the object at @p off of @p sg; ENOENT if it is not a Value or Array. */
+int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* The name directory of a named segment (dir.c): an open-addressing hash    */
+/* table in a heap block, guarded by seg->dir_lock.                          */
+
+int shmval__dir_init(shmval__seg *seg);
+/* Lock the directory; rebuilds it from a heap walk after an owner died. */
+int shmval__dir_lock(shmval__seg *seg);
+void shmval__dir_unlock(shmval__seg *seg);
+/* With the lock held: find @p name (ENOENT if absent), add, remove. */
+int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out);
+int shmval__dir_insert(shmval__seg *seg, shmval__obj *o);
+int shmval__dir_remove(shmval__seg *seg, shmval__obj *o);
+/* 0 if @p name is a valid object name; its length in *len. */
+int shmval__dir_name_ok(const char *name, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Named segments (segment.c).                                               */
+
+struct shm_segment {
+  shmval__seg *base;
+  size_t size; /* bytes mapped: the file's size when it was opened */
+  int fd;      /* holds this process's attacher lock */
+  int slot;    /* attacher slot, or -1 (observer, or none after fork) */
+  unsigned flags;
+  int pid; /* the process that attached */
+  uint64_t dev, ino;
+  char name[258];
+  struct shm_segment *next; /* the process's list of open segments */
+};
 
 /* ------------------------------------------------------------------------ */
 /* The default arena (arena.c).                                              */

@@ -148,13 +148,31 @@ bool shmval__lock_owned(const shmval__lock *l) {
 /* ------------------------------------------------------------------------ */
 /* Public API. */
 
-int shm_lock_acquire(shm_lock *l) { return shmval__lock_acquire((shmval__lock *)l); }
+/* Locks reached through a read-only segment carry bit 0 (see object.c). */
+#define RO_TAG ((uintptr_t)1)
 
-int shm_lock_try_acquire(shm_lock *l) { return lock_try((shmval__lock *)l); }
+static inline int lock_of(const shm_lock *h, shmval__lock **out) {
+  *out = (shmval__lock *)((uintptr_t)h & ~RO_TAG);
+  return ((uintptr_t)h & RO_TAG) ? SHMVAL_EACCES : 0;
+}
+
+int shm_lock_acquire(shm_lock *lock) {
+  shmval__lock *l;
+  int rc = lock_of(lock, &l);
+  return rc != 0 ? rc : shmval__lock_acquire(l);
+}
+
+int shm_lock_try_acquire(shm_lock *lock) {
+  shmval__lock *l;
+  int rc = lock_of(lock, &l);
+  return rc != 0 ? rc : lock_try(l);
+}
 
 int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
-  shmval__lock *l = (shmval__lock *)lock;
-  int rc = lock_check(l);
+  shmval__lock *l;
+  int rc = lock_of(lock, &l);
+  if (rc == 0)
+    rc = lock_check(l);
   if (rc != 0)
     return rc;
   if (isnan(seconds))
@@ -171,8 +189,13 @@ int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
   return shmval__lock_took(l, tok, pthread_mutex_clocklock(&l->mutex, CLOCK_MONOTONIC, &ts));
 }
 
-int shm_lock_release(shm_lock *l) { return shmval__lock_release((shmval__lock *)l); }
+int shm_lock_release(shm_lock *lock) {
+  shmval__lock *l;
+  int rc = lock_of(lock, &l);
+  return rc != 0 ? rc : shmval__lock_release(l);
+}
 
-int shm_lock_is_owned(const shm_lock *l) {
-  return shmval__lock_owned((const shmval__lock *)l) ? 1 : 0;
+int shm_lock_is_owned(const shm_lock *lock) {
+  shmval__lock *l;
+  return lock_of(lock, &l) == 0 && shmval__lock_owned(l) ? 1 : 0;
 }

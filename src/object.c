@@ -53,7 +53,21 @@ size_t shm_type_size(int type_code) {
 /* ------------------------------------------------------------------------ */
 /* Handles. */
 
-static inline shmval__obj *obj_of(const void *h) { return (shmval__obj *)(uintptr_t)h; }
+/*
+ * Handles to objects of a segment attached read-only carry a tag in bit 0 (an
+ * object header is 8-aligned): every write and every lock operation through
+ * such a handle is refused with SHMVAL_EACCES instead of faulting on the
+ * PROT_READ mapping.
+ */
+#define RO_TAG ((uintptr_t)1)
+
+static inline shmval__obj *obj_of(const void *h) { return (shmval__obj *)((uintptr_t)h & ~RO_TAG); }
+
+static inline bool is_ro(const void *h) { return ((uintptr_t)h & RO_TAG) != 0; }
+
+static inline void *tag(const void *p, bool ro) {
+  return (void *)((uintptr_t)p | (ro ? RO_TAG : 0));
+}
 
 /* 0 if @p o is a live object of @p kind; ESTALE if destroyed; else EINVAL. */
 static inline int obj_check(const shmval__obj *o, unsigned kind) {
@@ -80,10 +94,11 @@ static inline uint64_t block_off(const shmval__obj *o) { return o->self_off - SH
 typedef struct layout {
   uint64_t lock_at; /* 0 = no lock of its own */
   uint64_t payload_at;
+  uint64_t name_at; /* 0 = unnamed */
   uint64_t block;
 } layout;
 
-static void plan(uint64_t bytes, size_t align, bool own_lock, layout *lo) {
+static void plan(uint64_t bytes, size_t align, bool own_lock, size_t name_len, layout *lo) {
   uint64_t at = SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj);
   lo->lock_at = 0;
   if (own_lock) {
@@ -94,15 +109,47 @@ static void plan(uint64_t bytes, size_t align, bool own_lock, layout *lo) {
   uint64_t a = bytes >= SHMVAL__CACHELINE ? SHMVAL__CACHELINE : (align < 8 ? 8 : align);
   lo->payload_at = (at + a - 1) & ~(a - 1);
   lo->block = lo->payload_at + bytes;
+  lo->name_at = 0;
+  if (name_len != 0) {
+    lo->name_at = lo->block;
+    lo->block += name_len + 1;
+  }
 }
 
-static int check_opts(const shm_opts *opts) {
+/* The segment holding lock @p l (through its host object). */
+static shmval__seg *lock_seg(const shmval__lock *l) {
+  const shmval__obj *host = (const shmval__obj *)(const void *)((const char *)l - l->host_back);
+  return shmval__obj_seg(host);
+}
+
+/* Check the options; *target is the named segment to create in, or NULL. */
+static int check_opts(const shm_opts *opts, shmval__seg **target, size_t *name_len) {
+  *target = NULL;
+  *name_len = 0;
   if (opts == NULL)
     return 0;
   if (opts->flags & ~(unsigned)(SHMVAL_RAW | SHMVAL_NONRECURSIVE))
     return SHMVAL_EINVAL;
   if (opts->lock != NULL && (opts->flags & (SHMVAL_RAW | SHMVAL_NONRECURSIVE)))
     return SHMVAL_EINVAL;
+  if (opts->name != NULL) {
+    if (opts->segment == NULL || shmval__dir_name_ok(opts->name, name_len) != 0)
+      return SHMVAL_EINVAL;
+  }
+  if (opts->segment != NULL) {
+    if (opts->segment->flags & SHMVAL_RDONLY)
+      return SHMVAL_EACCES;
+    *target = opts->segment->base;
+  }
+  if (opts->lock != NULL) {
+    if (is_ro(opts->lock))
+      return SHMVAL_EACCES;
+    /* A lock is shared within its segment only (any arena segment counts as one). */
+    shmval__seg *ls = lock_seg((const shmval__lock *)(const void *)opts->lock);
+    bool lock_named = (ls->flags & SHMVAL__SEG_NAMED) != 0;
+    if (*target != NULL ? ls != *target : lock_named)
+      return SHMVAL_EINVAL;
+  }
   return 0;
 }
 
@@ -132,46 +179,69 @@ static int lock_unref(shmval__lock *l) {
   return shmval__heap_free(shmval__obj_seg(host), block_off(host));
 }
 
+/* Allocate a block of @p bytes in @p target, or in the arena when NULL. */
+static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uint64_t *off) {
+  if (target == NULL)
+    return shmval__arena_alloc((size_t)bytes, seg, off);
+  *seg = target;
+  int rc = shmval__heap_alloc(target, (size_t)bytes, off);
+  return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
+}
+
+/* Fill in the header of a new object at @p off (its magic is not set yet). */
+static shmval__obj *obj_init(shmval__seg *seg, uint64_t off, const layout *lo, unsigned kind,
+                             int type, size_t elem_size, size_t length) {
+  char *blk = (char *)seg + off;
+  shmval__obj *o = (shmval__obj *)(void *)(blk + SHMVAL__OBJ_HDR_OFF);
+  o->kind = (uint8_t)kind;
+  o->type = (uint8_t)type;
+  o->flags = lo->lock_at != 0 ? SHMVAL__OBJ_OWN_LOCK : 0;
+  o->elem_size = (uint32_t)elem_size;
+  o->payload_rel = (uint32_t)(lo->payload_at - SHMVAL__OBJ_HDR_OFF);
+  o->length = length;
+  o->self_off = off + SHMVAL__OBJ_HDR_OFF;
+  o->name_off = lo->name_at != 0 ? lo->name_at - SHMVAL__OBJ_HDR_OFF : 0;
+  o->lock_rel = 0;
+  return o;
+}
+
 static int obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
                       size_t length, const void *init, const shm_opts *opts) {
   uint64_t bytes;
-  int rc = check_opts(opts);
+  shmval__seg *target;
+  size_t name_len;
+  int rc = check_opts(opts, &target, &name_len);
   if (rc != 0 || out == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
   if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) || bytes > PAYLOAD_MAX)
     return SHMVAL_EINVAL;
-  shmval__lock *shared = opts != NULL ? (shmval__lock *)opts->lock : NULL;
+  shmval__lock *shared = opts != NULL ? (shmval__lock *)(void *)opts->lock : NULL;
   unsigned flags = opts != NULL ? opts->flags : 0;
   bool own_lock = shared == NULL && !(flags & SHMVAL_RAW);
+  bool named = name_len != 0;
   layout lo;
-  plan(bytes, align, own_lock, &lo);
+  plan(bytes, align, own_lock, name_len, &lo);
 
-  if (shared != NULL && (rc = lock_ref(shared)) != 0)
+  if (named && (rc = shmval__dir_lock(target)) != 0)
     return rc;
+  shmval__obj *o;
+  if (named && (rc = shmval__dir_find(target, opts->name, name_len, &o)) != SHMVAL_ENOENT) {
+    rc = rc == 0 ? SHMVAL_EEXIST : rc;
+    goto unlock;
+  }
+  if (shared != NULL && (rc = lock_ref(shared)) != 0)
+    goto unlock;
   shmval__seg *seg;
   uint64_t off;
-  rc = shmval__arena_alloc(lo.block, &seg, &off);
-  if (rc != 0)
-    goto fail;
+  if ((rc = obj_alloc(target, lo.block, &seg, &off)) != 0)
+    goto unref;
   char *blk = (char *)seg + off;
-  shmval__obj *o = (shmval__obj *)(blk + SHMVAL__OBJ_HDR_OFF);
-  o->kind = (uint8_t)kind;
-  o->type = (uint8_t)type;
-  o->flags = own_lock ? SHMVAL__OBJ_OWN_LOCK : 0;
-  o->elem_size = (uint32_t)elem_size;
-  o->payload_rel = (uint32_t)(lo.payload_at - SHMVAL__OBJ_HDR_OFF);
-  o->length = length;
-  o->self_off = off + SHMVAL__OBJ_HDR_OFF;
-  o->name_off = 0;
-  o->lock_rel = 0;
+  o = obj_init(seg, off, &lo, kind, type, elem_size, length);
   if (own_lock) {
     unsigned lf = (flags & SHMVAL_NONRECURSIVE) ? 0 : SHMVAL__LOCK_RECURSIVE;
     uint16_t back = (uint16_t)(lo.lock_at - SHMVAL__OBJ_HDR_OFF);
-    rc = shmval__lock_init((shmval__lock *)(blk + lo.lock_at), lf, back);
-    if (rc != 0) {
-      (void)shmval__heap_free(seg, off);
-      goto fail;
-    }
+    if ((rc = shmval__lock_init((shmval__lock *)(void *)(blk + lo.lock_at), lf, back)) != 0)
+      goto free_block;
     o->lock_rel = (int64_t)back;
   } else if (shared != NULL) {
     o->lock_rel = (int64_t)((char *)shared - (char *)o);
@@ -180,13 +250,26 @@ static int obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_si
     memcpy(blk + lo.payload_at, init, (size_t)bytes);
   else
     memset(blk + lo.payload_at, 0, (size_t)bytes);
-  /* Published last: a handle is valid once its magic is. */
+  if (named)
+    memcpy(blk + lo.name_at, opts->name, name_len + 1);
+  /* Published last: a handle is valid, and a name findable, once its magic is. */
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
+  if (named && (rc = shmval__dir_insert(target, o)) != 0) {
+    atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+    goto free_block;
+  }
+  if (named)
+    shmval__dir_unlock(target);
   *out = o;
   return 0;
-fail:
+free_block:
+  (void)shmval__heap_free(seg, off);
+unref:
   if (shared != NULL)
     (void)lock_unref(shared);
+unlock:
+  if (named)
+    shmval__dir_unlock(target);
   return rc;
 }
 
@@ -234,13 +317,11 @@ int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t l
 /* ------------------------------------------------------------------------ */
 /* Destruction. */
 
-static int obj_destroy(shmval__obj *o, unsigned kind) {
-  if (o == NULL)
-    return 0;
-  int rc = obj_check(o, kind);
-  if (rc != 0)
-    return rc;
+/* Destroy a live object; for a named one the caller holds the dir lock. */
+static int destroy_locked(shmval__obj *o) {
+  int rc;
   shmval__lock *l = obj_lock(o);
+  shmval__seg *seg = shmval__obj_seg(o);
   /*
    * Freeing memory that holds a locked robust mutex would corrupt its
    * holder's robust list, so the last user of a lock must find it free.
@@ -257,18 +338,38 @@ static int obj_destroy(shmval__obj *o, unsigned kind) {
   }
   if (last)
     (void)shmval__lock_release(l);
+  if (o->name_off != 0 && (seg->flags & SHMVAL__SEG_NAMED))
+    (void)shmval__dir_remove(seg, o);
   if (l == NULL)
-    return shmval__heap_free(shmval__obj_seg(o), block_off(o));
+    return shmval__heap_free(seg, block_off(o));
   /* A block holding its own lock is freed by that lock's last reference. */
-  if (!(o->flags & SHMVAL__OBJ_OWN_LOCK) &&
-      (rc = shmval__heap_free(shmval__obj_seg(o), block_off(o))) != 0)
+  if (!(o->flags & SHMVAL__OBJ_OWN_LOCK) && (rc = shmval__heap_free(seg, block_off(o))) != 0)
     return rc;
   return lock_unref(l);
 }
 
-int shm_value_destroy(shm_value *v) { return obj_destroy(obj_of(v), SHMVAL__KIND_VALUE); }
+static int obj_destroy(const void *h, unsigned kind) {
+  shmval__obj *o = obj_of(h);
+  if (o == NULL)
+    return 0;
+  int rc = obj_check(o, kind);
+  if (rc != 0)
+    return rc;
+  if (is_ro(h))
+    return SHMVAL_EACCES;
+  shmval__seg *seg = shmval__obj_seg(o);
+  bool named = o->name_off != 0 && (seg->flags & SHMVAL__SEG_NAMED);
+  if (named && (rc = shmval__dir_lock(seg)) != 0)
+    return rc;
+  rc = destroy_locked(o);
+  if (named)
+    shmval__dir_unlock(seg);
+  return rc;
+}
 
-int shm_array_destroy(shm_array *a) { return obj_destroy(obj_of(a), SHMVAL__KIND_ARRAY); }
+int shm_value_destroy(shm_value *v) { return obj_destroy(v, SHMVAL__KIND_VALUE); }
+
+int shm_array_destroy(shm_array *a) { return obj_destroy(a, SHMVAL__KIND_ARRAY); }
 
 /* ------------------------------------------------------------------------ */
 /* Access under the lock. */
@@ -293,13 +394,20 @@ static inline void copy_elem(void *dst, const void *src, size_t n) {
   }
 }
 
-/* Copy @p n bytes under @p o's lock (if any); 0, OWNERDEAD or an error. */
-static inline int locked_copy(const shmval__obj *o, void *dst, const void *src, size_t n) {
+/*
+ * Copy @p n bytes under @p o's lock (if any); 0, OWNERDEAD or an error. Through
+ * a read-only handle a lock cannot be taken: only raw objects can be read.
+ */
+static inline int locked_copy(const shmval__obj *o, bool ro, void *dst, const void *src, size_t n) {
   shmval__lock *l = obj_lock(o);
   int rc = 0;
-  /* A live object holds a reference on its lock, so the lock is alive too. */
-  if (l != NULL && (rc = shmval__lock_enter(l)) < 0)
-    return rc;
+  if (l != NULL) {
+    if (SHMVAL__UNLIKELY(ro))
+      return SHMVAL_EACCES;
+    /* A live object holds a reference on its lock, so the lock is alive too. */
+    if ((rc = shmval__lock_enter(l)) < 0)
+      return rc;
+  }
   copy_elem(dst, src, n);
   if (l != NULL) {
     int r = shmval__lock_leave(l);
@@ -314,15 +422,15 @@ int shm_value_get(shm_value *v, void *out) {
   int rc = obj_check(o, SHMVAL__KIND_VALUE);
   if (SHMVAL__UNLIKELY(rc != 0 || out == NULL))
     return rc != 0 ? rc : SHMVAL_EINVAL;
-  return locked_copy(o, out, payload(o), o->elem_size);
+  return locked_copy(o, is_ro(v), out, payload(o), o->elem_size);
 }
 
 int shm_value_set(shm_value *v, const void *in) {
   shmval__obj *o = obj_of(v);
   int rc = obj_check(o, SHMVAL__KIND_VALUE);
-  if (SHMVAL__UNLIKELY(rc != 0 || in == NULL))
-    return rc != 0 ? rc : SHMVAL_EINVAL;
-  return locked_copy(o, payload(o), in, o->elem_size);
+  if (SHMVAL__UNLIKELY(rc != 0 || in == NULL || is_ro(v)))
+    return rc != 0 ? rc : in == NULL ? SHMVAL_EINVAL : SHMVAL_EACCES;
+  return locked_copy(o, false, payload(o), in, o->elem_size);
 }
 
 void *shm_value_ptr(shm_value *v) {
@@ -332,7 +440,9 @@ void *shm_value_ptr(shm_value *v) {
 
 shm_lock *shm_value_get_lock(shm_value *v) {
   shmval__obj *o = obj_of(v);
-  return obj_check(o, SHMVAL__KIND_VALUE) == 0 ? (shm_lock *)obj_lock(o) : NULL;
+  if (obj_check(o, SHMVAL__KIND_VALUE) != 0 || obj_lock(o) == NULL)
+    return NULL;
+  return tag(obj_lock(o), is_ro(v));
 }
 
 /* Acquire (or release) the lock of an object of @p kind. */
@@ -344,6 +454,8 @@ static int obj_lock_op(void *h, unsigned kind, bool acquire) {
   shmval__lock *l = obj_lock(o);
   if (l == NULL)
     return SHMVAL_ENOLOCK;
+  if (is_ro(h))
+    return SHMVAL_EACCES;
   return acquire ? shmval__lock_enter(l) : shmval__lock_leave(l);
 }
 
@@ -380,15 +492,15 @@ int shm_array_get(shm_array *a, size_t i, void *out) {
   int rc = slice_check(o, i, 1, out);
   if (SHMVAL__UNLIKELY(rc != 0))
     return rc;
-  return locked_copy(o, out, payload(o) + i * o->elem_size, o->elem_size);
+  return locked_copy(o, is_ro(a), out, payload(o) + i * o->elem_size, o->elem_size);
 }
 
 int shm_array_set(shm_array *a, size_t i, const void *in) {
   shmval__obj *o = obj_of(a);
   int rc = slice_check(o, i, 1, in);
-  if (SHMVAL__UNLIKELY(rc != 0))
-    return rc;
-  return locked_copy(o, payload(o) + i * o->elem_size, in, o->elem_size);
+  if (SHMVAL__UNLIKELY(rc != 0 || is_ro(a)))
+    return rc != 0 ? rc : SHMVAL_EACCES;
+  return locked_copy(o, false, payload(o) + i * o->elem_size, in, o->elem_size);
 }
 
 int shm_array_read(shm_array *a, size_t start, size_t count, void *out) {
@@ -396,15 +508,17 @@ int shm_array_read(shm_array *a, size_t start, size_t count, void *out) {
   int rc = slice_check(o, start, count, out);
   if (rc != 0 || count == 0)
     return rc;
-  return locked_copy(o, out, payload(o) + start * o->elem_size, count * o->elem_size);
+  return locked_copy(o, is_ro(a), out, payload(o) + start * o->elem_size, count * o->elem_size);
 }
 
 int shm_array_write(shm_array *a, size_t start, size_t count, const void *in) {
   shmval__obj *o = obj_of(a);
   int rc = slice_check(o, start, count, in);
+  if (rc == 0 && is_ro(a))
+    rc = SHMVAL_EACCES;
   if (rc != 0 || count == 0)
     return rc;
-  return locked_copy(o, payload(o) + start * o->elem_size, in, count * o->elem_size);
+  return locked_copy(o, false, payload(o) + start * o->elem_size, in, count * o->elem_size);
 }
 
 size_t shm_array_length(const shm_array *a) {
@@ -429,7 +543,9 @@ void *shm_array_ptr(shm_array *a) {
 
 shm_lock *shm_array_get_lock(shm_array *a) {
   shmval__obj *o = obj_of(a);
-  return obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? (shm_lock *)obj_lock(o) : NULL;
+  if (obj_check(o, SHMVAL__KIND_ARRAY) != 0 || obj_lock(o) == NULL)
+    return NULL;
+  return tag(obj_lock(o), is_ro(a));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -445,8 +561,9 @@ static size_t str_len(const shmval__obj *o) {
   return w != NULL ? (size_t)(w - (const wchar_t *)(void *)payload(o)) : (size_t)o->length;
 }
 
-/* Copy the string of array @p o (of type @p type) into @p buf of @p cap elements. */
-static int str_get(shmval__obj *o, int type, void *buf, size_t cap) {
+/* Copy the string of array @p h (of type @p type) into @p buf of @p cap elements. */
+static int str_get(const void *h, int type, void *buf, size_t cap) {
+  shmval__obj *o = obj_of(h);
   int rc = obj_check(o, SHMVAL__KIND_ARRAY);
   if (rc != 0)
     return rc;
@@ -455,6 +572,8 @@ static int str_get(shmval__obj *o, int type, void *buf, size_t cap) {
   if (buf == NULL || cap == 0)
     return SHMVAL_EINVAL;
   shmval__lock *l = obj_lock(o);
+  if (l != NULL && is_ro(h))
+    return SHMVAL_EACCES;
   if (l != NULL && (rc = shmval__lock_enter(l)) < 0)
     return rc;
   int ret = rc;
@@ -470,38 +589,189 @@ static int str_get(shmval__obj *o, int type, void *buf, size_t cap) {
   return ret;
 }
 
-/* Store @p n elements from @p s, terminated when shorter than the array. */
-static int str_set(shmval__obj *o, int type, const void *s, size_t n) {
-  size_t es = o->elem_size;
+/* Store the string @p s (of @p type) in array @p h, terminated when shorter. */
+static int str_set(const void *h, int type, const void *s, bool wide) {
+  shmval__obj *o = obj_of(h);
+  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
+  if (rc != 0 || s == NULL)
+    return rc != 0 ? rc : SHMVAL_EINVAL;
   if (o->type != type)
     return SHMVAL_ETYPE;
-  if (n > o->length)
+  if (is_ro(h))
+    return SHMVAL_EACCES;
+  size_t max = (size_t)o->length, es = o->elem_size;
+  size_t n = wide ? wcsnlen(s, max + 1) : strnlen(s, max + 1);
+  if (n > max)
     return SHMVAL_ERANGE;
-  size_t bytes = n < o->length ? (n + 1) * es : n * es;
   /* The terminator, when stored, is the one at s[n]. */
-  return locked_copy(o, payload(o), s, bytes);
+  return locked_copy(o, false, payload(o), s, (n < max ? n + 1 : n) * es);
 }
 
 int shm_array_get_string(shm_array *a, char *buf, size_t cap) {
-  return str_get(obj_of(a), SHMVAL_CHAR, buf, cap);
+  return str_get(a, SHMVAL_CHAR, buf, cap);
 }
 
 int shm_array_get_wstring(shm_array *a, wchar_t *buf, size_t cap) {
-  return str_get(obj_of(a), SHMVAL_WCHAR, buf, cap);
+  return str_get(a, SHMVAL_WCHAR, buf, cap);
 }
 
-int shm_array_set_string(shm_array *a, const char *s) {
-  shmval__obj *o = obj_of(a);
-  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
-  if (rc != 0 || s == NULL)
-    return rc != 0 ? rc : SHMVAL_EINVAL;
-  return str_set(o, SHMVAL_CHAR, s, strnlen(s, (size_t)o->length + 1));
-}
+int shm_array_set_string(shm_array *a, const char *s) { return str_set(a, SHMVAL_CHAR, s, false); }
 
 int shm_array_set_wstring(shm_array *a, const wchar_t *s) {
-  shmval__obj *o = obj_of(a);
-  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
-  if (rc != 0 || s == NULL)
-    return rc != 0 ? rc : SHMVAL_EINVAL;
-  return str_set(o, SHMVAL_WCHAR, s, wcsnlen(s, (size_t)o->length + 1));
+  return str_set(a, SHMVAL_WCHAR, s, true);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Objects found through shared memory: validated before they are trusted. */
+
+/* Whether @p o's element type and size agree. */
+static bool elem_ok(const shmval__obj *o) {
+  size_t size, align;
+  switch (o->kind) {
+  case SHMVAL__KIND_VALUE:
+  case SHMVAL__KIND_ARRAY:
+    if (o->type == SHMVAL_RECORD)
+      return o->elem_size != 0 && o->elem_size <= RECORD_MAX;
+    return type_info(o->type, &size, &align) && size == o->elem_size &&
+           (o->kind == SHMVAL__KIND_ARRAY || o->length == 1);
+  case SHMVAL__KIND_DIR:
+  case SHMVAL__KIND_ATTACH:
+    return o->elem_size == 16 && o->lock_rel == 0 && o->name_off == 0;
+  default:
+    return false;
+  }
+}
+
+/* Whether the lock @p o points to lies in the heap and is a lock. */
+static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
+  if (o->lock_rel == 0)
+    return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
+  int64_t at = (int64_t)off + o->lock_rel;
+  if (at < (int64_t)seg->heap_start || (at & 7) != 0 ||
+      (uint64_t)at > seg->heap_end - sizeof(shmval__lock))
+    return false;
+  if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
+      ((uint64_t)at < off + sizeof *o || (uint64_t)at + sizeof(shmval__lock) > blk_end))
+    return false;
+  const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
+  return atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) ==
+             SHMVAL__LOCK_MAGIC &&
+         l->host_back <= (uint64_t)at - seg->heap_start;
+}
+
+int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
+  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF;
+  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
+      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
+    return SHMVAL_ECORRUPT;
+  uint64_t w = *(const uint64_t *)(const void *)((const char *)seg + blk);
+  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
+  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
+    return SHMVAL_ECORRUPT;
+  shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
+  uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
+  if (m != SHMVAL__OBJ_MAGIC)
+    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
+  uint64_t room = blk_end - off, bytes;
+  if (o->self_off != off || !elem_ok(o) || o->payload_rel < sizeof *o ||
+      __builtin_mul_overflow((uint64_t)o->elem_size, o->length, &bytes) || o->payload_rel > room ||
+      bytes > room - o->payload_rel || !lock_ok(seg, o, off, blk_end))
+    return SHMVAL_ECORRUPT;
+  if (o->name_off != 0) {
+    /* The name must end inside the block, after the payload. */
+    if (o->name_off < o->payload_rel + bytes || o->name_off >= room ||
+        memchr((char *)o + o->name_off, 0, (size_t)(room - o->name_off)) == NULL)
+      return SHMVAL_ECORRUPT;
+  }
+  *out = o;
+  return 0;
+}
+
+const char *shmval__obj_name(const shmval__obj *o) {
+  return o->name_off != 0 ? (const char *)o + o->name_off : NULL;
+}
+
+int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
+                            shmval__obj **out) {
+  layout lo;
+  uint64_t off;
+  plan((uint64_t)elem_size * length, 8, false, 0, &lo);
+  int rc = shmval__heap_alloc(seg, (size_t)lo.block, &off);
+  if (rc != 0)
+    return rc;
+  shmval__obj *o = obj_init(seg, off, &lo, kind, 0, elem_size, length);
+  memset((char *)seg + off + lo.payload_at, 0, (size_t)(elem_size * length));
+  atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
+  *out = o;
+  return 0;
+}
+
+void shmval__obj_free_table(shmval__obj *o) {
+  atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+  (void)shmval__heap_free(shmval__obj_seg(o), block_off(o));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Named objects. */
+
+static int obj_open(void **out, shm_segment *sg, const char *name, unsigned kind, int expected) {
+  size_t len;
+  shmval__obj *o;
+  if (out == NULL || sg == NULL || shmval__dir_name_ok(name, &len) != 0)
+    return SHMVAL_EINVAL;
+  int rc = shmval__dir_lock(sg->base);
+  if (rc != 0)
+    return rc;
+  rc = shmval__dir_find(sg->base, name, len, &o);
+  shmval__dir_unlock(sg->base);
+  if (rc != 0)
+    return rc;
+  if (o->kind != kind || (expected != 0 && o->type != expected))
+    return SHMVAL_ETYPE;
+  *out = tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
+  return 0;
+}
+
+int shm_value_open(shm_value **out, shm_segment *seg, const char *name, shm_type expected) {
+  return obj_open((void **)out, seg, name, SHMVAL__KIND_VALUE, (int)expected);
+}
+
+int shm_array_open(shm_array **out, shm_segment *seg, const char *name, shm_type expected) {
+  return obj_open((void **)out, seg, name, SHMVAL__KIND_ARRAY, (int)expected);
+}
+
+int shm_object_remove(shm_segment *sg, const char *name) {
+  size_t len;
+  shmval__obj *o;
+  if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
+    return SHMVAL_EINVAL;
+  if (sg->flags & SHMVAL_RDONLY)
+    return SHMVAL_EACCES;
+  int rc = shmval__dir_lock(sg->base);
+  if (rc != 0)
+    return rc;
+  rc = shmval__dir_find(sg->base, name, len, &o);
+  if (rc == 0)
+    rc = o->kind == SHMVAL__KIND_VALUE || o->kind == SHMVAL__KIND_ARRAY ? destroy_locked(o)
+                                                                        : SHMVAL_ECORRUPT;
+  shmval__dir_unlock(sg->base);
+  return rc;
+}
+
+int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info) {
+  shmval__obj *o;
+  int rc = shmval__obj_at(sg->base, off, &o);
+  if (rc != 0)
+    return rc;
+  if (o->kind != SHMVAL__KIND_VALUE && o->kind != SHMVAL__KIND_ARRAY)
+    return SHMVAL_ENOENT;
+  info->name = shmval__obj_name(o);
+  info->kind = o->kind == SHMVAL__KIND_VALUE ? SHMVAL_OBJ_VALUE : SHMVAL_OBJ_ARRAY;
+  info->type = (shm_type)o->type;
+  info->elem_size = o->elem_size;
+  info->length = (size_t)o->length;
+  info->has_lock = o->lock_rel != 0;
+  info->offset = (size_t)off;
+  info->handle = tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
+  return 0;
 }

@@ -5,7 +5,9 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,4 +75,119 @@ void shmval__prim_deadline(double seconds, struct timespec *ts) {
     ts->tv_sec += 1;
     ts->tv_nsec -= 1000000000L;
   }
+}
+
+double shmval__prim_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t shmval__prim_wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+void shmval__prim_sleep(double seconds) {
+  struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Map errno from a file operation to a return code. */
+static int file_error(int e) {
+  switch (e) {
+  case ENAMETOOLONG:
+    return SHMVAL_EINVAL;
+  case EMFILE:
+  case ENFILE:
+    return -e;
+  case ENOSPC:
+  case EFBIG:
+    return SHMVAL_ENOSPC;
+  default:
+    return -e;
+  }
+}
+
+int shmval__prim_shm_create(const char *name, unsigned mode, int *fd) {
+  /* Created owner-only; the requested mode is set with fchmod, which the
+   * umask cannot narrow or widen. */
+  int f = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (f < 0)
+    return file_error(errno);
+  if (fchmod(f, (mode_t)mode) != 0) {
+    int e = errno;
+    close(f);
+    shm_unlink(name);
+    return file_error(e);
+  }
+  *fd = f;
+  return 0;
+}
+
+int shmval__prim_shm_open(const char *name, bool rdonly, int *fd) {
+  int f = shm_open(name, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+  if (f < 0)
+    return file_error(errno);
+  *fd = f;
+  return 0;
+}
+
+int shmval__prim_shm_unlink(const char *name) {
+  return shm_unlink(name) == 0 ? 0 : file_error(errno);
+}
+
+int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return -errno;
+  *size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+  if (dev != NULL)
+    *dev = (uint64_t)st.st_dev;
+  if (ino != NULL)
+    *ino = (uint64_t)st.st_ino;
+  return 0;
+}
+
+int shmval__prim_reserve(int fd, uint64_t size) {
+  int e = posix_fallocate(fd, 0, (off_t)size);
+  if (e == EOPNOTSUPP || e == ENOSYS) /* a file system without fallocate */
+    e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+  return e == 0 ? 0 : file_error(e);
+}
+
+int shmval__prim_map(int fd, size_t size, bool rdonly, void **out) {
+  int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+  void *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return errno == ENOMEM ? SHMVAL_ENOMEM : -errno;
+  *out = p;
+  return 0;
+}
+
+void shmval__prim_close(int fd) {
+  if (fd >= 0)
+    close(fd);
+}
+
+int shmval__prim_flock(int fd, uint64_t off, int type, bool wait) {
+  static const short types[] = {F_UNLCK, F_RDLCK, F_WRLCK};
+  struct flock fl = {
+      .l_type = types[type], .l_whence = SEEK_SET, .l_start = (off_t)off, .l_len = 1};
+  while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0) {
+    if (errno == EINTR)
+      continue;
+    return errno == EAGAIN || errno == EACCES ? SHMVAL_EBUSY : -errno;
+  }
+  return 0;
+}
+
+int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len) {
+  struct flock fl = {
+      .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)off, .l_len = (off_t)len};
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+    return -2;
+  return fl.l_type == F_UNLCK ? -1 : (int64_t)fl.l_start;
 }

@@ -1,0 +1,623 @@
+/*
+ * Named segments: creation, attachment, validation and lifetime.
+ *
+ * Who is attached is tracked with open-file-description byte locks on the
+ * segment's file, far beyond its end: a "gate" byte and one byte per attacher
+ * slot. Each attached process holds a write lock on its slot byte through its
+ * own open of the file; the kernel drops it when the process closes the file
+ * or dies, and a recycled PID cannot inherit it. The gate serialises the
+ * decisions that must not race:
+ *   - the creator holds it exclusively until the header is complete, so an
+ *     opener waits (bounded) instead of reading a half-built segment;
+ *   - an opener holds it shared while it validates and takes a slot;
+ *   - an auto-unlink closer holds it exclusively while it checks that no other
+ *     slot is held and unlinks, so no opener can attach in between.
+ * Slot table entries in the segment (pid, time) are for display only.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GATE_OFF (UINT64_C(1) << 40)
+#define SLOT_OFF(i) (GATE_OFF + 1 + (uint64_t)(i))
+#define DEFAULT_ATTACH 64u
+#define MAX_ATTACH 65536u
+#define DEFAULT_WAIT 2.0
+#define SEG_MAX (UINT64_C(1) << 40)
+
+typedef struct attach_ent {
+  int32_t pid;
+  uint32_t spare;
+  uint64_t since_ns;
+} attach_ent;
+
+/* ------------------------------------------------------------------------ */
+/* The process's list of open segments, for the fork handler. */
+
+static struct {
+  pthread_mutex_t mu;
+  shm_segment *head;
+} reg = {PTHREAD_MUTEX_INITIALIZER, NULL};
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+static int claim_slot(shm_segment *sg);
+
+/* In a fork child: take an attachment of its own for each segment. */
+static void reattach(shm_segment *sg) {
+  int fd;
+  uint64_t size, dev, ino;
+  bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
+  int old_fd = sg->fd;
+  sg->slot = -1; /* until a slot of its own is held */
+  if (shmval__prim_shm_open(sg->name, ro, &fd) != 0)
+    return;
+  if (shmval__prim_fd_info(fd, &size, &dev, &ino) != 0 || dev != sg->dev || ino != sg->ino ||
+      shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_RD, true) != 0) {
+    shmval__prim_close(fd);
+    return;
+  }
+  sg->fd = fd;
+  if ((atomic_load(&sg->base->state) & SHMVAL__STATE_UNLINKED) || claim_slot(sg) != 0) {
+    sg->fd = old_fd;
+    shmval__prim_close(fd);
+    return;
+  }
+  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  /* The parent's open stays open in the parent: its locks are unaffected. */
+  shmval__prim_close(old_fd);
+}
+
+static void reg_prepare(void) { pthread_mutex_lock(&reg.mu); }
+static void reg_parent(void) { pthread_mutex_unlock(&reg.mu); }
+static void reg_child(void) {
+  int pid = (int)getpid();
+  for (shm_segment *sg = reg.head; sg != NULL; sg = sg->next) {
+    if (sg->slot >= 0 && !(sg->flags & SHMVAL_OBSERVE))
+      reattach(sg);
+    sg->pid = pid;
+  }
+  pthread_mutex_unlock(&reg.mu);
+}
+static void reg_init(void) { (void)pthread_atfork(reg_prepare, reg_parent, reg_child); }
+
+static void reg_add(shm_segment *sg) {
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg.mu);
+  sg->next = reg.head;
+  reg.head = sg;
+  pthread_mutex_unlock(&reg.mu);
+}
+
+static void reg_remove(shm_segment *sg) {
+  pthread_mutex_lock(&reg.mu);
+  for (shm_segment **p = &reg.head; *p != NULL; p = &(*p)->next) {
+    if (*p == sg) {
+      *p = sg->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Names, attacher slots. */
+
+/* "name" or "/name" to "/name": 1..255 bytes, no other '/', not . or .. */
+static int norm_name(const char *in, char out[258]) {
+  if (in == NULL)
+    return SHMVAL_EINVAL;
+  if (*in == '/')
+    in++;
+  size_t n = strnlen(in, 256);
+  if (n == 0 || n > 255 || memchr(in, '/', n) != NULL || strcmp(in, ".") == 0 ||
+      strcmp(in, "..") == 0)
+    return SHMVAL_EINVAL;
+  out[0] = '/';
+  memcpy(out + 1, in, n + 1);
+  return 0;
+}
+
+/* The validated attacher table, or NULL. */
+static attach_ent *attach_table(shmval__seg *seg) {
+  shmval__obj *t;
+  if (shmval__obj_at(seg, seg->attach_off, &t) != 0 || t->kind != SHMVAL__KIND_ATTACH ||
+      t->length != seg->max_attach)
+    return NULL;
+  return (attach_ent *)(void *)((char *)t + t->payload_rel);
+}
+
+static void note_slot(shm_segment *sg, int pid) {
+  attach_ent *t = (sg->flags & SHMVAL_RDONLY) ? NULL : attach_table(sg->base);
+  if (t != NULL && sg->slot >= 0) {
+    t[sg->slot].pid = pid;
+    t[sg->slot].since_ns = pid != 0 ? shmval__prim_wall_ns() : 0;
+  }
+}
+
+/* Take a free attacher slot through sg->fd. */
+static int claim_slot(shm_segment *sg) {
+  uint32_t n = sg->base->max_attach;
+  bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
+  int pid = (int)getpid();
+  uint32_t start = ((uint32_t)pid * 2654435761u) % n;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = (start + k) % n;
+    /* Read locks do not exclude each other: a reader first looks for a free slot. */
+    if (ro && shmval__prim_flock_probe(sg->fd, SLOT_OFF(i), 1) != -1)
+      continue;
+    int rc =
+        shmval__prim_flock(sg->fd, SLOT_OFF(i), ro ? SHMVAL__FLOCK_RD : SHMVAL__FLOCK_WR, false);
+    if (rc == 0) {
+      sg->slot = (int)i;
+      sg->pid = pid;
+      note_slot(sg, pid);
+      return 0;
+    }
+    if (rc != SHMVAL_EBUSY)
+      return rc;
+  }
+  return SHMVAL_EAGAIN;
+}
+
+/* Live attachers whose slot lock is visible through @p fd (not its own). */
+static unsigned count_attached(int fd, uint32_t max_attach) {
+  unsigned n = 0;
+  uint64_t off = SLOT_OFF(0), end = SLOT_OFF(max_attach);
+  while (off < end) {
+    int64_t at = shmval__prim_flock_probe(fd, off, end - off);
+    if (at == -1)
+      break;
+    n++;
+    if (at < 0) /* the probe failed: count one and stop */
+      break;
+    off = (uint64_t)at + 1;
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation of what another process wrote. */
+
+static uint64_t hdr_bytes(void) {
+  return (sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN - 1) & ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1);
+}
+
+/* Check the header of a mapped file of @p fsize bytes, and what it points to. */
+static int validate(shmval__seg *seg, uint64_t fsize) {
+  if (fsize < sizeof seg->magic)
+    return fsize == 0 ? SHMVAL_EUNINIT : SHMVAL_ENOTSHMVAL;
+  uint64_t magic = atomic_load_explicit(&seg->magic, memory_order_acquire);
+  if (magic == SHMVAL__SEG_MAGIC_INIT || magic == 0)
+    return SHMVAL_EUNINIT;
+  if (magic != SHMVAL__SEG_MAGIC)
+    return SHMVAL_ENOTSHMVAL;
+  if (fsize < sizeof *seg)
+    return SHMVAL_ECORRUPT;
+  if (seg->version != SHMVAL__LAYOUT_VERSION || seg->hdr_size != sizeof *seg)
+    return SHMVAL_EVERSION;
+  if (seg->abi != shmval__abi_fingerprint())
+    return SHMVAL_EABI;
+  if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->size != fsize || seg->heap_start != hdr_bytes() ||
+      seg->heap_end > fsize || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
+      (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
+      seg->max_attach > MAX_ATTACH || attach_table(seg) == NULL)
+    return SHMVAL_ECORRUPT;
+  /* The directory may be resized by a peer meanwhile: look at it a few times. */
+  for (int tries = 0;; tries++) {
+    shmval__obj *t;
+    uint64_t cap = seg->dir_cap;
+    int rc = shmval__obj_at(seg, seg->dir_off, &t);
+    if (rc == 0 && t->kind == SHMVAL__KIND_DIR && t->length == cap && cap >= 16 &&
+        (cap & (cap - 1)) == 0)
+      return 0;
+    if (rc != SHMVAL_ESTALE || tries == 3)
+      return SHMVAL_ECORRUPT;
+    shmval__prim_sleep(0.001);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creation. */
+
+static int check_create_opts(const shm_segment_opts *o, unsigned *mode, uint32_t *max_attach) {
+  unsigned flags = o != NULL ? o->flags : 0;
+  *mode = o != NULL && o->mode != 0 ? o->mode : 0600;
+  *max_attach = o != NULL && o->max_attach != 0 ? o->max_attach : DEFAULT_ATTACH;
+  if ((flags & ~(unsigned)(SHMVAL_OPEN_OR_CREATE | SHMVAL_AUTO_UNLINK)) || (*mode & ~0777u) ||
+      *max_attach > MAX_ATTACH || (o != NULL && o->timeout != o->timeout))
+    return SHMVAL_EINVAL;
+  return 0;
+}
+
+/* Lay out a new segment in the file @p fd that this process just created. */
+static int init_new(int fd, const char *name, uint64_t size, uint32_t max_attach, unsigned policy,
+                    shm_segment **out) {
+  void *mem = NULL;
+  shmval__obj *t;
+  shm_segment *sg = calloc(1, sizeof *sg);
+  int rc = sg == NULL ? SHMVAL_ENOMEM : 0;
+  /* Openers wait at the gate until the header is complete. */
+  if (rc == 0)
+    rc = shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_WR, true);
+  if (rc == 0)
+    rc = shmval__prim_reserve(fd, size);
+  if (rc == 0)
+    rc = shmval__prim_map(fd, (size_t)size, false, &mem);
+  if (rc != 0)
+    goto fail;
+  shmval__seg *seg = mem;
+  atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC_INIT, memory_order_relaxed);
+  if ((rc = shmval__seg_init(seg, (size_t)size, SHMVAL__SEG_NAMED)) != 0)
+    goto fail;
+  seg->policy = policy;
+  seg->max_attach = max_attach;
+  seg->created_ns = shmval__prim_wall_ns();
+  if ((rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach,
+                                    &t)) != 0 ||
+      (seg->attach_off = t->self_off, rc = shmval__dir_init(seg)) != 0) {
+    rc = rc == SHMVAL_ENOMEM ? SHMVAL_EINVAL : rc; /* too small for its own tables */
+    goto fail;
+  }
+  uint64_t dev, ino, fsize;
+  if ((rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino)) != 0)
+    goto fail;
+  *sg = (shm_segment){
+      .base = seg, .size = (size_t)size, .fd = fd, .slot = -1, .dev = dev, .ino = ino};
+  strcpy(sg->name, name);
+  if ((rc = claim_slot(sg)) != 0)
+    goto fail;
+  shmval__seg_publish(seg);
+  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  *out = sg;
+  return 0;
+fail:
+  if (mem != NULL)
+    shmval__prim_unmap(mem, (size_t)size);
+  free(sg);
+  return rc;
+}
+
+static int open_impl(shm_segment **out, const char *name, const shm_segment_opts *o);
+
+int shm_segment_create(shm_segment **out, const char *name, size_t size,
+                       const shm_segment_opts *o) {
+  char nm[258];
+  unsigned mode;
+  uint32_t max_attach;
+  int rc = check_create_opts(o, &mode, &max_attach);
+  if (rc != 0 || out == NULL || (rc = norm_name(name, nm)) != 0)
+    return rc != 0 ? rc : SHMVAL_EINVAL;
+  size_t ps = shmval__prim_page_size();
+  if (size == 0 || size > SEG_MAX)
+    return SHMVAL_EINVAL;
+  uint64_t total = ((uint64_t)size + ps - 1) & ~(uint64_t)(ps - 1);
+  unsigned flags = o != NULL ? o->flags : 0;
+  for (int tries = 0; tries < 8; tries++) {
+    int fd;
+    rc = shmval__prim_shm_create(nm, mode, &fd);
+    if (rc == SHMVAL_EEXIST && (flags & SHMVAL_OPEN_OR_CREATE)) {
+      shm_segment_opts oo = {.timeout = o != NULL ? o->timeout : 0};
+      rc = open_impl(out, nm, &oo);
+      if (rc == SHMVAL_ENOENT) /* removed meanwhile: create it after all */
+        continue;
+      return rc;
+    }
+    if (rc != 0)
+      return rc;
+    rc = init_new(fd, nm, total, max_attach, flags & SHMVAL_AUTO_UNLINK, out);
+    if (rc != 0) {
+      shmval__prim_shm_unlink(nm);
+      shmval__prim_close(fd);
+      return rc;
+    }
+    reg_add(*out);
+    return 0;
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attaching. */
+
+/* Attach through @p fd, an open of the segment; EUNINIT while its creator works. */
+static int try_attach(int fd, const char *name, unsigned flags, shm_segment **out) {
+  bool ro = (flags & SHMVAL_RDONLY) != 0;
+  uint64_t fsize, dev, ino;
+  void *mem = NULL;
+  shm_segment *sg = NULL;
+  int rc = shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_RD, false);
+  if (rc != 0)
+    return rc == SHMVAL_EBUSY ? SHMVAL_EUNINIT : rc;
+  if ((rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino)) != 0)
+    goto fail;
+  if (fsize < sizeof(uint64_t) || fsize > SEG_MAX) {
+    rc = fsize == 0 ? SHMVAL_EUNINIT : SHMVAL_ENOTSHMVAL;
+    goto fail;
+  }
+  if ((rc = shmval__prim_map(fd, (size_t)fsize, ro, &mem)) != 0 || (rc = validate(mem, fsize)) != 0)
+    goto fail;
+  if (atomic_load(&((shmval__seg *)mem)->state) & SHMVAL__STATE_UNLINKED) {
+    rc = SHMVAL_ENOENT; /* its last user is unlinking it */
+    goto fail;
+  }
+  if ((sg = calloc(1, sizeof *sg)) == NULL) {
+    rc = SHMVAL_ENOMEM;
+    goto fail;
+  }
+  *sg = (shm_segment){.base = mem,
+                      .size = (size_t)fsize,
+                      .fd = fd,
+                      .slot = -1,
+                      .flags = flags,
+                      .pid = (int)getpid(),
+                      .dev = dev,
+                      .ino = ino};
+  strcpy(sg->name, name);
+  if (!(flags & SHMVAL_OBSERVE) && (rc = claim_slot(sg)) != 0)
+    goto fail;
+  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  *out = sg;
+  return 0;
+fail:
+  free(sg);
+  if (mem != NULL)
+    shmval__prim_unmap(mem, (size_t)fsize);
+  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  return rc;
+}
+
+static int open_impl(shm_segment **out, const char *name, const shm_segment_opts *o) {
+  unsigned flags = o != NULL ? o->flags : 0;
+  double wait = o != NULL && o->timeout != 0 ? o->timeout : DEFAULT_WAIT;
+  if (flags & ~(unsigned)(SHMVAL_RDONLY | SHMVAL_OBSERVE) || wait != wait)
+    return SHMVAL_EINVAL;
+  double deadline = shmval__prim_now() + (wait > 0 ? wait : 0);
+  for (;;) {
+    int fd, rc = shmval__prim_shm_open(name, (flags & SHMVAL_RDONLY) != 0, &fd);
+    if (rc != 0)
+      return rc;
+    rc = try_attach(fd, name, flags, out);
+    if (rc == 0) {
+      reg_add(*out);
+      return 0;
+    }
+    shmval__prim_close(fd);
+    if (rc != SHMVAL_EUNINIT || shmval__prim_now() >= deadline)
+      return rc;
+    shmval__prim_sleep(0.002);
+  }
+}
+
+int shm_segment_open(shm_segment **out, const char *name, const shm_segment_opts *o) {
+  char nm[258];
+  if (out == NULL || norm_name(name, nm) != 0)
+    return SHMVAL_EINVAL;
+  return open_impl(out, nm, o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Detaching and unlinking. */
+
+/* Unlink @p name only if it still names the file (dev, ino). */
+static void unlink_if_same(const char *name, uint64_t dev, uint64_t ino) {
+  int fd;
+  uint64_t size, d, i;
+  if (shmval__prim_shm_open(name, true, &fd) != 0)
+    return;
+  if (shmval__prim_fd_info(fd, &size, &d, &i) == 0 && d == dev && i == ino)
+    shmval__prim_shm_unlink(name);
+  shmval__prim_close(fd);
+}
+
+/* The auto-unlink close: release the slot, and unlink if nobody else is attached. */
+static void close_auto_unlink(shm_segment *sg) {
+  int gfd = sg->fd;
+  uint64_t size, dev, ino;
+  bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
+  /* Deciding needs the gate exclusively, hence a writable open. */
+  if (ro && (shmval__prim_shm_open(sg->name, false, &gfd) != 0 ||
+             shmval__prim_fd_info(gfd, &size, &dev, &ino) != 0 || ino != sg->ino)) {
+    if (gfd != sg->fd)
+      shmval__prim_close(gfd);
+    gfd = -1;
+  }
+  if (gfd < 0 || shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_WR, true) != 0) {
+    shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
+    return; /* cannot decide safely: leave it for `shmval gc` */
+  }
+  note_slot(sg, 0);
+  shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
+  if (count_attached(gfd, sg->base->max_attach) == 0 &&
+      !(atomic_load(&sg->base->state) & SHMVAL__STATE_UNLINKED)) {
+    if (!ro)
+      atomic_fetch_or(&sg->base->state, SHMVAL__STATE_UNLINKED);
+    unlink_if_same(sg->name, sg->dev, sg->ino);
+  }
+  shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  if (gfd != sg->fd)
+    shmval__prim_close(gfd);
+}
+
+int shm_segment_close(shm_segment *sg) {
+  if (sg == NULL)
+    return 0;
+  reg_remove(sg);
+  if (sg->slot >= 0 && sg->pid == (int)getpid()) {
+    if (sg->base->policy & SHMVAL_AUTO_UNLINK) {
+      close_auto_unlink(sg);
+    } else {
+      note_slot(sg, 0);
+      shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
+    }
+  }
+  shmval__prim_unmap(sg->base, sg->size);
+  shmval__prim_close(sg->fd);
+  free(sg);
+  return 0;
+}
+
+/* Map the file @p fd read-only and classify it; *mem receives the mapping. */
+static int classify(int fd, uint64_t *fsize, uint64_t *dev, uint64_t *ino, void **mem) {
+  int rc = shmval__prim_fd_info(fd, fsize, dev, ino);
+  *mem = NULL;
+  if (rc != 0)
+    return rc;
+  if (*fsize < sizeof(uint64_t) || *fsize > SEG_MAX)
+    return SHMVAL_ENOTSHMVAL; /* an empty file may be anyone's: never ours to touch */
+  if ((rc = shmval__prim_map(fd, (size_t)*fsize, true, mem)) != 0)
+    return rc;
+  uint64_t magic = atomic_load(&((shmval__seg *)*mem)->magic);
+  if (magic == SHMVAL__SEG_MAGIC_INIT)
+    return SHMVAL_EUNINIT;
+  return magic == SHMVAL__SEG_MAGIC ? validate(*mem, *fsize) : SHMVAL_ENOTSHMVAL;
+}
+
+int shm_segment_unlink(const char *name) {
+  char nm[258];
+  int fd;
+  uint64_t fsize, dev, ino;
+  void *mem;
+  int rc = norm_name(name, nm);
+  if (rc != 0 || (rc = shmval__prim_shm_open(nm, false, &fd)) != 0)
+    return rc;
+  rc = classify(fd, &fsize, &dev, &ino, &mem);
+  if (rc == SHMVAL_ENOTSHMVAL || (rc != 0 && mem == NULL)) {
+    shmval__prim_close(fd);
+    return rc;
+  }
+  /* Ours (valid, corrupt or unfinished): mark it, then remove the name. */
+  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_WR, true);
+  shmval__prim_unmap(mem, (size_t)fsize);
+  if (rc == 0 && shmval__prim_map(fd, (size_t)fsize, false, &mem) == 0) {
+    atomic_fetch_or(&((shmval__seg *)mem)->state, SHMVAL__STATE_UNLINKED);
+    shmval__prim_unmap(mem, (size_t)fsize);
+  }
+  unlink_if_same(nm, dev, ino);
+  shmval__prim_close(fd); /* releases the gate */
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Description. */
+
+typedef struct tally {
+  shmval__seg *seg;
+  size_t objects;
+  uint64_t used;
+} tally;
+
+static int tally_block(void *ctx, uint64_t off, uint64_t size) {
+  tally *t = ctx;
+  shmval__obj *o;
+  t->used += size;
+  if (shmval__obj_at(t->seg, off + SHMVAL__OBJ_HDR_OFF, &o) == 0 &&
+      (o->kind == SHMVAL__KIND_VALUE || o->kind == SHMVAL__KIND_ARRAY))
+    t->objects++;
+  return 0;
+}
+
+/* Fill @p info from a validated mapping; locked walk when @p writable. */
+static int describe(shmval__seg *seg, bool writable, shm_segment_info *info) {
+  tally t = {.seg = seg};
+  int rc = writable ? shmval__heap_walk(seg, tally_block, &t)
+                    : shmval__heap_walk_unlocked(seg, tally_block, &t);
+  info->size = (size_t)seg->size;
+  info->used = (size_t)t.used;
+  info->free = (size_t)(seg->heap_end - seg->heap_start - t.used);
+  info->objects = t.objects;
+  info->max_attach = seg->max_attach;
+  info->flags = seg->policy & SHMVAL_AUTO_UNLINK;
+  info->created_ns = seg->created_ns;
+  return rc;
+}
+
+int shm_segment_stat(shm_segment *sg, shm_segment_info *info) {
+  if (sg == NULL || info == NULL)
+    return SHMVAL_EINVAL;
+  memset(info, 0, sizeof *info);
+  strcpy(info->name, sg->name);
+  int rc = describe(sg->base, !(sg->flags & SHMVAL_RDONLY), info);
+  info->attached = count_attached(sg->fd, sg->base->max_attach) + (sg->slot >= 0 ? 1u : 0u);
+  return rc;
+}
+
+int shm_segment_inspect(const char *name, shm_segment_info *info) {
+  char nm[258];
+  int fd;
+  uint64_t fsize, dev, ino;
+  void *mem;
+  if (info == NULL)
+    return SHMVAL_EINVAL;
+  int rc = norm_name(name, nm);
+  if (rc != 0 || (rc = shmval__prim_shm_open(nm, true, &fd)) != 0)
+    return rc;
+  memset(info, 0, sizeof *info);
+  strcpy(info->name, nm);
+  rc = classify(fd, &fsize, &dev, &ino, &mem);
+  info->size = (size_t)fsize;
+  if (rc == 0) {
+    shmval__seg *seg = mem;
+    if (describe(seg, false, info) != 0) {
+      info->state = SHMVAL_SEG_CORRUPT;
+      info->error = SHMVAL_ECORRUPT;
+    }
+    info->attached = count_attached(fd, seg->max_attach);
+    if ((seg->policy & SHMVAL_AUTO_UNLINK) && info->attached == 0)
+      info->state = SHMVAL_SEG_ORPHANED;
+  } else if (rc == SHMVAL_EUNINIT) {
+    /* A creator alive holds the gate; a dead one's leftover holds nothing. */
+    info->state =
+        shmval__prim_flock_probe(fd, GATE_OFF, 2) == -1 ? SHMVAL_SEG_ORPHANED : SHMVAL_SEG_UNINIT;
+  } else if (mem != NULL) {
+    info->state = SHMVAL_SEG_CORRUPT;
+    info->error = rc;
+  }
+  bool mapped = mem != NULL;
+  if (mapped)
+    shmval__prim_unmap(mem, (size_t)fsize);
+  shmval__prim_close(fd);
+  /* Files that are not ours, and failures to look, are errors; states are not. */
+  return rc == SHMVAL_ENOTSHMVAL || (!mapped && rc != 0) ? rc : 0;
+}
+
+const char *shm_segment_name(const shm_segment *sg) { return sg != NULL ? sg->name : NULL; }
+
+/* ------------------------------------------------------------------------ */
+/* Enumeration. */
+
+typedef struct offs {
+  uint64_t *v;
+  size_t n, cap;
+} offs;
+
+static int collect(void *ctx, uint64_t off, uint64_t size) {
+  offs *o = ctx;
+  (void)size;
+  if (o->n == o->cap) {
+    size_t nc = o->cap ? o->cap * 2 : 64;
+    uint64_t *nv = realloc(o->v, nc * sizeof *nv);
+    if (nv == NULL)
+      return SHMVAL_ENOMEM;
+    o->v = nv;
+    o->cap = nc;
+  }
+  o->v[o->n++] = off + SHMVAL__OBJ_HDR_OFF;
+  return 0;
+}
+
+int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void *), void *ctx) {
+  if (sg == NULL || fn == NULL)
+    return SHMVAL_EINVAL;
+  offs list = {0};
+  int rc = (sg->flags & SHMVAL_RDONLY) ? shmval__heap_walk_unlocked(sg->base, collect, &list)
+                                       : shmval__heap_walk(sg->base, collect, &list);
+  for (size_t i = 0; rc == 0 && i < list.n; i++) {
+    shm_object_info info;
+    if (shmval__obj_info(sg, list.v[i], &info) == 0)
+      rc = fn(&info, ctx);
+  }
+  free(list.v);
+  return rc;
+}
