@@ -714,16 +714,29 @@ void shmval__obj_free_table(shmval__obj *o) {
 /* ------------------------------------------------------------------------ */
 /* Named objects. */
 
+/* Look @p name up. A read-only mapping cannot take the lock: it looks a few
+ * times without, since a writer may be resizing the table meanwhile. */
+static int lookup(shm_segment *sg, const char *name, size_t len, shmval__obj **o) {
+  int rc;
+  if (sg->flags & SHMVAL_RDONLY) {
+    for (int tries = 0; tries < 4; tries++)
+      if ((rc = shmval__dir_find(sg->base, name, len, o)) != SHMVAL_ECORRUPT)
+        return rc;
+    return rc;
+  }
+  if ((rc = shmval__dir_lock(sg->base)) != 0)
+    return rc;
+  rc = shmval__dir_find(sg->base, name, len, o);
+  shmval__dir_unlock(sg->base);
+  return rc;
+}
+
 static int obj_open(void **out, shm_segment *sg, const char *name, unsigned kind, int expected) {
   size_t len;
   shmval__obj *o;
   if (out == NULL || sg == NULL || shmval__dir_name_ok(name, &len) != 0)
     return SHMVAL_EINVAL;
-  int rc = shmval__dir_lock(sg->base);
-  if (rc != 0)
-    return rc;
-  rc = shmval__dir_find(sg->base, name, len, &o);
-  shmval__dir_unlock(sg->base);
+  int rc = lookup(sg, name, len, &o);
   if (rc != 0)
     return rc;
   if (o->kind != kind || (expected != 0 && o->type != expected))

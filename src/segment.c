@@ -161,20 +161,23 @@ static int claim_slot(shm_segment *sg) {
   return SHMVAL_EAGAIN;
 }
 
-/* Live attachers whose slot lock is visible through @p fd (not its own). */
+/*
+ * Slot locks in [lo, hi) visible through @p fd (not its own). The kernel
+ * reports some conflicting lock, not the lowest, so split around each one.
+ */
+static unsigned count_locked(int fd, uint64_t lo, uint64_t hi) {
+  if (lo >= hi)
+    return 0;
+  int64_t at = shmval__prim_flock_probe(fd, lo, hi - lo);
+  if (at == -1)
+    return 0;
+  if (at < (int64_t)lo || at >= (int64_t)hi) /* the probe failed: assume one */
+    return 1;
+  return 1 + count_locked(fd, lo, (uint64_t)at) + count_locked(fd, (uint64_t)at + 1, hi);
+}
+
 static unsigned count_attached(int fd, uint32_t max_attach) {
-  unsigned n = 0;
-  uint64_t off = SLOT_OFF(0), end = SLOT_OFF(max_attach);
-  while (off < end) {
-    int64_t at = shmval__prim_flock_probe(fd, off, end - off);
-    if (at == -1)
-      break;
-    n++;
-    if (at < 0) /* the probe failed: count one and stop */
-      break;
-    off = (uint64_t)at + 1;
-  }
-  return n;
+  return count_locked(fd, SLOT_OFF(0), SLOT_OFF(max_attach));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -429,7 +432,7 @@ static void close_auto_unlink(shm_segment *sg) {
   }
   note_slot(sg, 0);
   shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
-  if (count_attached(gfd, sg->base->max_attach) == 0 &&
+  if (shmval__prim_flock_probe(gfd, SLOT_OFF(0), sg->base->max_attach) == -1 &&
       !(atomic_load(&sg->base->state) & SHMVAL__STATE_UNLINKED)) {
     if (!ro)
       atomic_fetch_or(&sg->base->state, SHMVAL__STATE_UNLINKED);

@@ -12,7 +12,9 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +61,57 @@ static inline void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   while (nanosleep(&ts, &ts) != 0) {
   }
+}
+
+/* A segment name unique to this process and call. */
+static inline const char *test_name(char *buf, size_t cap, const char *tag) {
+  static int counter;
+  snprintf(buf, cap, "/shmval-test-%d-%s-%d", (int)getpid(), tag, counter++);
+  return buf;
+}
+
+/* Whether /dev/shm holds @p name ("/x"). */
+static inline int shm_exists(const char *name) {
+  char path[300];
+  snprintf(path, sizeof path, "/dev/shm%s", name);
+  return access(path, F_OK) == 0;
+}
+
+/*
+ * Start the helper program with @p args; *to_child is a pipe to its stdin and
+ * *from_child its stdout.
+ */
+static inline pid_t start_helper(const char *const *args, int *to_child, int *from_child) {
+  int in[2], out[2];
+  *to_child = *from_child = -1;
+  /* Close-on-exec, so that no helper holds another helper's pipes open. */
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    execv(args[0], (char *const *)(uintptr_t)args);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  *to_child = in[1];
+  *from_child = out[0];
+  return pid;
+}
+
+/* Read one line (up to cap-1 bytes) from @p fd. */
+static inline int read_line(int fd, char *buf, size_t cap) {
+  size_t n = 0;
+  while (n + 1 < cap && read(fd, buf + n, 1) == 1 && buf[n] != '\n')
+    n++;
+  buf[n] = '\0';
+  return (int)n;
 }
 
 #endif

@@ -1,0 +1,76 @@
+/*
+ * A separate program the tests fork and exec, so that segments are shared by
+ * unrelated processes, not only by fork children.
+ *
+ *   shmval_test_helper attach SEG [ro]  attach, print "ready", wait for EOF on
+ *                                       stdin, close, exit 0
+ *   shmval_test_helper race SEG N       open-or-create SEG and the Value
+ *                                       "counter" in it, add 1 N times
+ *   shmval_test_helper get SEG OBJ      print the long Value OBJ
+ *
+ * Exit status: 0, or 10 + the step that failed.
+ */
+#include <shmval.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int attach(const char *seg, int ro) {
+  shm_segment *s;
+  shm_segment_opts o = {.flags = ro ? SHMVAL_RDONLY : 0};
+  char c;
+  if (shm_segment_open(&s, seg, &o) != 0)
+    return 10;
+  printf("ready\n");
+  fflush(stdout);
+  while (read(0, &c, 1) > 0) {
+  }
+  return shm_segment_close(s) == 0 ? 0 : 11;
+}
+
+static int race(const char *seg, long n) {
+  shm_segment *s;
+  shm_value *v;
+  shm_segment_opts so = {.flags = SHMVAL_OPEN_OR_CREATE, .timeout = 5};
+  if (shm_segment_create(&s, seg, 1 << 20, &so) != 0)
+    return 10;
+  shm_opts o = {.segment = s, .name = "counter"};
+  int rc = shm_value_create(&v, SHMVAL_LONG, NULL, &o);
+  if (rc == SHMVAL_EEXIST)
+    rc = shm_value_open(&v, s, "counter", SHMVAL_LONG);
+  if (rc != 0)
+    return 11;
+  for (long i = 0; i < n; i++) {
+    if (shm_value_acquire(v) < 0)
+      return 12;
+    (*(long *)shm_value_ptr(v))++;
+    if (shm_value_release(v) != 0)
+      return 13;
+  }
+  return shm_segment_close(s) == 0 ? 0 : 14;
+}
+
+static int get(const char *seg, const char *obj) {
+  shm_segment *s;
+  shm_value *v;
+  long x;
+  if (shm_segment_open(&s, seg, NULL) != 0)
+    return 10;
+  if (shm_value_open(&v, s, obj, SHMVAL_LONG) != 0 || shm_value_get(v, &x) < 0)
+    return 11;
+  printf("%ld\n", x);
+  return shm_segment_close(s) == 0 ? 0 : 12;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[1], "attach") == 0)
+    return attach(argv[2], argc > 3 && strcmp(argv[3], "ro") == 0);
+  if (argc == 4 && strcmp(argv[1], "race") == 0)
+    return race(argv[2], atol(argv[3]));
+  if (argc == 4 && strcmp(argv[1], "get") == 0)
+    return get(argv[2], argv[3]);
+  fprintf(stderr, "usage: %s attach|race|get SEG ...\n", argv[0]);
+  return 2;
+}

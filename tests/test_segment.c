@@ -1,0 +1,557 @@
+/*
+ * Named segments: lifecycle, names, security defaults, validation of what is
+ * found in /dev/shm, attachment tracking and lifetime policies, with real
+ * unrelated processes (the helper program is exec'd).
+ */
+#include "helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#define MIB ((size_t)1 << 20)
+
+static char nbuf[128];
+#define NAME(tag) test_name(nbuf, sizeof nbuf, tag)
+
+static void test_create_open_close(void **state) {
+  (void)state;
+  shm_segment *a, *b;
+  shm_segment_info info;
+  const char *name = NAME("basic");
+  assert_ok(shm_segment_create(&a, name, MIB, NULL));
+  assert_true(shm_exists(name));
+  assert_string_equal(shm_segment_name(a), name);
+  assert_ok(shm_segment_open(&b, name + 1, NULL)); /* "x" and "/x" are the same */
+  assert_ok(shm_segment_stat(b, &info));
+  assert_int_equal(info.size, MIB);
+  assert_int_equal(info.attached, 2);
+  assert_int_equal(info.objects, 0);
+  assert_int_equal(info.flags, SHMVAL_PERSIST);
+  assert_true(info.used + info.free < info.size);
+  assert_ok(shm_segment_close(b));
+  assert_ok(shm_segment_close(a));
+  assert_true(shm_exists(name)); /* the default policy persists */
+  assert_ok(shm_segment_unlink(name));
+  assert_false(shm_exists(name));
+  assert_code(shm_segment_open(&a, name, NULL), SHMVAL_ENOENT);
+  assert_code(shm_segment_unlink(name), SHMVAL_ENOENT);
+  assert_ok(shm_segment_close(NULL));
+  assert_null(shm_segment_name(NULL));
+}
+
+static void test_exists_and_open_or_create(void **state) {
+  (void)state;
+  shm_segment *a, *b;
+  const char *name = NAME("excl");
+  shm_segment_opts ooc = {.flags = SHMVAL_OPEN_OR_CREATE};
+  assert_ok(shm_segment_create(&a, name, MIB, &ooc)); /* creates */
+  assert_code(shm_segment_create(&b, name, MIB, NULL), SHMVAL_EEXIST);
+  assert_ok(shm_segment_create(&b, name, 2 * MIB, &ooc)); /* opens the existing one */
+  shm_segment_info info;
+  assert_ok(shm_segment_stat(b, &info));
+  assert_int_equal(info.size, MIB);
+  assert_ok(shm_segment_close(b));
+  assert_ok(shm_segment_close(a));
+  assert_ok(shm_segment_unlink(name));
+}
+
+static void test_bad_arguments(void **state) {
+  (void)state;
+  shm_segment *s;
+  char longname[300];
+  memset(longname, 'a', sizeof longname);
+  longname[256] = '\0'; /* 256 bytes: one over NAME_MAX */
+  const char *bad[] = {"", "/", "//x", "a/b", "/a/b", ".", "/..", longname};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_code(shm_segment_create(&s, bad[i], MIB, NULL), SHMVAL_EINVAL);
+    assert_code(shm_segment_open(&s, bad[i], NULL), SHMVAL_EINVAL);
+    assert_code(shm_segment_unlink(bad[i]), SHMVAL_EINVAL);
+  }
+  longname[255] = '\0'; /* exactly NAME_MAX is fine */
+  assert_ok(shm_segment_create(&s, longname, MIB, NULL));
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(longname));
+  const char *name = NAME("args");
+  shm_segment_opts o = {.flags = SHMVAL_RDONLY};
+  assert_code(shm_segment_create(NULL, name, MIB, NULL), SHMVAL_EINVAL);
+  assert_code(shm_segment_create(&s, NULL, MIB, NULL), SHMVAL_EINVAL);
+  assert_code(shm_segment_create(&s, name, 0, NULL), SHMVAL_EINVAL);
+  assert_code(shm_segment_create(&s, name, 100, NULL), SHMVAL_EINVAL); /* no room for tables */
+  assert_code(shm_segment_create(&s, name, (size_t)1 << 50, NULL), SHMVAL_EINVAL);
+  assert_code(shm_segment_create(&s, name, MIB, &o), SHMVAL_EINVAL);
+  o = (shm_segment_opts){.mode = 01777};
+  assert_code(shm_segment_create(&s, name, MIB, &o), SHMVAL_EINVAL);
+  o = (shm_segment_opts){.max_attach = 100000};
+  assert_code(shm_segment_create(&s, name, MIB, &o), SHMVAL_EINVAL);
+  o = (shm_segment_opts){.flags = SHMVAL_AUTO_UNLINK << 4};
+  assert_code(shm_segment_open(&s, name, &o), SHMVAL_EINVAL);
+  assert_false(shm_exists(name)); /* no failed create left a file */
+  assert_code(shm_segment_stat(NULL, NULL), SHMVAL_EINVAL);
+}
+
+static unsigned mode_of(const char *name) {
+  char path[300];
+  struct stat st;
+  snprintf(path, sizeof path, "/dev/shm%s", name);
+  return stat(path, &st) == 0 ? (unsigned)(st.st_mode & 0777) : 0u;
+}
+
+static void test_mode_ignores_umask(void **state) {
+  (void)state;
+  shm_segment *s;
+  mode_t old = umask(0);
+  const char *name = NAME("mode");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  assert_int_equal(mode_of(name), 0600);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+  umask(077);
+  shm_segment_opts o = {.mode = 0644};
+  assert_ok(shm_segment_create(&s, name, MIB, &o));
+  assert_int_equal(mode_of(name), 0644);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+  umask(old);
+}
+
+static void test_cloexec(void **state) {
+  (void)state;
+  shm_segment *s;
+  const char *name = NAME("cloexec");
+  char want[300], link[300], path[64];
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  snprintf(want, sizeof want, "/dev/shm%s", name);
+  int found = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n <= 0)
+      continue;
+    link[n] = '\0';
+    if (strcmp(link, want) == 0) {
+      found++;
+      assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    }
+  }
+  assert_int_equal(found, 1);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files that are not (valid) segments. */
+
+/* Create a raw shm file holding @p len bytes of @p data. */
+static void write_file(const char *name, const void *data, size_t len) {
+  int fd = shm_open(name, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, data, len), (ssize_t)len);
+  close(fd);
+}
+
+/* The bytes of a fresh valid segment with a named Value in it. */
+static unsigned char *segment_image(size_t *len) {
+  shm_segment *s;
+  shm_value *v;
+  const char *name = NAME("image");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  shm_opts o = {.segment = s, .name = "v"};
+  assert_ok(shm_value_create(&v, SHMVAL_LONG, &(long){42}, &o));
+  assert_ok(shm_segment_close(s));
+  int fd = shm_open(name, O_RDONLY, 0);
+  unsigned char *img = malloc(MIB);
+  assert_non_null(img);
+  assert_int_equal(read(fd, img, MIB), (ssize_t)MIB);
+  close(fd);
+  assert_ok(shm_segment_unlink(name));
+  *len = MIB;
+  return img;
+}
+
+static void test_foreign_file(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_segment_info info;
+  char junk[4096];
+  memset(junk, 'P', sizeof junk); /* what Python's SharedMemory might hold */
+  const char *name = NAME("foreign");
+  write_file(name, junk, sizeof junk);
+  assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ENOTSHMVAL);
+  assert_code(shm_segment_inspect(name, &info), SHMVAL_ENOTSHMVAL);
+  assert_code(shm_segment_unlink(name), SHMVAL_ENOTSHMVAL);
+  assert_true(shm_exists(name)); /* never touched */
+  write_file(name, junk, 3);
+  assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ENOTSHMVAL);
+  assert_code(shm_segment_unlink(name), SHMVAL_ENOTSHMVAL);
+  shm_unlink(name);
+}
+
+static void test_version_abi_truncation(void **state) {
+  (void)state;
+  size_t len;
+  shm_segment *s;
+  shm_segment_info info;
+  unsigned char *img = segment_image(&len);
+  const char *name = NAME("bad");
+  /* Layout version (offset 8), header size (12) and ABI fingerprint (16). */
+  unsigned char *copy = malloc(len);
+  assert_non_null(copy);
+  struct {
+    size_t at;
+    int want;
+  } cases[] = {{8, SHMVAL_EVERSION},
+               {12, SHMVAL_EVERSION},
+               {16, SHMVAL_EABI},
+               {24, SHMVAL_ECORRUPT},
+               {32, SHMVAL_ECORRUPT}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    memcpy(copy, img, len);
+    copy[cases[i].at] ^= 0x5a;
+    write_file(name, copy, len);
+    assert_code(shm_segment_open(&s, name, NULL), cases[i].want);
+    assert_ok(shm_segment_inspect(name, &info));
+    assert_int_equal(info.state, SHMVAL_SEG_CORRUPT);
+    assert_int_equal(info.error, cases[i].want);
+  }
+  /* A file shorter than its header says: an error, never SIGBUS. */
+  write_file(name, img, 4096);
+  assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ECORRUPT);
+  write_file(name, img, 100);
+  assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ECORRUPT);
+  /* A corrupt segment can still be removed by name. */
+  assert_ok(shm_segment_unlink(name));
+  assert_false(shm_exists(name));
+  free(copy);
+  free(img);
+}
+
+/* In a child: leave a segment file as a creator killed mid-way would. */
+static int half_created(void *arg) {
+  const char *name = arg;
+  int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  struct flock gate = {
+      .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 40, .l_len = 1};
+  if (fd < 0 || fcntl(fd, F_OFD_SETLK, &gate) != 0 || ftruncate(fd, MIB) != 0)
+    return 1;
+  uint64_t init = UINT64_C(0x74696e69564d5300); /* the creator's first word */
+  if (write(fd, &init, sizeof init) != sizeof init)
+    return 2;
+  printf("ready\n");
+  fflush(stdout);
+  for (;;)
+    pause();
+}
+
+static void test_killed_creator(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_segment_info info;
+  int pfd[2];
+  char line[16];
+  const char *name = NAME("halfmade");
+  assert_int_equal(pipe(pfd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pfd[1], 1);
+    _exit(half_created((void *)name));
+  }
+  close(pfd[1]);
+  read_line(pfd[0], line, sizeof line);
+  assert_string_equal(line, "ready");
+  /* While the creator lives: openers wait (bounded), then give up. */
+  shm_segment_opts o = {.timeout = 0.2};
+  double t0 = now_s();
+  assert_code(shm_segment_open(&s, name, &o), SHMVAL_EUNINIT);
+  assert_true(now_s() - t0 >= 0.19);
+  assert_ok(shm_segment_inspect(name, &info));
+  assert_int_equal(info.state, SHMVAL_SEG_UNINIT);
+  /* Killed: still rejected, and now recognised as an orphan. */
+  kill(pid, SIGKILL);
+  assert_int_equal(reap(pid), 128 + SIGKILL);
+  close(pfd[0]);
+  assert_code(shm_segment_open(&s, name, &o), SHMVAL_EUNINIT);
+  assert_ok(shm_segment_inspect(name, &info));
+  assert_int_equal(info.state, SHMVAL_SEG_ORPHANED);
+  /* open-or-create does not hang on it either. */
+  shm_segment_opts ooc = {.flags = SHMVAL_OPEN_OR_CREATE, .timeout = 0.1};
+  assert_code(shm_segment_create(&s, name, MIB, &ooc), SHMVAL_EUNINIT);
+  assert_ok(shm_segment_unlink(name));
+  assert_false(shm_exists(name));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attachers and lifetime, with exec'd processes. */
+
+typedef struct helper {
+  pid_t pid;
+  int to, from;
+} helper;
+
+static helper attach_helper(const char *name, int ro) {
+  const char *args[] = {HELPER_PATH, "attach", name, ro ? "ro" : NULL, NULL};
+  helper h;
+  char line[32];
+  h.pid = start_helper(args, &h.to, &h.from);
+  assert_true(h.pid > 0);
+  read_line(h.from, line, sizeof line);
+  assert_string_equal(line, "ready");
+  return h;
+}
+
+/* Ask the helper to close and exit; its exit code. */
+static int finish_helper(helper h) {
+  close(h.to);
+  close(h.from);
+  return reap(h.pid);
+}
+
+static void kill_helper(helper h) {
+  kill(h.pid, SIGKILL);
+  assert_int_equal(reap(h.pid), 128 + SIGKILL);
+  close(h.to);
+  close(h.from);
+}
+
+static unsigned attached(shm_segment *s) {
+  shm_segment_info info;
+  assert_ok(shm_segment_stat(s, &info));
+  return info.attached;
+}
+
+static void test_attachers_survive_and_die(void **state) {
+  (void)state;
+  shm_segment *s;
+  const char *name = NAME("attach");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  helper h[3];
+  for (int i = 0; i < 3; i++)
+    h[i] = attach_helper(name, i == 2);
+  assert_int_equal(attached(s), 4);
+  kill_helper(h[0]);
+  assert_int_equal(attached(s), 3); /* a dead process is not attached */
+  assert_int_equal(finish_helper(h[1]), 0);
+  assert_int_equal(attached(s), 2);
+  assert_int_equal(finish_helper(h[2]), 0);
+  assert_int_equal(attached(s), 1);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
+static void test_max_attach(void **state) {
+  (void)state;
+  shm_segment *s, *t[3];
+  shm_segment_opts o = {.max_attach = 3};
+  const char *name = NAME("maxatt");
+  assert_ok(shm_segment_create(&s, name, MIB, &o));
+  assert_ok(shm_segment_open(&t[0], name, NULL));
+  assert_ok(shm_segment_open(&t[1], name, NULL));
+  assert_code(shm_segment_open(&t[2], name, NULL), SHMVAL_EAGAIN);
+  shm_segment_opts obs = {.flags = SHMVAL_OBSERVE};
+  assert_ok(shm_segment_open(&t[2], name, &obs)); /* observers take no slot */
+  assert_int_equal(attached(t[2]), 3);
+  assert_ok(shm_segment_close(t[2]));
+  assert_ok(shm_segment_close(t[1]));
+  assert_ok(shm_segment_open(&t[1], name, NULL)); /* a freed slot is reused */
+  assert_ok(shm_segment_close(t[1]));
+  assert_ok(shm_segment_close(t[0]));
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
+static void test_auto_unlink(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_segment_info info;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  const char *name = NAME("auto");
+  /* The last to close unlinks; not before. */
+  assert_ok(shm_segment_create(&s, name, MIB, &au));
+  helper h = attach_helper(name, 0);
+  assert_ok(shm_segment_close(s));
+  assert_true(shm_exists(name)); /* the helper is still attached */
+  assert_int_equal(finish_helper(h), 0);
+  assert_false(shm_exists(name));
+  /* The others were SIGKILLed: the last live one still unlinks on close. */
+  assert_ok(shm_segment_create(&s, name, MIB, &au));
+  helper k1 = attach_helper(name, 0), k2 = attach_helper(name, 1);
+  kill_helper(k1);
+  kill_helper(k2);
+  assert_ok(shm_segment_stat(s, &info));
+  assert_int_equal(info.attached, 1);
+  assert_int_equal(info.flags, SHMVAL_AUTO_UNLINK);
+  assert_ok(shm_segment_close(s));
+  assert_false(shm_exists(name));
+  /* Everyone was killed: it is an orphan, and inspect says so. */
+  assert_ok(shm_segment_create(&s, name, MIB, &au));
+  h = attach_helper(name, 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* A process killed while attached never closes. */
+    shm_segment *mine;
+    if (shm_segment_open(&mine, name, NULL) != 0)
+      _exit(1);
+    raise(SIGKILL);
+  }
+  assert_int_equal(reap(pid), 128 + SIGKILL);
+  kill_helper(h);
+  assert_ok(shm_segment_inspect(name, &info));
+  assert_int_equal(info.state, SHMVAL_SEG_OK); /* this process is still attached */
+  assert_int_equal(info.attached, 1);
+  assert_ok(shm_segment_close(s));
+  assert_false(shm_exists(name));
+}
+
+static void test_orphan_after_all_killed(void **state) {
+  (void)state;
+  shm_segment_info info;
+  const char *name = NAME("orphan");
+  pid_t pid = fork();
+  if (pid == 0) {
+    shm_segment *mine;
+    shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+    if (shm_segment_create(&mine, name, MIB, &au) != 0)
+      _exit(1);
+    raise(SIGKILL);
+  }
+  assert_int_equal(reap(pid), 128 + SIGKILL);
+  assert_true(shm_exists(name));
+  assert_ok(shm_segment_inspect(name, &info));
+  assert_int_equal(info.state, SHMVAL_SEG_ORPHANED);
+  assert_int_equal(info.attached, 0);
+  assert_ok(shm_segment_unlink(name));
+}
+
+static void test_open_or_create_race(void **state) {
+  (void)state;
+  const char *name = NAME("race");
+  for (int round = 0; round < 5; round++) {
+    const char *args[] = {HELPER_PATH, "race", name, "2000", NULL};
+    helper h[2];
+    for (int i = 0; i < 2; i++)
+      h[i].pid = start_helper(args, &h[i].to, &h[i].from);
+    for (int i = 0; i < 2; i++)
+      assert_int_equal(finish_helper(h[i]), 0);
+    /* Both used one segment and one counter. */
+    const char *get[] = {HELPER_PATH, "get", name, "counter", NULL};
+    helper g;
+    char line[32];
+    g.pid = start_helper(get, &g.to, &g.from);
+    read_line(g.from, line, sizeof line);
+    assert_int_equal(finish_helper(g), 0);
+    assert_string_equal(line, "4000");
+    assert_ok(shm_segment_unlink(name));
+  }
+}
+
+static void test_read_only(void **state) {
+  (void)state;
+  shm_segment *s, *ro;
+  shm_value *v, *rv, *w;
+  shm_array *a, *ra;
+  const char *name = NAME("ro");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  shm_opts lo = {.segment = s, .name = "locked"};
+  shm_opts rawo = {.segment = s, .name = "raw", .flags = SHMVAL_RAW};
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){5}, &lo));
+  assert_ok(shm_array_create(&a, SHMVAL_CHAR, 8, (char[8]){"hello"}, &rawo));
+  shm_segment_opts roo = {.flags = SHMVAL_RDONLY};
+  assert_ok(shm_segment_open(&ro, name, &roo));
+  assert_ok(shm_value_open(&rv, ro, "locked", SHMVAL_INT));
+  assert_ok(shm_array_open(&ra, ro, "raw", SHMVAL_CHAR));
+  int x = 0;
+  char buf[16];
+  /* Raw reads work; the payload can be read in place. */
+  assert_ok(shm_array_get_string(ra, buf, sizeof buf));
+  assert_string_equal(buf, "hello");
+  assert_int_equal(*(int *)shm_value_ptr(rv), 5);
+  /* Writes and locks are refused. */
+  assert_code(shm_value_get(rv, &x), SHMVAL_EACCES); /* it would need the lock */
+  assert_code(shm_value_set(rv, &x), SHMVAL_EACCES);
+  assert_code(shm_value_acquire(rv), SHMVAL_EACCES);
+  assert_code(shm_lock_acquire(shm_value_get_lock(rv)), SHMVAL_EACCES);
+  assert_code(shm_lock_try_acquire(shm_value_get_lock(rv)), SHMVAL_EACCES);
+  assert_code(shm_array_set(ra, 0, "x"), SHMVAL_EACCES);
+  assert_code(shm_array_write(ra, 0, 1, "x"), SHMVAL_EACCES);
+  assert_code(shm_array_set_string(ra, "x"), SHMVAL_EACCES);
+  assert_code(shm_value_destroy(rv), SHMVAL_EACCES);
+  assert_code(shm_object_remove(ro, "raw"), SHMVAL_EACCES);
+  shm_opts in_ro = {.segment = ro};
+  assert_code(shm_value_create(&w, SHMVAL_INT, NULL, &in_ro), SHMVAL_EACCES);
+  assert_ok(shm_segment_close(ro));
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
+static int child_attached(void *arg) {
+  shm_segment *s = arg;
+  shm_segment_info info;
+  if (shm_segment_stat(s, &info) != 0 || info.attached != 2)
+    return 1;
+  /* The parent closes meanwhile; this child keeps it alive. */
+  sleep_s(0.3);
+  if (!shm_exists(shm_segment_name(s)))
+    return 2;
+  return shm_segment_close(s) == 0 ? 0 : 3;
+}
+
+static void test_fork_child_attaches(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  const char *name = NAME("forked");
+  assert_ok(shm_segment_create(&s, name, MIB, &au));
+  pid_t pid = spawn(child_attached, s);
+  sleep_s(0.1);
+  assert_ok(shm_segment_close(s));
+  assert_int_equal(reap(pid), 0);
+  assert_false(shm_exists(name)); /* the child was last and unlinked it */
+}
+
+static int tiny_devshm(void *arg) {
+  (void)arg;
+  if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+      mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0)
+    return 77;
+  shm_segment *s;
+  int rc = shm_segment_create(&s, "/shmval-test-full", 4 * MIB, NULL);
+  if (rc != SHMVAL_ENOSPC)
+    return 1;
+  return access("/dev/shm/shmval-test-full", F_OK) == 0 ? 2 : 0; /* and no file left */
+}
+
+static void test_no_space(void **state) {
+  (void)state;
+  pid_t pid = spawn(tiny_devshm, NULL);
+  int rc = reap(pid);
+  if (rc == 77)
+    skip(); /* needs root for a private /dev/shm */
+  assert_int_equal(rc, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_create_open_close),
+      cmocka_unit_test(test_exists_and_open_or_create),
+      cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_mode_ignores_umask),
+      cmocka_unit_test(test_cloexec),
+      cmocka_unit_test(test_foreign_file),
+      cmocka_unit_test(test_version_abi_truncation),
+      cmocka_unit_test(test_killed_creator),
+      cmocka_unit_test(test_attachers_survive_and_die),
+      cmocka_unit_test(test_max_attach),
+      cmocka_unit_test(test_auto_unlink),
+      cmocka_unit_test(test_orphan_after_all_killed),
+      cmocka_unit_test(test_open_or_create_race),
+      cmocka_unit_test(test_read_only),
+      cmocka_unit_test(test_fork_child_attaches),
+      cmocka_unit_test(test_no_space),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
