@@ -1,0 +1,145 @@
+/* The shmval command, run as a separate program on real segments. */
+#include "helpers.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#define MIB ((size_t)1 << 20)
+
+static char out[1 << 16];
+
+/* Run the tool with @p args (NULL-terminated, without argv[0]); its exit code. */
+static int tool(const char *a1, const char *a2, const char *a3, const char *a4) {
+  const char *args[] = {TOOL_PATH, a1, a2, a3, a4, NULL};
+  int to, from;
+  pid_t pid = start_helper(args, &to, &from);
+  close(to);
+  size_t n = 0;
+  ssize_t r;
+  while (n + 1 < sizeof out && (r = read(from, out + n, sizeof out - 1 - n)) > 0)
+    n += (size_t)r;
+  out[n] = '\0';
+  close(from);
+  return reap(pid);
+}
+
+static char nbuf[128];
+
+static void test_usage(void **state) {
+  (void)state;
+  assert_int_equal(tool("--help", NULL, NULL, NULL), 0);
+  assert_non_null(strstr(out, "usage: shmval"));
+  assert_non_null(strstr(out, "gc [--dry-run]"));
+  assert_int_equal(tool(NULL, NULL, NULL, NULL), 2);
+  assert_int_equal(tool("frobnicate", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("ls", "--bogus", NULL, NULL), 2);
+  assert_int_equal(tool("show", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("rm", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("--version", NULL, NULL, NULL), 0);
+  assert_non_null(strstr(out, SHMVAL_VERSION_STRING));
+}
+
+static void test_ls_and_show(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_value *v;
+  shm_array *a, *t;
+  const char *name = test_name(nbuf, sizeof nbuf, "tool");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  shm_opts o = {.segment = s, .name = "answer"};
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){42}, &o));
+  o.name = "series";
+  double series[100];
+  for (int i = 0; i < 100; i++)
+    series[i] = i * 0.5;
+  assert_ok(shm_array_create(&a, SHMVAL_DOUBLE, 100, series, &o));
+  o.name = "greeting";
+  o.flags = SHMVAL_RAW;
+  assert_ok(shm_array_create(&t, SHMVAL_CHAR, 16, (char[16]){"hi \"there\""}, &o));
+
+  assert_int_equal(tool("ls", NULL, NULL, NULL), 0);
+  char *line = strstr(out, name);
+  assert_non_null(line);
+  assert_non_null(strstr(line, "persist"));
+  assert_non_null(strstr(line, " ok"));
+  assert_int_equal(tool("ls", "--json", NULL, NULL), 0);
+  assert_non_null(strstr(out, "\"objects\": 3, \"attached\": 1"));
+
+  assert_int_equal(tool("show", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, "answer"));
+  assert_non_null(strstr(out, "42"));
+  assert_non_null(strstr(out, "[0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, ... 90 more, 49, 49.5]"));
+  assert_non_null(strstr(out, "\"hi \\\"there\\\"\""));
+  assert_int_equal(tool("show", "--lock", name, "answer"), 0);
+  assert_non_null(strstr(out, "42"));
+  assert_null(strstr(out, "series"));
+  /* --lock waits for a held lock at most a second, then says so. */
+  assert_ok(shm_value_acquire(v));
+  assert_int_equal(tool("show", "--lock", "--json", name), 0);
+  assert_non_null(strstr(out, "\"lock_error\": \"SHMVAL_ETIMEDOUT\""));
+  assert_non_null(strstr(out, "\"name\": \"series\""));
+  assert_ok(shm_value_release(v));
+  /* Reading did not attach. */
+  shm_segment_info info;
+  assert_ok(shm_segment_stat(s, &info));
+  assert_int_equal(info.attached, 1);
+  assert_int_equal(tool("show", name, "nothing", NULL), 1);
+  assert_int_equal(tool("show", "/shmval-test-no-such", NULL, NULL), 1);
+  assert_ok(shm_segment_close(s));
+  assert_int_equal(tool("rm", name, NULL, NULL), 0);
+  assert_false(shm_exists(name));
+  assert_int_equal(tool("rm", name, NULL, NULL), 1);
+}
+
+static int die_attached(void *arg) {
+  shm_segment *s;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  if (shm_segment_create(&s, arg, MIB, &au) != 0)
+    return 1;
+  raise(SIGKILL);
+  return 2;
+}
+
+static void test_gc(void **state) {
+  (void)state;
+  char orphan[64], alive[64], foreign[64];
+  shm_segment *s;
+  test_name(orphan, sizeof orphan, "gc-orphan");
+  test_name(alive, sizeof alive, "gc-alive");
+  test_name(foreign, sizeof foreign, "gc-foreign");
+  pid_t pid = spawn(die_attached, orphan);
+  assert_int_equal(reap(pid), 128 + SIGKILL);
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  assert_ok(shm_segment_create(&s, alive, MIB, &au));
+  int fd = shm_open(foreign, O_RDWR | O_CREAT, 0600); /* not ours: never touched */
+  assert_true(fd >= 0 && write(fd, "python", 6) == 6);
+  close(fd);
+
+  assert_int_equal(tool("gc", "--dry-run", NULL, NULL), 0);
+  assert_non_null(strstr(out, "would remove"));
+  assert_non_null(strstr(out, orphan));
+  assert_null(strstr(out, alive));
+  assert_true(shm_exists(orphan));
+  assert_int_equal(tool("ls", NULL, NULL, NULL), 0);
+  assert_non_null(strstr(strstr(out, orphan), "orphaned"));
+  assert_null(strstr(out, foreign));
+
+  assert_int_equal(tool("gc", NULL, NULL, NULL), 0);
+  assert_false(shm_exists(orphan));
+  assert_true(shm_exists(alive));
+  assert_true(shm_exists(foreign));
+  assert_int_equal(tool("rm", foreign, NULL, NULL), 1);
+  assert_non_null(shm_exists(foreign) ? "kept" : NULL);
+  shm_unlink(foreign);
+  assert_ok(shm_segment_close(s)); /* auto-unlink */
+  assert_false(shm_exists(alive));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_usage),
+      cmocka_unit_test(test_ls_and_show),
+      cmocka_unit_test(test_gc),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

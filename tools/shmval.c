@@ -1,0 +1,462 @@
+/*
+ * shmval: list, show, remove and collect libshmval segments in /dev/shm.
+ * Uses the public API only.
+ */
+#include <shmval.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+#define SHM_DIR "/dev/shm"
+
+static const char usage[] =
+    "usage: shmval [--help] COMMAND [OPTIONS] [ARGS]\n"
+    "\n"
+    "Inspect and clean up libshmval shared-memory segments in " SHM_DIR ".\n"
+    "\n"
+    "Commands:\n"
+    "  ls [--json]                     list every libshmval segment: name, size, used,\n"
+    "                                  objects, live attached processes, lifetime policy\n"
+    "                                  and state (ok, uninitialised, orphaned, corrupt)\n"
+    "  show [--json] [--lock] SEGMENT [OBJECT]\n"
+    "                                  show the objects of SEGMENT (or only OBJECT) with\n"
+    "                                  type, length and values; long arrays are elided.\n"
+    "                                  Values are read without taking locks unless\n"
+    "                                  --lock is given (then each lock is waited for at\n"
+    "                                  most 1 s). Reading does not attach.\n"
+    "  rm SEGMENT...                   remove segments by name (attached processes keep\n"
+    "                                  their mappings); files that are not libshmval\n"
+    "                                  segments are refused and left alone\n"
+    "  gc [--dry-run]                  remove orphaned segments: auto-unlink segments\n"
+    "                                  whose attached processes all died, and leftovers\n"
+    "                                  of creators that died while initialising;\n"
+    "                                  --dry-run only prints what it would remove\n"
+    "\n"
+    "SEGMENT is a name with or without its leading '/'.\n"
+    "Exit status: 0 on success, 1 if an operation failed, 2 for a usage error.\n";
+
+static int usage_error(const char *msg) {
+  fprintf(stderr, "shmval: %s\n\n%s", msg, usage);
+  return 2;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output helpers. */
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  putchar('"');
+}
+
+static const char *state_name(shm_segment_state st) {
+  switch (st) {
+  case SHMVAL_SEG_OK:
+    return "ok";
+  case SHMVAL_SEG_UNINIT:
+    return "uninitialised";
+  case SHMVAL_SEG_ORPHANED:
+    return "orphaned";
+  default:
+    return "corrupt";
+  }
+}
+
+static void human_size(size_t n, char *buf, size_t cap) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    u++;
+  }
+  snprintf(buf, cap, u == 0 ? "%.0f%s" : "%.1f%s", v, units[u]);
+}
+
+/* Call @p fn with the name of every entry of /dev/shm that is a libshmval segment. */
+static int for_each_segment(int (*fn)(const shm_segment_info *, void *), void *ctx) {
+  DIR *d = opendir(SHM_DIR);
+  if (d == NULL) {
+    perror("shmval: " SHM_DIR);
+    return 1;
+  }
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    shm_segment_info info;
+    if (e->d_name[0] == '.' || strchr(e->d_name, '/') != NULL)
+      continue;
+    int r = shm_segment_inspect(e->d_name, &info);
+    if (r == SHMVAL_ENOTSHMVAL || r == SHMVAL_ENOENT)
+      continue; /* not ours, or gone meanwhile */
+    if (r != 0) {
+      fprintf(stderr, "shmval: /%s: %s\n", e->d_name, shmval_strerror(r));
+      rc = 1;
+      continue;
+    }
+    rc |= fn(&info, ctx);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ls */
+
+typedef struct ls_ctx {
+  bool json;
+  int count;
+} ls_ctx;
+
+static int ls_one(const shm_segment_info *i, void *arg) {
+  ls_ctx *c = arg;
+  const char *policy = i->flags & SHMVAL_AUTO_UNLINK ? "auto-unlink" : "persist";
+  if (c->json) {
+    printf("%s\n  {\"name\": ", c->count ? "," : "");
+    json_string(i->name);
+    printf(", \"size\": %zu, \"used\": %zu, \"objects\": %zu, \"attached\": %u, "
+           "\"policy\": \"%s\", \"state\": \"%s\"",
+           i->size, i->used, i->objects, i->attached, policy, state_name(i->state));
+    if (i->state == SHMVAL_SEG_CORRUPT)
+      printf(", \"error\": \"%s\"", shmval_err_name(i->error));
+    printf("}");
+  } else {
+    char size[32], used[32];
+    human_size(i->size, size, sizeof size);
+    human_size(i->used, used, sizeof used);
+    printf("%-32s %9s %9s %7zu %8u  %-11s %s", i->name, size, used, i->objects, i->attached, policy,
+           state_name(i->state));
+    if (i->state == SHMVAL_SEG_CORRUPT)
+      printf(" (%s)", shmval_err_name(i->error));
+    putchar('\n');
+  }
+  c->count++;
+  return 0;
+}
+
+static int cmd_ls(int argc, char **argv) {
+  ls_ctx c = {0};
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0)
+      c.json = true;
+    else
+      return usage_error("ls takes only --json");
+  }
+  if (c.json)
+    printf("[");
+  else
+    printf("%-32s %9s %9s %7s %8s  %-11s %s\n", "NAME", "SIZE", "USED", "OBJECTS", "ATTACHED",
+           "POLICY", "STATE");
+  int rc = for_each_segment(ls_one, &c);
+  if (c.json)
+    printf("%s]\n", c.count ? "\n" : "");
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* show */
+
+typedef struct show_ctx {
+  bool json, lock;
+  const char *only;
+  int count;
+} show_ctx;
+
+#define SHOW_HEAD 8
+#define SHOW_TAIL 2
+
+static void print_char(int c, bool json) {
+  if (c == '"' || c == '\\')
+    printf("\\%c", c);
+  else if (isprint(c))
+    putchar(c);
+  else if (json)
+    printf("\\u%04x", (unsigned)(unsigned char)c);
+  else
+    printf("\\x%02x", (unsigned)(unsigned char)c);
+}
+
+/* Print one element of type @p t at @p p. */
+static void print_elem(shm_type t, const unsigned char *p, size_t size, bool json) {
+  union {
+    signed char b;
+    unsigned char B;
+    short h;
+    unsigned short H;
+    int i;
+    unsigned I;
+    long l;
+    unsigned long L;
+    long long q;
+    unsigned long long Q;
+    float f;
+    double d;
+    _Bool z;
+    wchar_t u;
+  } v;
+  memcpy(&v, p, size < sizeof v ? size : sizeof v);
+  switch (t) {
+  case SHMVAL_CHAR:
+    putchar('"');
+    print_char(v.B, json);
+    putchar('"');
+    break;
+  case SHMVAL_SCHAR:
+    printf("%d", v.b);
+    break;
+  case SHMVAL_UCHAR:
+    printf("%u", v.B);
+    break;
+  case SHMVAL_BOOL:
+    printf("%s", v.z ? "true" : "false");
+    break;
+  case SHMVAL_WCHAR:
+    printf(json ? "%u" : "U+%04X", (unsigned)v.u);
+    break;
+  case SHMVAL_SHORT:
+    printf("%d", v.h);
+    break;
+  case SHMVAL_USHORT:
+    printf("%u", v.H);
+    break;
+  case SHMVAL_INT:
+    printf("%d", v.i);
+    break;
+  case SHMVAL_UINT:
+    printf("%u", v.I);
+    break;
+  case SHMVAL_LONG:
+    printf("%ld", v.l);
+    break;
+  case SHMVAL_ULONG:
+    printf("%lu", v.L);
+    break;
+  case SHMVAL_LLONG:
+    printf("%lld", v.q);
+    break;
+  case SHMVAL_ULLONG:
+    printf("%llu", v.Q);
+    break;
+  case SHMVAL_FLOAT:
+    printf("%.9g", (double)v.f);
+    break;
+  case SHMVAL_DOUBLE:
+    printf("%.17g", v.d);
+    break;
+  default: /* a record: its bytes */
+    putchar('"');
+    for (size_t k = 0; k < size && k < 32; k++)
+      printf("%02x", p[k]);
+    printf("%s\"", size > 32 ? "..." : "");
+  }
+}
+
+/* Print the elements of an object (a char array as a string). */
+static void print_values(const shm_object_info *o, const unsigned char *p, bool json) {
+  if (o->kind == SHMVAL_OBJ_ARRAY && o->type == SHMVAL_CHAR) {
+    size_t n = strnlen((const char *)p, o->length);
+    putchar('"');
+    for (size_t k = 0; k < n && k < 256; k++)
+      print_char(p[k], json);
+    printf("%s\"", n > 256 ? "..." : "");
+    return;
+  }
+  if (o->kind == SHMVAL_OBJ_VALUE) {
+    print_elem(o->type, p, o->elem_size, json);
+    return;
+  }
+  putchar('[');
+  for (size_t k = 0; k < o->length; k++) {
+    if (o->length > SHOW_HEAD + SHOW_TAIL && k == SHOW_HEAD) {
+      if (json)
+        printf(", \"...\"");
+      else
+        printf(", ... %zu more", o->length - SHOW_HEAD - SHOW_TAIL);
+      k = o->length - SHOW_TAIL;
+    }
+    printf(k ? ", " : "");
+    print_elem(o->type, p + k * o->elem_size, o->elem_size, json);
+  }
+  putchar(']');
+}
+
+static const char *type_name(shm_type t) {
+  static char buf[2];
+  if (t == SHMVAL_RECORD)
+    return "record";
+  buf[0] = (char)t;
+  return buf;
+}
+
+static int show_one(const shm_object_info *o, void *arg) {
+  show_ctx *c = arg;
+  if (c->only != NULL && (o->name == NULL || strcmp(o->name, c->only) != 0))
+    return 0;
+  const unsigned char *p =
+      o->kind == SHMVAL_OBJ_VALUE ? shm_value_ptr(o->handle) : shm_array_ptr(o->handle);
+  shm_lock *l =
+      o->kind == SHMVAL_OBJ_VALUE ? shm_value_get_lock(o->handle) : shm_array_get_lock(o->handle);
+  int lrc = c->lock && l != NULL ? shm_lock_acquire_timeout(l, 1.0) : 0;
+  const char *kind = o->kind == SHMVAL_OBJ_VALUE ? "value" : "array";
+  if (c->json) {
+    printf("%s\n  {\"name\": ", c->count ? "," : "");
+    if (o->name != NULL)
+      json_string(o->name);
+    else
+      printf("null");
+    printf(", \"kind\": \"%s\", \"type\": \"%s\", \"elem_size\": %zu, \"length\": %zu, "
+           "\"locked\": %s, \"offset\": %zu, \"value\": ",
+           kind, type_name(o->type), o->elem_size, o->length, o->has_lock ? "true" : "false",
+           o->offset);
+  } else {
+    printf("%-24s %-5s %-6s %8zu  %-6s ", o->name != NULL ? o->name : "(unnamed)", kind,
+           type_name(o->type), o->length, o->has_lock ? "locked" : "raw");
+  }
+  if (lrc < 0)
+    printf(c->json ? "null, \"lock_error\": \"%s\"" : "(lock: %s)", shmval_err_name(lrc));
+  else
+    print_values(o, p, c->json);
+  if (lrc >= 0 && c->lock && l != NULL)
+    shm_lock_release(l);
+  printf(c->json ? "}" : "\n");
+  c->count++;
+  return 0;
+}
+
+static int cmd_show(int argc, char **argv) {
+  show_ctx c = {0};
+  const char *seg_name = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0)
+      c.json = true;
+    else if (strcmp(argv[i], "--lock") == 0)
+      c.lock = true;
+    else if (argv[i][0] == '-' && argv[i][1] == '-')
+      return usage_error("show takes --json and --lock");
+    else if (seg_name == NULL)
+      seg_name = argv[i];
+    else if (c.only == NULL)
+      c.only = argv[i];
+    else
+      return usage_error("show takes one SEGMENT and at most one OBJECT");
+  }
+  if (seg_name == NULL)
+    return usage_error("show needs a SEGMENT");
+  shm_segment *s;
+  /* Locks need a writable mapping; reading alone does not. Neither attaches. */
+  shm_segment_opts o = {.flags = SHMVAL_OBSERVE | (c.lock ? 0 : SHMVAL_RDONLY)};
+  int rc = shm_segment_open(&s, seg_name, &o);
+  if (rc != 0) {
+    fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
+    return 1;
+  }
+  if (c.json)
+    printf("[");
+  else
+    printf("%-24s %-5s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
+  rc = shm_segment_foreach(s, show_one, &c);
+  if (c.json)
+    printf("%s]\n", c.count ? "\n" : "");
+  shm_segment_close(s);
+  if (rc != 0) {
+    fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
+    return 1;
+  }
+  if (c.only != NULL && c.count == 0) {
+    fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
+    return 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* rm, gc */
+
+static int cmd_rm(int argc, char **argv) {
+  if (argc == 0)
+    return usage_error("rm needs at least one SEGMENT");
+  int status = 0;
+  for (int i = 0; i < argc; i++) {
+    int rc = shm_segment_unlink(argv[i]);
+    if (rc == SHMVAL_ENOTSHMVAL)
+      fprintf(stderr, "shmval: %s: not a libshmval segment; left alone\n", argv[i]);
+    else if (rc != 0)
+      fprintf(stderr, "shmval: %s: %s\n", argv[i], shmval_strerror(rc));
+    status |= rc != 0;
+  }
+  return status;
+}
+
+typedef struct gc_ctx {
+  bool dry_run;
+  int removed;
+} gc_ctx;
+
+static int gc_one(const shm_segment_info *i, void *arg) {
+  gc_ctx *c = arg;
+  if (i->state != SHMVAL_SEG_ORPHANED)
+    return 0;
+  const char *why = i->flags & SHMVAL_AUTO_UNLINK ? "auto-unlink, no live attached process"
+                                                  : "left uninitialised by a dead creator";
+  printf("%s %s (%s)\n", c->dry_run ? "would remove" : "removing", i->name, why);
+  if (c->dry_run)
+    return 0;
+  /* Look again just before: a process may have attached meanwhile. */
+  shm_segment_info now;
+  if (shm_segment_inspect(i->name, &now) != 0 || now.state != SHMVAL_SEG_ORPHANED)
+    return 0;
+  int rc = shm_segment_unlink(i->name);
+  if (rc != 0 && rc != SHMVAL_ENOENT) {
+    fprintf(stderr, "shmval: %s: %s\n", i->name, shmval_strerror(rc));
+    return 1;
+  }
+  c->removed++;
+  return 0;
+}
+
+static int cmd_gc(int argc, char **argv) {
+  gc_ctx c = {0};
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0)
+      c.dry_run = true;
+    else
+      return usage_error("gc takes only --dry-run");
+  }
+  return for_each_segment(gc_one, &c);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage_error("a COMMAND is needed");
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0) {
+    printf("shmval %s\n", shmval_version());
+    return 0;
+  }
+  if (strcmp(cmd, "ls") == 0)
+    return cmd_ls(argc - 2, argv + 2);
+  if (strcmp(cmd, "show") == 0)
+    return cmd_show(argc - 2, argv + 2);
+  if (strcmp(cmd, "rm") == 0)
+    return cmd_rm(argc - 2, argv + 2);
+  if (strcmp(cmd, "gc") == 0)
+    return cmd_gc(argc - 2, argv + 2);
+  return usage_error("unknown COMMAND");
+}
