@@ -263,6 +263,45 @@ static void test_full_segment(void **state) {
   assert_ok(shm_segment_unlink(sname));
 }
 
+/* In a child: take the directory lock, wreck the table, die holding the lock. */
+static int wreck_directory(void *arg) {
+  (void)arg;
+  shmval__seg *base = seg->base;
+  if (pthread_mutex_lock(&base->dir_lock) != 0)
+    return 1;
+  shmval__obj *t = (shmval__obj *)(void *)((char *)base + base->dir_off);
+  memset((char *)t + t->payload_rel, 0, (size_t)(t->length * t->elem_size));
+  base->dir_count = 12345;
+  _exit(0);
+}
+
+static void test_directory_rebuilt_after_owner_death(void **state) {
+  (void)state;
+  char name[32];
+  for (int i = 0; i < 100; i++) {
+    shm_value *v;
+    snprintf(name, sizeof name, "keep-%d", i);
+    shm_opts o = {.segment = seg, .name = name, .flags = SHMVAL_RAW};
+    assert_ok(shm_value_create(&v, SHMVAL_INT, &i, &o));
+  }
+  pid_t pid = spawn(wreck_directory, NULL);
+  assert_int_equal(reap(pid), 0);
+  /* The next user of the directory rebuilds it from the live objects. */
+  for (int i = 0; i < 100; i++) {
+    shm_value *v;
+    int x;
+    snprintf(name, sizeof name, "keep-%d", i);
+    assert_ok(shm_value_open(&v, seg, name, SHMVAL_INT));
+    assert_ok(shm_value_get(v, &x));
+    assert_int_equal(x, i);
+  }
+  assert_int_equal(seg->base->dir_count, 100);
+  for (int i = 0; i < 100; i++) {
+    snprintf(name, sizeof name, "keep-%d", i);
+    assert_ok(shm_object_remove(seg, name));
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* The corruption sweep. */
 
@@ -405,10 +444,15 @@ static void test_corruption_sweep(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_create_and_open),  cmocka_unit_test(test_open_errors),
-      cmocka_unit_test(test_remove_and_reuse), cmocka_unit_test(test_many_names),
-      cmocka_unit_test(test_foreach),          cmocka_unit_test(test_lock_sharing_rules),
-      cmocka_unit_test(test_owner_death),      cmocka_unit_test(test_full_segment),
+      cmocka_unit_test(test_create_and_open),
+      cmocka_unit_test(test_open_errors),
+      cmocka_unit_test(test_remove_and_reuse),
+      cmocka_unit_test(test_many_names),
+      cmocka_unit_test(test_foreach),
+      cmocka_unit_test(test_lock_sharing_rules),
+      cmocka_unit_test(test_owner_death),
+      cmocka_unit_test(test_full_segment),
+      cmocka_unit_test(test_directory_rebuilt_after_owner_death),
       cmocka_unit_test(test_corruption_sweep),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

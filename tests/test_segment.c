@@ -5,6 +5,8 @@
  */
 #include "helpers.h"
 
+#include "../src/internal.h" /* for the white-box liveness test */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -343,6 +345,38 @@ static void test_attachers_survive_and_die(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+typedef struct fake_slot {
+  int32_t pid;
+  uint32_t spare;
+  uint64_t since_ns;
+} fake_slot;
+
+static void test_liveness_ignores_pids(void **state) {
+  (void)state;
+  /*
+   * Liveness comes from the kernel's file locks, not from PIDs: slot entries
+   * naming live PIDs (as a recycled PID would) count for nothing, and the slot
+   * of a process that died is free although its PID is still recorded.
+   */
+  shm_segment *s;
+  shm_segment_info info;
+  const char *name = NAME("pids");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  shmval__obj *t = (shmval__obj *)(void *)((char *)s->base + s->base->attach_off);
+  fake_slot *slots = (fake_slot *)(void *)((char *)t + t->payload_rel);
+  for (uint32_t i = 0; i < s->base->max_attach; i++)
+    if ((int)i != s->slot)
+      slots[i].pid = (int32_t)(i % 2 ? getpid() : 1); /* live processes */
+  assert_ok(shm_segment_inspect(name, &info));
+  assert_int_equal(info.attached, 1);
+  helper h = attach_helper(name, 0);
+  kill_helper(h); /* its PID stays in its slot entry */
+  assert_ok(shm_segment_stat(s, &info));
+  assert_int_equal(info.attached, 1);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
 static void test_max_attach(void **state) {
   (void)state;
   shm_segment *s, *t[3];
@@ -545,6 +579,7 @@ int main(void) {
       cmocka_unit_test(test_version_abi_truncation),
       cmocka_unit_test(test_killed_creator),
       cmocka_unit_test(test_attachers_survive_and_die),
+      cmocka_unit_test(test_liveness_ignores_pids),
       cmocka_unit_test(test_max_attach),
       cmocka_unit_test(test_auto_unlink),
       cmocka_unit_test(test_orphan_after_all_killed),
