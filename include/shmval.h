@@ -98,7 +98,9 @@ SHMVAL_API const char *shmval_version(void);
   XX(ENOTSHMVAL, -30005, "not a libshmval segment")                                                \
   XX(EVERSION, -30006, "segment layout version not supported")                                     \
   XX(EABI, -30007, "segment made by an incompatible ABI")                                          \
-  XX(EUNINIT, -30008, "segment is not initialised")
+  XX(EUNINIT, -30008, "segment is not initialised")                                                \
+  XX(EOVERFLOW, -30009, "released more times than acquired")                                       \
+  XX(EBROKEN, -30010, "barrier is broken")
 
 /** Error codes (negative) and the positive owner-died status. */
 enum shmval_status {
@@ -635,7 +637,15 @@ typedef struct shm_segment_info {
 } shm_segment_info;
 
 /** Object kinds reported by shm_segment_foreach(). */
-typedef enum shm_object_kind { SHMVAL_OBJ_VALUE = 1, SHMVAL_OBJ_ARRAY = 2 } shm_object_kind;
+typedef enum shm_object_kind {
+  SHMVAL_OBJ_VALUE = 1,
+  SHMVAL_OBJ_ARRAY = 2,
+  SHMVAL_OBJ_LOCK = 3,
+  SHMVAL_OBJ_SEM = 4,
+  SHMVAL_OBJ_COND = 5,
+  SHMVAL_OBJ_EVENT = 6,
+  SHMVAL_OBJ_BARRIER = 7
+} shm_object_kind;
 
 /** One object of a segment, as shm_segment_foreach() reports it. */
 typedef struct shm_object_info {
@@ -721,7 +731,8 @@ SHMVAL_API int shm_segment_stat(shm_segment *seg, shm_segment_info *info);
 SHMVAL_API int shm_segment_inspect(const char *name, shm_segment_info *info);
 
 /**
- * @brief Call @p fn for every live Value and Array in the segment.
+ * @brief Call @p fn for every live object (Values, Arrays and synchronisation
+ *        primitives) in the segment.
  *
  * The objects are listed first (under the allocator lock), then @p fn runs
  * without any library lock held, so it may create or destroy objects.
@@ -759,6 +770,209 @@ SHMVAL_API int shm_array_open(shm_array **out, shm_segment *seg, const char *nam
  *         read-only segment).
  */
 SHMVAL_API int shm_object_remove(shm_segment *seg, const char *name);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Synchronisation primitives
+ * Python's Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event and
+ * Barrier, process-shared. Each lives in the default arena (shared with fork
+ * children) or, with #shm_opts.segment and #shm_opts.name, in a named
+ * segment where unrelated processes open it by name (type-checked: opening a
+ * Semaphore's name as an Event is #SHMVAL_ETYPE).
+ *
+ * Timeouts are relative seconds measured on CLOCK_MONOTONIC: 0 means try
+ * once, a negative value means wait forever, NaN is #SHMVAL_EINVAL. A signal
+ * delivered during a wait runs its handler and the wait resumes with the time
+ * that was left (waits never return EINTR).
+ *
+ * Crashes: a process killed holding a Lock, RLock or a Condition's lock gives
+ * the next acquirer #SHMVAL_OWNERDEAD. A process killed while waiting on a
+ * Condition, Event or Barrier leaves the primitive usable by the others (see
+ * each function). A semaphore has no owner, so a unit held by a process that
+ * dies is not given back: POSIX cannot detect it, and neither can this
+ * library.
+ * @{ */
+
+/** A counting semaphore (Python's Semaphore / BoundedSemaphore). Opaque. */
+typedef struct shm_sem shm_sem;
+/** A condition variable over a lock (Python's Condition). Opaque. */
+typedef struct shm_cond shm_cond;
+/** An event flag (Python's Event). Opaque. */
+typedef struct shm_event shm_event;
+/** A barrier for a fixed number of parties (Python's Barrier). Opaque. */
+typedef struct shm_barrier shm_barrier;
+
+/** #shm_opts.flags for shm_sem_create(): refuse releases above the initial value. */
+#define SHMVAL_BOUNDED (1u << 4)
+
+/**
+ * @brief Create a standalone lock: recursive (RLock) by default, a plain Lock
+ *        with #SHMVAL_NONRECURSIVE.
+ * @param out  Receives the lock.
+ * @param opts Flags (#SHMVAL_NONRECURSIVE), segment and name; or NULL.
+ * @return 0; #SHMVAL_EINVAL (NULL @p out, #SHMVAL_RAW, a shared lock given);
+ *         #SHMVAL_EEXIST; #SHMVAL_ENOSPC; #SHMVAL_ENOMEM; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_lock_create(shm_lock **out, const shm_opts *opts);
+
+/** @brief Open a named standalone lock; as shm_value_open(). */
+SHMVAL_API int shm_lock_open(shm_lock **out, shm_segment *seg, const char *name);
+
+/**
+ * @brief Destroy a standalone lock. Objects created with it as #shm_opts.lock
+ *        keep it alive until they are destroyed too.
+ * @return 0 (NULL too); #SHMVAL_EBUSY if it is held; #SHMVAL_EINVAL for the
+ *         embedded lock of a Value, Array or Condition (destroy that object
+ *         instead); #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_lock_destroy(shm_lock *l);
+
+/**
+ * @brief Whether any thread holds the lock now (the answer may be stale at
+ *        once).
+ * @return 1 held, 0 free; #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_lock_locked(shm_lock *l);
+
+/**
+ * @brief Create a semaphore with an initial value (Python's Semaphore; with
+ *        #SHMVAL_BOUNDED, BoundedSemaphore).
+ * @param value The initial value, 0..INT32_MAX.
+ * @return 0; #SHMVAL_EINVAL (a value out of range, bad flags, a lock given);
+ *         #SHMVAL_EEXIST; #SHMVAL_ENOSPC; #SHMVAL_ENOMEM; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_sem_create(shm_sem **out, long value, const shm_opts *opts);
+/** @brief Open a named semaphore. */
+SHMVAL_API int shm_sem_open(shm_sem **out, shm_segment *seg, const char *name);
+/**
+ * @brief Destroy a semaphore. Waiting counts cannot be trusted (a waiter may
+ *        have died), so nothing is refused: destroying a primitive that others
+ *        still use is undefined, as for any object.
+ */
+SHMVAL_API int shm_sem_destroy(shm_sem *s);
+/**
+ * @brief Take one unit, waiting at most @p timeout seconds.
+ * @return 0; #SHMVAL_EBUSY (timeout 0 and none available); #SHMVAL_ETIMEDOUT;
+ *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_sem_acquire(shm_sem *s, double timeout);
+/**
+ * @brief Give one unit back and wake one waiter.
+ * @return 0; #SHMVAL_EOVERFLOW for a bounded semaphore already at its initial
+ *         value (nothing changes); #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_sem_release(shm_sem *s);
+/** @brief The current value in *value; 0 or an error code. */
+SHMVAL_API int shm_sem_value(shm_sem *s, unsigned *value);
+
+/**
+ * @brief Create a condition variable over @p lock (NULL: a new recursive lock
+ *        of its own). The lock must be in the same segment.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ESTALE (a destroyed lock); #SHMVAL_EEXIST;
+ *         #SHMVAL_ENOSPC; #SHMVAL_ENOMEM; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_cond_create(shm_cond **out, shm_lock *lock, const shm_opts *opts);
+/** @brief Open a named condition variable. */
+SHMVAL_API int shm_cond_open(shm_cond **out, shm_segment *seg, const char *name);
+/** @brief Destroy a condition; #SHMVAL_EBUSY if the lock it would free is held. */
+SHMVAL_API int shm_cond_destroy(shm_cond *c);
+/** @brief The condition's lock (acquire it around wait and notify). */
+SHMVAL_API shm_lock *shm_cond_get_lock(shm_cond *c);
+/**
+ * @brief Release the lock (fully, whatever the recursion depth), wait to be
+ *        notified or for @p timeout seconds, and take the lock back at the
+ *        same depth.
+ * @return 0 notified; #SHMVAL_ETIMEDOUT; #SHMVAL_OWNERDEAD (notified or not:
+ *         the lock's owner died while this thread waited to take it back; the
+ *         lock is held); #SHMVAL_EPERM if the caller does not hold the lock;
+ *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ * @note A waiter that is killed while waiting takes nothing with it, but a
+ *       notification it was due may wake one later waiter early, which, like
+ *       any spurious wakeup, callers tolerate by re-checking their predicate
+ *       (shm_cond_wait_for() does).
+ */
+SHMVAL_API int shm_cond_wait(shm_cond *c, double timeout);
+/**
+ * @brief Wait until @p pred(@p ctx) returns non-zero, for at most @p timeout
+ *        seconds in all (Python's wait_for).
+ * @return The predicate's last result (0 if it timed out false, 1 or any
+ *         positive value it returned); #SHMVAL_EPERM; #SHMVAL_EINVAL.
+ */
+SHMVAL_API int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout);
+/**
+ * @brief Wake up to @p n threads waiting on the condition.
+ * @return 0; #SHMVAL_EPERM if the caller does not hold the lock; #SHMVAL_EINVAL.
+ */
+SHMVAL_API int shm_cond_notify(shm_cond *c, unsigned n);
+/** @brief Wake every waiter; as shm_cond_notify(). */
+SHMVAL_API int shm_cond_notify_all(shm_cond *c);
+
+/** @brief Create an event, initially clear. Errors as shm_sem_create(). */
+SHMVAL_API int shm_event_create(shm_event **out, const shm_opts *opts);
+/** @brief Open a named event. */
+SHMVAL_API int shm_event_open(shm_event **out, shm_segment *seg, const char *name);
+/** @brief Destroy an event (see shm_sem_destroy()). */
+SHMVAL_API int shm_event_destroy(shm_event *e);
+/** @brief Set the flag and wake every waiter. */
+SHMVAL_API int shm_event_set(shm_event *e);
+/** @brief Clear the flag. */
+SHMVAL_API int shm_event_clear(shm_event *e);
+/** @brief 1 if set, 0 if clear, or an error code. */
+SHMVAL_API int shm_event_is_set(shm_event *e);
+/**
+ * @brief Wait until the flag is set, at most @p timeout seconds.
+ * @return 0 (set); #SHMVAL_ETIMEDOUT (still clear; #SHMVAL_EBUSY for timeout
+ *         0); #SHMVAL_EINVAL; #SHMVAL_ESTALE.
+ */
+SHMVAL_API int shm_event_wait(shm_event *e, double timeout);
+
+/**
+ * @brief Create a barrier for @p parties parties.
+ * @param parties 1..INT32_MAX.
+ * @param timeout The default timeout of shm_barrier_wait(); negative: none.
+ * @param action  Run by exactly one party (the last to arrive) before the
+ *                others are released; NULL for none. It is recorded for this
+ *                process (and its fork children); another process registers
+ *                its own with shm_barrier_set_action().
+ * @return As shm_sem_create().
+ */
+SHMVAL_API int shm_barrier_create(shm_barrier **out, unsigned parties, double timeout,
+                                  void (*action)(void *ctx), void *ctx, const shm_opts *opts);
+/** @brief Open a named barrier. */
+SHMVAL_API int shm_barrier_open(shm_barrier **out, shm_segment *seg, const char *name);
+/** @brief Destroy a barrier; #SHMVAL_EBUSY if its lock is held (see shm_sem_destroy()). */
+SHMVAL_API int shm_barrier_destroy(shm_barrier *b);
+/**
+ * @brief Set this process's action for @p b (see shm_barrier_create()).
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ENOMEM.
+ */
+SHMVAL_API int shm_barrier_set_action(shm_barrier *b, void (*action)(void *ctx), void *ctx);
+/**
+ * @brief Wait until all parties have arrived, at most the barrier's default
+ *        timeout.
+ * @param index Receives this party's arrival index, 0..parties-1: each
+ *              value goes to exactly one party of a pass. May be NULL.
+ * @return 0; #SHMVAL_EBROKEN (the barrier was or became broken: aborted, a
+ *         party timed out, or its lock's owner died); #SHMVAL_EINVAL;
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ * @note A timeout breaks the barrier for every waiter, as in Python. A party
+ *       killed while waiting is never counted out, so the live ones are told
+ *       #SHMVAL_EBROKEN when their timeout expires: give barriers that may
+ *       lose a process a finite timeout.
+ */
+SHMVAL_API int shm_barrier_wait(shm_barrier *b, unsigned *index);
+/** @brief shm_barrier_wait() with an explicit timeout for this wait. */
+SHMVAL_API int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index);
+/** @brief Break the barrier: waiters and later callers get #SHMVAL_EBROKEN. */
+SHMVAL_API int shm_barrier_abort(shm_barrier *b);
+/** @brief Return the barrier to its initial state; waiters get #SHMVAL_EBROKEN. */
+SHMVAL_API int shm_barrier_reset(shm_barrier *b);
+/** @brief 1 if broken, 0 if not, or an error code. */
+SHMVAL_API int shm_barrier_broken(shm_barrier *b);
+/** @brief Parties waiting now, or an error code. */
+SHMVAL_API int shm_barrier_n_waiting(shm_barrier *b);
+/** @brief The number of parties, or an error code. */
+SHMVAL_API int shm_barrier_parties(shm_barrier *b);
 /** @} */
 
 #ifdef __cplusplus

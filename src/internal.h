@@ -42,6 +42,16 @@ double shmval__prim_now(void);       /* CLOCK_MONOTONIC seconds */
 uint64_t shmval__prim_wall_ns(void); /* CLOCK_REALTIME nanoseconds */
 void shmval__prim_sleep(double seconds);
 
+/*
+ * Futexes in shared memory. Wait while *addr == expected, until woken or the
+ * absolute CLOCK_MONOTONIC @p deadline (NULL: forever): 0 (woken, or the word
+ * changed: callers re-check) or SHMVAL_ETIMEDOUT. Signals do not end a wait.
+ */
+int shmval__prim_futex_wait(_Atomic uint32_t *addr, uint32_t expected,
+                            const struct timespec *deadline);
+void shmval__prim_futex_wake(_Atomic uint32_t *addr, int n);
+bool shmval__prim_past(const struct timespec *deadline);
+
 /* Named shared-memory files. Names are in "/name" form. */
 int shmval__prim_shm_create(const char *name, unsigned mode, int *fd);
 int shmval__prim_shm_open(const char *name, bool rdonly, int *fd);
@@ -186,9 +196,41 @@ enum shmval__kind {
   SHMVAL__KIND_VALUE = 1,
   SHMVAL__KIND_ARRAY = 2,
   SHMVAL__KIND_LOCK = 3,
-  SHMVAL__KIND_DIR = 4,   /* a named segment's directory table */
-  SHMVAL__KIND_ATTACH = 5 /* a named segment's attacher table */
+  SHMVAL__KIND_DIR = 4,    /* a named segment's directory table */
+  SHMVAL__KIND_ATTACH = 5, /* a named segment's attacher table */
+  SHMVAL__KIND_SEM = 6,
+  SHMVAL__KIND_COND = 7,
+  SHMVAL__KIND_EVENT = 8,
+  SHMVAL__KIND_BARRIER = 9
 };
+
+/* The payloads of the synchronisation objects (sync.c). */
+typedef struct shmval__sem_state {
+  _Atomic uint32_t count;   /* the futex word */
+  _Atomic uint32_t waiters; /* blocked or about to block */
+  uint32_t max;             /* the bound, or UINT32_MAX */
+  uint32_t spare;
+} shmval__sem_state;
+
+typedef struct shmval__cond_state {
+  _Atomic uint32_t seq; /* the futex word: bumped by every notify */
+  uint32_t waiters;     /* waiting now, under the lock */
+  uint32_t permits;     /* notifications not yet taken, under the lock */
+  uint32_t spare;
+} shmval__cond_state;
+
+typedef struct shmval__event_state {
+  _Atomic uint32_t flag; /* the futex word */
+  _Atomic uint32_t waiters;
+} shmval__event_state;
+
+typedef struct shmval__barrier_state {
+  _Atomic uint32_t seq; /* the futex word: bumped on every state change */
+  uint32_t parties;
+  uint32_t count; /* parties inside wait() */
+  int32_t phase;  /* 0 filling, 1 draining, -1 resetting, -2 broken */
+  double timeout; /* the default; negative: none */
+} shmval__barrier_state;
 
 /* Object flags. */
 #define SHMVAL__OBJ_OWN_LOCK 1u /* the lock at lock_rel lives in this block */
@@ -210,8 +252,9 @@ typedef struct shmval__obj {
   uint64_t name_off;    /* the object's name in a named segment; 0 = none */
 } shmval__obj;
 
-/* Lock flags. */
+/* Lock flags. DEAD_PENDING is changed only by the holder. */
 #define SHMVAL__LOCK_RECURSIVE 1u
+#define SHMVAL__LOCK_DEAD_PENDING 2u /* an owner died; the next acquirer must hear of it */
 
 /*
  * A lock. The pthread mutex is robust and process-shared but not recursive:
@@ -255,7 +298,7 @@ static inline int shmval__lock_enter(shmval__lock *l) {
   if (SHMVAL__UNLIKELY(atomic_load_explicit(&l->owner, memory_order_relaxed) == tok))
     return shmval__lock_reenter(l, SHMVAL_EDEADLK);
   int rc = pthread_mutex_lock(&l->mutex);
-  if (SHMVAL__UNLIKELY(rc != 0))
+  if (SHMVAL__UNLIKELY(rc != 0 || (l->flags & SHMVAL__LOCK_DEAD_PENDING)))
     return shmval__lock_took(l, tok, rc);
   l->depth = 1;
   atomic_store_explicit(&l->owner, tok, memory_order_relaxed);
@@ -274,6 +317,46 @@ static inline int shmval__lock_leave(shmval__lock *l) {
 /* Lock a robust mutex, mapping the result; 0, SHMVAL_OWNERDEAD or error. */
 int shmval__mutex_init(pthread_mutex_t *m);
 int shmval__mutex_lock(pthread_mutex_t *m);
+
+/*
+ * Handles. Objects and locks reached through a read-only segment carry a tag
+ * in bit 0 (headers are 8-aligned): every write and lock entry point refuses
+ * them with SHMVAL_EACCES instead of faulting on the PROT_READ mapping.
+ */
+#define SHMVAL__RO_TAG ((uintptr_t)1)
+
+static inline shmval__obj *shmval__obj_of(const void *h) {
+  return (shmval__obj *)((uintptr_t)h & ~SHMVAL__RO_TAG);
+}
+static inline bool shmval__is_ro(const void *h) { return ((uintptr_t)h & SHMVAL__RO_TAG) != 0; }
+static inline void *shmval__tag(const void *p, bool ro) {
+  return (void *)((uintptr_t)p | (ro ? SHMVAL__RO_TAG : 0));
+}
+
+/* 0 if @p o is a live object of @p kind; ESTALE if destroyed; else EINVAL. */
+static inline int shmval__obj_check(const shmval__obj *o, unsigned kind) {
+  if (SHMVAL__UNLIKELY(o == NULL))
+    return SHMVAL_EINVAL;
+  uint32_t m = atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire);
+  if (SHMVAL__UNLIKELY(m != SHMVAL__OBJ_MAGIC))
+    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+  return SHMVAL__LIKELY(o->kind == kind) ? 0 : SHMVAL_EINVAL;
+}
+
+static inline char *shmval__payload(const shmval__obj *o) {
+  return (char *)(uintptr_t)o + o->payload_rel;
+}
+
+static inline shmval__lock *shmval__obj_lock(const shmval__obj *o) {
+  return o->lock_rel == 0 ? NULL : (shmval__lock *)((char *)(uintptr_t)o + o->lock_rel);
+}
+
+/* Create an object of any kind; see obj_create() in object.c. */
+int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
+                       size_t length, const void *init, const shm_opts *opts);
+int shmval__obj_destroy(const void *h, unsigned kind);
+int shmval__obj_open(void **out, struct shm_segment *sg, const char *name, unsigned kind,
+                     int expected);
 
 /* Object helpers for the directory and segments (object.c). */
 /* Validate the object header at @p off: 0 and *out, ESTALE, or ECORRUPT. */

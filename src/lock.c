@@ -96,6 +96,11 @@ int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc) {
     pthread_mutex_consistent(&l->mutex);
     ret = SHMVAL_OWNERDEAD;
   }
+  if (l->flags & SHMVAL__LOCK_DEAD_PENDING) {
+    /* shm_lock_locked() met the death first and kept the news for us. */
+    l->flags &= (uint16_t)~SHMVAL__LOCK_DEAD_PENDING;
+    ret = SHMVAL_OWNERDEAD;
+  }
   l->depth = 1;
   atomic_store_explicit(&l->owner, tok, memory_order_relaxed);
   return ret;
@@ -148,12 +153,10 @@ bool shmval__lock_owned(const shmval__lock *l) {
 /* ------------------------------------------------------------------------ */
 /* Public API. */
 
-/* Locks reached through a read-only segment carry bit 0 (see object.c). */
-#define RO_TAG ((uintptr_t)1)
-
+/* Locks reached through a read-only segment carry the read-only tag. */
 static inline int lock_of(const shm_lock *h, shmval__lock **out) {
-  *out = (shmval__lock *)((uintptr_t)h & ~RO_TAG);
-  return ((uintptr_t)h & RO_TAG) ? SHMVAL_EACCES : 0;
+  *out = (shmval__lock *)((uintptr_t)h & ~SHMVAL__RO_TAG);
+  return shmval__is_ro(h) ? SHMVAL_EACCES : 0;
 }
 
 int shm_lock_acquire(shm_lock *lock) {
@@ -193,6 +196,29 @@ int shm_lock_release(shm_lock *lock) {
   shmval__lock *l;
   int rc = lock_of(lock, &l);
   return rc != 0 ? rc : shmval__lock_release(l);
+}
+
+int shm_lock_locked(shm_lock *lock) {
+  shmval__lock *l;
+  int rc = lock_of(lock, &l);
+  if (rc == 0)
+    rc = lock_check(l);
+  if (rc != 0)
+    return rc;
+  if (shmval__lock_owned(l))
+    return 1;
+  rc = pthread_mutex_trylock(&l->mutex);
+  if (rc == EBUSY)
+    return 1;
+  if (rc == EOWNERDEAD) {
+    /* Free now, but whoever takes it next must still be told. */
+    pthread_mutex_consistent(&l->mutex);
+    l->flags |= SHMVAL__LOCK_DEAD_PENDING;
+  } else if (rc != 0) {
+    return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+  }
+  pthread_mutex_unlock(&l->mutex);
+  return 0;
 }
 
 int shm_lock_is_owned(const shm_lock *lock) {

@@ -53,37 +53,12 @@ size_t shm_type_size(int type_code) {
 /* ------------------------------------------------------------------------ */
 /* Handles. */
 
-/*
- * Handles to objects of a segment attached read-only carry a tag in bit 0 (an
- * object header is 8-aligned): every write and every lock operation through
- * such a handle is refused with SHMVAL_EACCES instead of faulting on the
- * PROT_READ mapping.
- */
-#define RO_TAG ((uintptr_t)1)
-
-static inline shmval__obj *obj_of(const void *h) { return (shmval__obj *)((uintptr_t)h & ~RO_TAG); }
-
-static inline bool is_ro(const void *h) { return ((uintptr_t)h & RO_TAG) != 0; }
-
-static inline void *tag(const void *p, bool ro) {
-  return (void *)((uintptr_t)p | (ro ? RO_TAG : 0));
-}
-
-/* 0 if @p o is a live object of @p kind; ESTALE if destroyed; else EINVAL. */
-static inline int obj_check(const shmval__obj *o, unsigned kind) {
-  if (SHMVAL__UNLIKELY(o == NULL))
-    return SHMVAL_EINVAL;
-  uint32_t m = atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire);
-  if (SHMVAL__UNLIKELY(m != SHMVAL__OBJ_MAGIC))
-    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
-  return SHMVAL__LIKELY(o->kind == kind) ? 0 : SHMVAL_EINVAL;
-}
-
-static inline char *payload(const shmval__obj *o) { return (char *)(uintptr_t)o + o->payload_rel; }
-
-static inline shmval__lock *obj_lock(const shmval__obj *o) {
-  return o->lock_rel == 0 ? NULL : (shmval__lock *)((char *)(uintptr_t)o + o->lock_rel);
-}
+#define obj_of shmval__obj_of
+#define is_ro shmval__is_ro
+#define tag shmval__tag
+#define obj_check shmval__obj_check
+#define payload shmval__payload
+#define obj_lock shmval__obj_lock
 
 static inline uint64_t block_off(const shmval__obj *o) { return o->self_off - SHMVAL__OBJ_HDR_OFF; }
 
@@ -205,8 +180,8 @@ static shmval__obj *obj_init(shmval__seg *seg, uint64_t off, const layout *lo, u
   return o;
 }
 
-static int obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
-                      size_t length, const void *init, const shm_opts *opts) {
+int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
+                       size_t length, const void *init, const shm_opts *opts) {
   uint64_t bytes;
   shmval__seg *target;
   size_t name_len;
@@ -284,7 +259,8 @@ int shm_value_create(shm_value **out, shm_type type, const void *init, const shm
   size_t size, align;
   if (!type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, (int)type, size, align, 1, init, opts);
+  return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, (int)type, size, align, 1,
+                            init, opts);
 }
 
 int shm_value_create_record(shm_value **out, size_t size, size_t align, const void *init,
@@ -292,8 +268,8 @@ int shm_value_create_record(shm_value **out, size_t size, size_t align, const vo
   int rc = check_record(size, align);
   if (rc != 0)
     return rc;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, SHMVAL_RECORD, size, align, 1, init,
-                    opts);
+  return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, SHMVAL_RECORD, size, align, 1,
+                            init, opts);
 }
 
 int shm_array_create(shm_array **out, shm_type type, size_t length, const void *init,
@@ -301,8 +277,8 @@ int shm_array_create(shm_array **out, shm_type type, size_t length, const void *
   size_t size, align;
   if (!type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, (int)type, size, align, length, init,
-                    opts);
+  return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, (int)type, size, align, length,
+                            init, opts);
 }
 
 int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t length,
@@ -310,8 +286,8 @@ int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t l
   int rc = check_record(size, align);
   if (rc != 0)
     return rc;
-  return obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, SHMVAL_RECORD, size, align, length,
-                    init, opts);
+  return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, SHMVAL_RECORD, size, align,
+                            length, init, opts);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -348,7 +324,7 @@ static int destroy_locked(shmval__obj *o) {
   return lock_unref(l);
 }
 
-static int obj_destroy(const void *h, unsigned kind) {
+int shmval__obj_destroy(const void *h, unsigned kind) {
   shmval__obj *o = obj_of(h);
   if (o == NULL)
     return 0;
@@ -367,9 +343,9 @@ static int obj_destroy(const void *h, unsigned kind) {
   return rc;
 }
 
-int shm_value_destroy(shm_value *v) { return obj_destroy(v, SHMVAL__KIND_VALUE); }
+int shm_value_destroy(shm_value *v) { return shmval__obj_destroy(v, SHMVAL__KIND_VALUE); }
 
-int shm_array_destroy(shm_array *a) { return obj_destroy(a, SHMVAL__KIND_ARRAY); }
+int shm_array_destroy(shm_array *a) { return shmval__obj_destroy(a, SHMVAL__KIND_ARRAY); }
 
 /* ------------------------------------------------------------------------ */
 /* Access under the lock. */
@@ -637,6 +613,17 @@ static bool elem_ok(const shmval__obj *o) {
   case SHMVAL__KIND_DIR:
   case SHMVAL__KIND_ATTACH:
     return o->elem_size == 16 && o->lock_rel == 0 && o->name_off == 0;
+  case SHMVAL__KIND_LOCK:
+    return o->elem_size == 0 && o->length == 0 && (o->flags & SHMVAL__OBJ_OWN_LOCK);
+  case SHMVAL__KIND_SEM:
+    return o->elem_size == sizeof(shmval__sem_state) && o->length == 1 && o->lock_rel == 0;
+  case SHMVAL__KIND_COND:
+    return o->elem_size == sizeof(shmval__cond_state) && o->length == 1 && o->lock_rel != 0;
+  case SHMVAL__KIND_EVENT:
+    return o->elem_size == sizeof(shmval__event_state) && o->length == 1 && o->lock_rel == 0;
+  case SHMVAL__KIND_BARRIER:
+    return o->elem_size == sizeof(shmval__barrier_state) && o->length == 1 &&
+           (o->flags & SHMVAL__OBJ_OWN_LOCK);
   default:
     return false;
   }
@@ -731,7 +718,7 @@ static int lookup(shm_segment *sg, const char *name, size_t len, shmval__obj **o
   return rc;
 }
 
-static int obj_open(void **out, shm_segment *sg, const char *name, unsigned kind, int expected) {
+int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kind, int expected) {
   size_t len;
   shmval__obj *o;
   if (out == NULL || sg == NULL || shmval__dir_name_ok(name, &len) != 0)
@@ -746,11 +733,11 @@ static int obj_open(void **out, shm_segment *sg, const char *name, unsigned kind
 }
 
 int shm_value_open(shm_value **out, shm_segment *seg, const char *name, shm_type expected) {
-  return obj_open((void **)out, seg, name, SHMVAL__KIND_VALUE, (int)expected);
+  return shmval__obj_open((void **)out, seg, name, SHMVAL__KIND_VALUE, (int)expected);
 }
 
 int shm_array_open(shm_array **out, shm_segment *seg, const char *name, shm_type expected) {
-  return obj_open((void **)out, seg, name, SHMVAL__KIND_ARRAY, (int)expected);
+  return shmval__obj_open((void **)out, seg, name, SHMVAL__KIND_ARRAY, (int)expected);
 }
 
 int shm_object_remove(shm_segment *sg, const char *name) {
@@ -776,15 +763,22 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info) {
   int rc = shmval__obj_at(sg->base, off, &o);
   if (rc != 0)
     return rc;
-  if (o->kind != SHMVAL__KIND_VALUE && o->kind != SHMVAL__KIND_ARRAY)
-    return SHMVAL_ENOENT;
+  static const shm_object_kind kinds[] = {
+      [SHMVAL__KIND_VALUE] = SHMVAL_OBJ_VALUE,    [SHMVAL__KIND_ARRAY] = SHMVAL_OBJ_ARRAY,
+      [SHMVAL__KIND_LOCK] = SHMVAL_OBJ_LOCK,      [SHMVAL__KIND_SEM] = SHMVAL_OBJ_SEM,
+      [SHMVAL__KIND_COND] = SHMVAL_OBJ_COND,      [SHMVAL__KIND_EVENT] = SHMVAL_OBJ_EVENT,
+      [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER};
+  if (o->kind >= sizeof kinds / sizeof kinds[0] || kinds[o->kind] == 0)
+    return SHMVAL_ENOENT; /* an internal table */
   info->name = shmval__obj_name(o);
-  info->kind = o->kind == SHMVAL__KIND_VALUE ? SHMVAL_OBJ_VALUE : SHMVAL_OBJ_ARRAY;
+  info->kind = kinds[o->kind];
   info->type = (shm_type)o->type;
   info->elem_size = o->elem_size;
   info->length = (size_t)o->length;
   info->has_lock = o->lock_rel != 0;
   info->offset = (size_t)off;
-  info->handle = tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
+  /* A lock's handle is the lock itself, not its host object. */
+  void *h = o->kind == SHMVAL__KIND_LOCK ? (void *)obj_lock(o) : (void *)o;
+  info->handle = tag(h, (sg->flags & SHMVAL_RDONLY) != 0);
   return 0;
 }

@@ -6,8 +6,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,4 +192,34 @@ int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len) {
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
     return -2;
   return fl.l_type == F_UNLCK ? -1 : (int64_t)fl.l_start;
+}
+
+int shmval__prim_futex_wait(_Atomic uint32_t *addr, uint32_t expected,
+                            const struct timespec *deadline) {
+  /*
+   * FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a wait
+   * interrupted by a signal handler resumes with exactly the time left. Not
+   * FUTEX_PRIVATE_FLAG: the word is in memory shared between processes.
+   */
+  for (;;) {
+    long r = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET, expected, deadline, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno == EAGAIN)
+      return 0; /* woken, or the word had changed already */
+    if (errno == ETIMEDOUT)
+      return SHMVAL_ETIMEDOUT;
+    if (errno != EINTR)
+      return -errno;
+  }
+}
+
+void shmval__prim_futex_wake(_Atomic uint32_t *addr, int n) {
+  syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+bool shmval__prim_past(const struct timespec *deadline) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > deadline->tv_sec ||
+         (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }

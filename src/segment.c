@@ -515,8 +515,8 @@ static int tally_block(void *ctx, uint64_t off, uint64_t size) {
   tally *t = ctx;
   shmval__obj *o;
   t->used += size;
-  if (shmval__obj_at(t->seg, off + SHMVAL__OBJ_HDR_OFF, &o) == 0 &&
-      (o->kind == SHMVAL__KIND_VALUE || o->kind == SHMVAL__KIND_ARRAY))
+  if (shmval__obj_at(t->seg, off + SHMVAL__OBJ_HDR_OFF, &o) == 0 && o->kind != SHMVAL__KIND_DIR &&
+      o->kind != SHMVAL__KIND_ATTACH)
     t->objects++;
   return 0;
 }

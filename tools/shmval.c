@@ -301,16 +301,54 @@ static const char *type_name(shm_type t) {
   return buf;
 }
 
+/* The state of a synchronisation primitive, as JSON or text. */
+static void print_sync(const shm_object_info *o, bool json) {
+  unsigned v = 0;
+  int held;
+  switch (o->kind) {
+  case SHMVAL_OBJ_SEM:
+    if (shm_sem_value(o->handle, &v) == 0)
+      printf(json ? "{\"value\": %u}" : "value %u", v);
+    break;
+  case SHMVAL_OBJ_EVENT:
+    printf(json ? "{\"set\": %s}" : "set: %s", shm_event_is_set(o->handle) == 1 ? "true" : "false");
+    break;
+  case SHMVAL_OBJ_BARRIER:
+    printf(json ? "{\"parties\": %d, \"waiting\": %d, \"broken\": %s}"
+                : "parties %d, waiting %d, broken: %s",
+           shm_barrier_parties(o->handle), shm_barrier_n_waiting(o->handle),
+           shm_barrier_broken(o->handle) == 1 ? "true" : "false");
+    break;
+  case SHMVAL_OBJ_LOCK:
+    held = shm_lock_locked(o->handle); /* a try-lock: needs --lock's writable mapping */
+    printf(held < 0 ? "null" : json ? "\"%s\"" : "%s", held == 1 ? "held" : "free");
+    break;
+  default:
+    printf("null");
+  }
+}
+
+static const char *kind_name(shm_object_kind k) {
+  static const char *names[] = {"?", "value", "array", "lock", "sem", "cond", "event", "barrier"};
+  return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
 static int show_one(const shm_object_info *o, void *arg) {
   show_ctx *c = arg;
   if (c->only != NULL && (o->name == NULL || strcmp(o->name, c->only) != 0))
     return 0;
-  const unsigned char *p =
-      o->kind == SHMVAL_OBJ_VALUE ? shm_value_ptr(o->handle) : shm_array_ptr(o->handle);
-  shm_lock *l =
-      o->kind == SHMVAL_OBJ_VALUE ? shm_value_get_lock(o->handle) : shm_array_get_lock(o->handle);
+  bool data = o->kind == SHMVAL_OBJ_VALUE || o->kind == SHMVAL_OBJ_ARRAY;
+  const unsigned char *p = NULL;
+  shm_lock *l = NULL;
+  if (o->kind == SHMVAL_OBJ_VALUE) {
+    p = shm_value_ptr(o->handle);
+    l = shm_value_get_lock(o->handle);
+  } else if (data) {
+    p = shm_array_ptr(o->handle);
+    l = shm_array_get_lock(o->handle);
+  }
   int lrc = c->lock && l != NULL ? shm_lock_acquire_timeout(l, 1.0) : 0;
-  const char *kind = o->kind == SHMVAL_OBJ_VALUE ? "value" : "array";
+  const char *kind = kind_name(o->kind);
   if (c->json) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
     if (o->name != NULL)
@@ -319,14 +357,16 @@ static int show_one(const shm_object_info *o, void *arg) {
       printf("null");
     printf(", \"kind\": \"%s\", \"type\": \"%s\", \"elem_size\": %zu, \"length\": %zu, "
            "\"locked\": %s, \"offset\": %zu, \"value\": ",
-           kind, type_name(o->type), o->elem_size, o->length, o->has_lock ? "true" : "false",
-           o->offset);
+           kind, data ? type_name(o->type) : "-", o->elem_size, o->length,
+           o->has_lock ? "true" : "false", o->offset);
   } else {
-    printf("%-24s %-5s %-6s %8zu  %-6s ", o->name != NULL ? o->name : "(unnamed)", kind,
-           type_name(o->type), o->length, o->has_lock ? "locked" : "raw");
+    printf("%-24s %-7s %-6s %8zu  %-6s ", o->name != NULL ? o->name : "(unnamed)", kind,
+           data ? type_name(o->type) : "-", o->length, o->has_lock ? "locked" : "raw");
   }
   if (lrc < 0)
     printf(c->json ? "null, \"lock_error\": \"%s\"" : "(lock: %s)", shmval_err_name(lrc));
+  else if (!data)
+    print_sync(o, c->json);
   else
     print_values(o, p, c->json);
   if (lrc >= 0 && c->lock && l != NULL)
