@@ -273,7 +273,7 @@ int shm_event_destroy(shm_event *e) {
   int rc = sync_obj(e, SHMVAL__KIND_EVENT, true, &o, (void **)&st);
   if (rc != 0)
     return rc;
-  return atomic_load(&st->waiters) > 0 ? SHMVAL_EBUSY : shmval__obj_destroy(e, SHMVAL__KIND_EVENT);
+  return shmval__obj_destroy(e, SHMVAL__KIND_EVENT);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -534,14 +534,24 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
   shmval__obj *o;
   shmval__barrier_state *st;
   shmval__lock *l;
-  wait_spec w, forever = {.forever = true};
+  wait_spec w;
   int rc = isnan(timeout) ? SHMVAL_EINVAL : bar_enter(b, &o, &st, &l);
   if (rc != 0)
     return rc;
   wait_spec_init(timeout, &w);
-  /* A previous pass still draining, or a reset, finishes first. */
-  while ((st->phase == DRAINING || st->phase == RESETTING) && rc == 0)
-    rc = bar_wait(l, st, &forever);
+  /*
+   * A previous pass still draining, or a reset, finishes first. A party that
+   * died inside wait() never leaves, so this wait too ends with the timeout,
+   * breaking the barrier rather than hanging.
+   */
+  while ((st->phase == DRAINING || st->phase == RESETTING) && rc == 0) {
+    rc = bar_wait(l, st, &w);
+    if (rc == SHMVAL_ETIMEDOUT) {
+      st->phase = BROKEN;
+      bar_broadcast(st);
+      rc = 0; /* reported as broken below */
+    }
+  }
   if (rc != 0 || st->phase == BROKEN) {
     shmval__lock_leave(l);
     return rc != 0 ? rc : SHMVAL_EBROKEN;

@@ -7,6 +7,10 @@
  *   shmval_test_helper race SEG N       open-or-create SEG and the Value
  *                                       "counter" in it, add 1 N times
  *   shmval_test_helper get SEG OBJ      print the long Value OBJ
+ *   shmval_test_helper sync SEG         open the primitives L, S, C, E, B and the
+ *                                       Value V by name, print "opened", then take
+ *                                       L, take a unit of S, wait for E, pass B,
+ *                                       and wait on C until V is 1
  *
  * Exit status: 0, or 10 + the step that failed.
  */
@@ -64,6 +68,39 @@ static int get(const char *seg, const char *obj) {
   return shm_segment_close(s) == 0 ? 0 : 12;
 }
 
+static int v_is_one(void *ctx) { return *(int *)shm_value_ptr(ctx) == 1; }
+
+static int sync_script(const char *seg) {
+  shm_segment *s;
+  shm_lock *l;
+  shm_sem *sm;
+  shm_cond *c;
+  shm_event *e;
+  shm_barrier *b;
+  shm_value *v;
+  if (shm_segment_open(&s, seg, NULL) != 0)
+    return 10;
+  if (shm_lock_open(&l, s, "L") != 0 || shm_sem_open(&sm, s, "S") != 0 ||
+      shm_cond_open(&c, s, "C") != 0 || shm_event_open(&e, s, "E") != 0 ||
+      shm_barrier_open(&b, s, "B") != 0 || shm_value_open(&v, s, "V", SHMVAL_INT) != 0)
+    return 11;
+  printf("opened\n");
+  fflush(stdout);
+  if (shm_lock_acquire_timeout(l, 5) != 0 || shm_lock_release(l) != 0)
+    return 12;
+  if (shm_sem_acquire(sm, 5) != 0)
+    return 13;
+  if (shm_event_wait(e, 5) != 0)
+    return 14;
+  if (shm_barrier_wait(b, NULL) != 0)
+    return 15;
+  shm_lock *cl = shm_cond_get_lock(c);
+  if (shm_lock_acquire(cl) != 0 || shm_cond_wait_for(c, v_is_one, v, 5) != 1 ||
+      shm_lock_release(cl) != 0)
+    return 16;
+  return shm_segment_close(s) == 0 ? 0 : 17;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "attach") == 0)
     return attach(argv[2], argc > 3 && strcmp(argv[3], "ro") == 0);
@@ -71,6 +108,8 @@ int main(int argc, char **argv) {
     return race(argv[2], atol(argv[3]));
   if (argc == 4 && strcmp(argv[1], "get") == 0)
     return get(argv[2], argv[3]);
+  if (argc == 3 && strcmp(argv[1], "sync") == 0)
+    return sync_script(argv[2]);
   fprintf(stderr, "usage: %s attach|race|get SEG ...\n", argv[0]);
   return 2;
 }
