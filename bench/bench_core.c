@@ -4,87 +4,16 @@
  *
  *   bench_core [--quick]
  *
- * Each figure is the median of 11 repetitions (min and max shown) in ns per
- * operation, or GB/s for bulk copies. Library and baseline runs alternate
- * within each repetition, and the ratio is the median of the per-repetition
- * ratios, so that drift in the machine's speed cancels out. Baselines are the plainest correct
- * POSIX code: a robust process-shared pthread mutex around the same operation in a MAP_SHARED
+ * Figures are in ns per operation, or GB/s for bulk copies (see bench.h for
+ * the method). Baselines are the plainest correct POSIX code: a robust
+ * process-shared pthread mutex around the same operation in a MAP_SHARED
  * mapping, memcpy, and mmap + mutex init + munmap for creation.
  */
 #include <shmval.h>
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-
-#define REPS 11
-#define DASHES "----------------------------------------"
+#include "bench.h"
 
 static int quick;
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-typedef void (*bench_fn)(void *ctx, long iters);
-
-typedef struct stat3 {
-  double med, min, max;
-} stat3;
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static stat3 summarise(double *t) {
-  qsort(t, REPS, sizeof t[0], cmp_double);
-  return (stat3){t[REPS / 2], t[0], t[REPS - 1]};
-}
-
-/* One timed run of @p fn over @p iters operations: ns per operation. */
-static double run_once(bench_fn fn, void *ctx, long iters) {
-  double t0 = now_ns();
-  fn(ctx, iters);
-  return (now_ns() - t0) / (double)iters;
-}
-
-/* A measured pair: the library, its baseline and the median ratio lib/base. */
-typedef struct pair {
-  stat3 lib, base;
-  double ratio;
-} pair;
-
-static pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx, long biters) {
-  double tl[REPS], tb[REPS], tr[REPS];
-  lib(lctx, liters / 10 + 1); /* warm up */
-  base(bctx, biters / 10 + 1);
-  for (int r = 0; r < REPS; r++) {
-    tl[r] = run_once(lib, lctx, liters);
-    tb[r] = run_once(base, bctx, biters);
-    tr[r] = tl[r] / tb[r];
-  }
-  pair p = {summarise(tl), summarise(tb), summarise(tr).med};
-  return p;
-}
-
-static void row_ns(const char *name, pair p, const char *target) {
-  printf("| %-36s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-10s |\n", name,
-         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
-}
-
-static void row_gbs(const char *name, pair p, double bytes, const char *target) {
-  /* Throughput: bytes per ns is GB/s; the ratio is libshmval / baseline. */
-  printf("| %-36s | %6.2f (%5.2f-%5.2f) | %6.2f (%5.2f-%5.2f) | %6.2fx | %-10s |\n", name,
-         bytes / p.lib.med, bytes / p.lib.max, bytes / p.lib.min, bytes / p.base.med,
-         bytes / p.base.max, bytes / p.base.min, 1.0 / p.ratio, target);
-}
 
 /* ------------------------------------------------------------------------ */
 /* The raw POSIX baseline: a robust process-shared mutex and a long, shared. */
@@ -95,22 +24,13 @@ typedef struct raw_obj {
 } raw_obj;
 
 static raw_obj *raw_new(void) {
-  raw_obj *r = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  pthread_mutexattr_t a;
-  if (r == MAP_FAILED)
-    return NULL;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&r->m, &a);
-  pthread_mutexattr_destroy(&a);
+  raw_obj *r = shared_alloc(4096);
+  if (r != NULL)
+    robust_mutex_init(&r->m);
   return r;
 }
 
-static void raw_lock(raw_obj *r) {
-  if (pthread_mutex_lock(&r->m) == EOWNERDEAD)
-    pthread_mutex_consistent(&r->m);
-}
+static void raw_lock(raw_obj *r) { robust_lock(&r->m); }
 
 static volatile long sink;
 
@@ -267,9 +187,7 @@ int main(int argc, char **argv) {
   printf("libshmval %s core benchmark: median of %d alternating runs (min-max), one "
          "process\n\n",
          shmval_version(), REPS);
-  printf("| %-36s | %-24s | %-24s | %-7s | %-10s |\n", "operation (ns/op)", "libshmval",
-         "raw POSIX baseline", "ratio", "target");
-  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
+  table_header("operation (ns/op)", "libshmval", "raw POSIX baseline");
   row_ns("locked get (long)", measure(lib_get, v, n, base_get, r, n), "<= 1.15x");
   row_ns("locked set (long)", measure(lib_set, v, n, base_set, r, n), "<= 1.15x");
   row_ns("locked increment (acquire, ++, release)", measure(lib_incr, v, n, base_incr, r, n),
@@ -279,9 +197,8 @@ int main(int argc, char **argv) {
   long nc = quick ? 20000 : 1000000;
   row_ns("Value create+destroy vs mmap+init",
          measure(lib_create, NULL, nc, base_create, NULL, nc / 20), "< 1000 ns");
-  printf("\n| %-36s | %-24s | %-24s | %-7s | %-10s |\n", "bulk copy (GB/s)", "libshmval",
-         "memcpy baseline", "ratio", "target");
-  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
+  printf("\n");
+  table_header("bulk copy (GB/s)", "libshmval", "memcpy baseline");
   int rc = bench_bulk(8) || bench_bulk(64);
   shm_value_destroy(v);
   shm_value_destroy(rv);

@@ -227,8 +227,10 @@ typedef struct shmval__event_state {
 typedef struct shmval__barrier_state {
   _Atomic uint32_t seq; /* the futex word: bumped on every state change */
   uint32_t parties;
-  uint32_t count; /* parties inside wait() */
-  int32_t phase;  /* 0 filling, 1 draining, -1 resetting, -2 broken */
+  uint32_t count;    /* parties inside wait() */
+  int32_t phase;     /* 0 filling, 1 draining, -1 resetting, -2 broken */
+  uint32_t sleepers; /* parties blocked on seq (a dead one stays counted) */
+  uint32_t spare;
   double timeout; /* the default; negative: none */
 } shmval__barrier_state;
 

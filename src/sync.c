@@ -495,9 +495,18 @@ int shm_barrier_open(shm_barrier **out, shm_segment *seg, const char *name) {
   return shmval__obj_open((void **)out, seg, name, SHMVAL__KIND_BARRIER, 0);
 }
 
-static void bar_broadcast(shmval__barrier_state *st) {
-  atomic_fetch_add(&st->seq, 1);
-  shmval__prim_futex_wake(&st->seq, INT_MAX);
+/*
+ * Announce a state change (under the lock). Sleepers are woken by
+ * bar_unlock(), after the lock is released, so that they do not wake only to
+ * block on it; without sleepers there is no system call at all.
+ */
+static void bar_broadcast(shmval__barrier_state *st) { atomic_fetch_add(&st->seq, 1); }
+
+static void bar_unlock(shmval__lock *l, shmval__barrier_state *st, uint32_t seq_at_lock) {
+  bool changed = atomic_load(&st->seq) != seq_at_lock && st->sleepers > 0;
+  shmval__lock_leave(l);
+  if (changed)
+    shmval__prim_futex_wake(&st->seq, INT_MAX);
 }
 
 /* Take the barrier's lock; a holder that died leaves the barrier broken. */
@@ -511,23 +520,33 @@ static int bar_lock(shmval__lock *l, shmval__barrier_state *st) {
   return rc;
 }
 
-/* Wait for a state change, releasing the lock meanwhile. */
-static int bar_wait(shmval__lock *l, shmval__barrier_state *st, const wait_spec *w) {
+/*
+ * Wait for a state change, releasing the lock meanwhile. *seen is the
+ * sequence number this thread last announced or saw; changes made since are
+ * woken for first.
+ */
+static int bar_wait(shmval__lock *l, shmval__barrier_state *st, const wait_spec *w,
+                    uint32_t *seen) {
   uint32_t seq = atomic_load(&st->seq);
-  shmval__lock_leave(l);
+  st->sleepers++;
+  bar_unlock(l, st, *seen);
   int r = futex_wait(&st->seq, seq, w);
+  *seen = atomic_load(&st->seq); /* before locking: bar_lock() itself may change it */
   int rc = bar_lock(l, st);
+  st->sleepers--;
   return rc != 0 ? rc : r;
 }
 
-/* The barrier behind a handle, with its lock taken. */
-static int bar_enter(shm_barrier *b, shmval__obj **o, shmval__barrier_state **st,
-                     shmval__lock **l) {
+/* The barrier behind a handle, with its lock taken; *seen as in bar_wait(). */
+static int bar_enter(shm_barrier *b, shmval__obj **o, shmval__barrier_state **st, shmval__lock **l,
+                     uint32_t *seen) {
   int rc = sync_obj(b, SHMVAL__KIND_BARRIER, true, o, (void **)st);
   if (rc != 0)
     return rc;
   *l = shmval__obj_lock(*o);
-  return bar_lock(*l, *st);
+  *seen = atomic_load(&(*st)->seq);
+  rc = bar_lock(*l, *st);
+  return rc;
 }
 
 int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
@@ -535,7 +554,8 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
   shmval__barrier_state *st;
   shmval__lock *l;
   wait_spec w;
-  int rc = isnan(timeout) ? SHMVAL_EINVAL : bar_enter(b, &o, &st, &l);
+  uint32_t seen;
+  int rc = isnan(timeout) ? SHMVAL_EINVAL : bar_enter(b, &o, &st, &l, &seen);
   if (rc != 0)
     return rc;
   wait_spec_init(timeout, &w);
@@ -545,7 +565,7 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
    * breaking the barrier rather than hanging.
    */
   while ((st->phase == DRAINING || st->phase == RESETTING) && rc == 0) {
-    rc = bar_wait(l, st, &w);
+    rc = bar_wait(l, st, &w, &seen);
     if (rc == SHMVAL_ETIMEDOUT) {
       st->phase = BROKEN;
       bar_broadcast(st);
@@ -553,7 +573,7 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
     }
   }
   if (rc != 0 || st->phase == BROKEN) {
-    shmval__lock_leave(l);
+    bar_unlock(l, st, seen);
     return rc != 0 ? rc : SHMVAL_EBROKEN;
   }
   uint32_t idx = st->count++;
@@ -563,7 +583,7 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
     bar_broadcast(st);
   } else {
     while (st->phase == FILLING && rc == 0) {
-      rc = bar_wait(l, st, &w);
+      rc = bar_wait(l, st, &w, &seen);
       if (rc == SHMVAL_ETIMEDOUT && st->phase == FILLING) {
         st->phase = BROKEN; /* a timeout breaks it for everyone */
         bar_broadcast(st);
@@ -578,7 +598,7 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
     st->phase = FILLING;
     bar_broadcast(st);
   }
-  shmval__lock_leave(l);
+  bar_unlock(l, st, seen);
   if (rc == 0 && index != NULL)
     *index = idx;
   return rc;
@@ -595,12 +615,13 @@ int shm_barrier_abort(shm_barrier *b) {
   shmval__obj *o;
   shmval__barrier_state *st;
   shmval__lock *l;
-  int rc = bar_enter(b, &o, &st, &l);
+  uint32_t seen;
+  int rc = bar_enter(b, &o, &st, &l, &seen);
   if (rc != 0)
     return rc;
   st->phase = BROKEN;
   bar_broadcast(st);
-  shmval__lock_leave(l);
+  bar_unlock(l, st, seen);
   return 0;
 }
 
@@ -608,7 +629,8 @@ int shm_barrier_reset(shm_barrier *b) {
   shmval__obj *o;
   shmval__barrier_state *st;
   shmval__lock *l;
-  int rc = bar_enter(b, &o, &st, &l);
+  uint32_t seen;
+  int rc = bar_enter(b, &o, &st, &l, &seen);
   if (rc != 0)
     return rc;
   if (st->count > 0) {
@@ -619,7 +641,7 @@ int shm_barrier_reset(shm_barrier *b) {
     st->phase = FILLING;
   }
   bar_broadcast(st);
-  shmval__lock_leave(l);
+  bar_unlock(l, st, seen);
   return 0;
 }
 

@@ -248,7 +248,8 @@ static int cond_waiter(void *arg) {
   int rc = shm_cond_wait(cond, timeout);
   shm_sem_release(woken);
   shm_lock_release(l);
-  return rc == 0 || rc == SHMVAL_ETIMEDOUT ? 0 : 2;
+  /* The wait result: notified (0) for waiters without a timeout. */
+  return rc == 0 || (timeout >= 0 && rc == SHMVAL_ETIMEDOUT) ? 0 : 2;
 }
 
 static void *cond_waiter_thread(void *arg) { return (void *)(intptr_t)cond_waiter(arg); }

@@ -1,0 +1,110 @@
+/*
+ * The benchmarks' shared harness: timing, alternating library/baseline runs,
+ * medians and the table rows. Each figure is the median of REPS repetitions
+ * (min and max shown); library and baseline runs alternate within each
+ * repetition, and the ratio is the median of the per-repetition ratios, so
+ * that drift in the machine's speed cancels out.
+ */
+#ifndef SHMVAL_BENCH_H
+#define SHMVAL_BENCH_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define REPS 11
+#define DASHES "----------------------------------------"
+
+static inline double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+typedef void (*bench_fn)(void *ctx, long iters);
+
+typedef struct stat3 {
+  double med, min, max;
+} stat3;
+
+static inline int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static inline stat3 summarise(double *t) {
+  qsort(t, REPS, sizeof t[0], cmp_double);
+  return (stat3){t[REPS / 2], t[0], t[REPS - 1]};
+}
+
+/* One timed run of @p fn over @p iters operations: ns per operation. */
+static inline double run_once(bench_fn fn, void *ctx, long iters) {
+  double t0 = now_ns();
+  fn(ctx, iters);
+  return (now_ns() - t0) / (double)iters;
+}
+
+/* A measured pair: the library, its baseline and the median ratio lib/base. */
+typedef struct pair {
+  stat3 lib, base;
+  double ratio;
+} pair;
+
+static inline pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx,
+                           long biters) {
+  double tl[REPS], tb[REPS], tr[REPS];
+  lib(lctx, liters / 10 + 1); /* warm up */
+  base(bctx, biters / 10 + 1);
+  for (int r = 0; r < REPS; r++) {
+    tl[r] = run_once(lib, lctx, liters);
+    tb[r] = run_once(base, bctx, biters);
+    tr[r] = tl[r] / tb[r];
+  }
+  pair p = {summarise(tl), summarise(tb), summarise(tr).med};
+  return p;
+}
+
+static inline void row_ns(const char *name, pair p, const char *target) {
+  printf("| %-36s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-10s |\n", name,
+         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
+}
+
+static inline void row_gbs(const char *name, pair p, double bytes, const char *target) {
+  /* Throughput: bytes per ns is GB/s; the ratio is libshmval / baseline. */
+  printf("| %-36s | %6.2f (%5.2f-%5.2f) | %6.2f (%5.2f-%5.2f) | %6.2fx | %-10s |\n", name,
+         bytes / p.lib.med, bytes / p.lib.max, bytes / p.lib.min, bytes / p.base.med,
+         bytes / p.base.max, bytes / p.base.min, 1.0 / p.ratio, target);
+}
+
+/* A robust process-shared mutex, the plainest correct baseline for a lock. */
+static inline int robust_mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  int rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
+static inline void robust_lock(pthread_mutex_t *m) {
+  if (pthread_mutex_lock(m) == EOWNERDEAD)
+    pthread_mutex_consistent(m);
+}
+
+/* Anonymous shared memory for a baseline's state. */
+static inline void *shared_alloc(size_t n) {
+  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static inline void table_header(const char *what, const char *lib, const char *base) {
+  printf("| %-36s | %-24s | %-24s | %-7s | %-10s |\n", what, lib, base, "ratio", "target");
+  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
+}
+
+#endif
