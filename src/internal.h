@@ -10,6 +10,7 @@
 
 #include "shmval.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -297,9 +298,16 @@ static inline uint64_t shmval__my_token(void) {
 /* The fast paths, inlined into the object accessors. */
 static inline int shmval__lock_enter(shmval__lock *l) {
   uint64_t tok = shmval__my_token();
-  if (SHMVAL__UNLIKELY(atomic_load_explicit(&l->owner, memory_order_relaxed) == tok))
-    return shmval__lock_reenter(l, SHMVAL_EDEADLK);
-  int rc = pthread_mutex_lock(&l->mutex);
+  /*
+   * Try the compare-and-swap first: only when it fails is the owner word
+   * read, so a contended acquire moves the lock's cache line once, not twice.
+   */
+  int rc = pthread_mutex_trylock(&l->mutex);
+  if (SHMVAL__UNLIKELY(rc == EBUSY)) {
+    if (atomic_load_explicit(&l->owner, memory_order_relaxed) == tok)
+      return shmval__lock_reenter(l, SHMVAL_EDEADLK);
+    rc = pthread_mutex_lock(&l->mutex);
+  }
   if (SHMVAL__UNLIKELY(rc != 0 || (l->flags & SHMVAL__LOCK_DEAD_PENDING)))
     return shmval__lock_took(l, tok, rc);
   l->depth = 1;
