@@ -126,7 +126,7 @@ static void raw_pingpong(void *ctx, long n) {
 typedef struct lib {
   shm_lock *lock, *rlock;
   shm_sem *sem;
-  shm_event *event;
+  shm_event *event, *ping, *pong;
   shm_cond *cond;
   shm_barrier *b1, *b2;
   shm_value *turn;
@@ -170,6 +170,20 @@ static void lib_notify(void *ctx, long n) {
   shm_lock_release(shm_cond_get_lock(c));
 }
 
+/* Two processes alternate through two events: set the other's, wait for one's own. */
+static void lib_event_pingpong(void *ctx, long n) {
+  lib *L = ctx;
+  shm_event *mine = side ? L->pong : L->ping, *theirs = side ? L->ping : L->pong;
+  for (long i = 0; i < n; i++) {
+    if (side == 0)
+      shm_event_set(theirs);
+    shm_event_wait(mine, -1);
+    shm_event_clear(mine);
+    if (side == 1)
+      shm_event_set(theirs);
+  }
+}
+
 static void lib_barrier1(void *ctx, long n) {
   for (long i = 0; i < n; i++)
     shm_barrier_wait(((lib *)ctx)->b1, NULL);
@@ -198,6 +212,8 @@ static void lib_pingpong(void *ctx, long n) {
 #define TWICE(name, fn)                                                                            \
   static void name(void *ctx, long n) { twice(fn, ctx, n); }
 TWICE(lib_lock2, lib_lock)
+TWICE(lib_rlock2, lib_rlock)
+TWICE(lib_event_pingpong2, lib_event_pingpong)
 TWICE(raw_lock2, raw_lock)
 TWICE(lib_sem2, lib_sem)
 TWICE(raw_sem2, raw_sem)
@@ -215,6 +231,7 @@ int main(int argc, char **argv) {
   shm_opts share;
   if (r == NULL || shm_lock_create(&L.lock, &plain) || shm_lock_create(&L.rlock, NULL) ||
       shm_sem_create(&L.sem, 1, NULL) || shm_event_create(&L.event, NULL) ||
+      shm_event_create(&L.ping, NULL) || shm_event_create(&L.pong, NULL) ||
       shm_cond_create(&L.cond, NULL, NULL) || shm_barrier_create(&L.b1, 1, -1, NULL, NULL, NULL) ||
       shm_barrier_create(&L.b2, 2, -1, NULL, NULL, NULL) ||
       (share = (shm_opts){.lock = shm_cond_get_lock(L.cond)},
@@ -238,7 +255,10 @@ int main(int argc, char **argv) {
   printf("\n");
   table_header("2 processes contending (ns/op)", "libshmval", "raw POSIX baseline");
   row_ns("Lock acquire+release", measure(lib_lock2, &L, nc, raw_lock2, r, nc), ">= 0.90x tput");
+  row_ns("RLock acquire+release", measure(lib_rlock2, &L, nc, raw_lock2, r, nc), "-");
   row_ns("Semaphore(1) acquire+release", measure(lib_sem2, &L, nc, raw_sem2, r, nc), "-");
+  row_ns("Event ping-pong vs condvar (per turn)",
+         measure(lib_event_pingpong2, &L, np, raw_pingpong2, r, np), "-");
   row_ns("Condition ping-pong (per turn)", measure(lib_pingpong2, &L, np, raw_pingpong2, r, np),
          "-");
   row_ns("Barrier(2) pass", measure(lib_barrier2x, &L, np, raw_barrier2x, r, np), "-");
@@ -246,6 +266,8 @@ int main(int argc, char **argv) {
   shm_lock_destroy(L.rlock);
   shm_sem_destroy(L.sem);
   shm_event_destroy(L.event);
+  shm_event_destroy(L.ping);
+  shm_event_destroy(L.pong);
   shm_value_destroy(L.turn);
   shm_cond_destroy(L.cond);
   shm_barrier_destroy(L.b1);
