@@ -189,16 +189,7 @@ int shm_sem_value(shm_sem *s, unsigned *value) {
   return 0;
 }
 
-int shm_sem_destroy(shm_sem *s) {
-  shmval__obj *o;
-  shmval__sem_state *st;
-  if (s == NULL)
-    return 0;
-  int rc = sync_obj(s, SHMVAL__KIND_SEM, true, &o, (void **)&st);
-  if (rc != 0)
-    return rc;
-  return shmval__obj_destroy(s, SHMVAL__KIND_SEM);
-}
+int shm_sem_destroy(shm_sem *s) { return shmval__obj_destroy(s, SHMVAL__KIND_SEM); }
 
 /* ------------------------------------------------------------------------ */
 /* Events: the flag is the futex word. */
@@ -265,16 +256,7 @@ int shm_event_wait(shm_event *e, double timeout) {
   return atomic_load(&st->flag) ? 0 : rc != 0 ? rc : SHMVAL_ETIMEDOUT;
 }
 
-int shm_event_destroy(shm_event *e) {
-  shmval__obj *o;
-  shmval__event_state *st;
-  if (e == NULL)
-    return 0;
-  int rc = sync_obj(e, SHMVAL__KIND_EVENT, true, &o, (void **)&st);
-  if (rc != 0)
-    return rc;
-  return shmval__obj_destroy(e, SHMVAL__KIND_EVENT);
-}
+int shm_event_destroy(shm_event *e) { return shmval__obj_destroy(e, SHMVAL__KIND_EVENT); }
 
 /* ------------------------------------------------------------------------ */
 /* Conditions. State under the condition's lock; `seq` is the futex word.    */
@@ -396,16 +378,7 @@ int shm_cond_notify(shm_cond *c, unsigned n) { return cond_notify(c, n); }
 
 int shm_cond_notify_all(shm_cond *c) { return cond_notify(c, UINT32_MAX); }
 
-int shm_cond_destroy(shm_cond *c) {
-  shmval__obj *o;
-  shmval__cond_state *st;
-  if (c == NULL)
-    return 0;
-  int rc = sync_obj(c, SHMVAL__KIND_COND, true, &o, (void **)&st);
-  if (rc != 0)
-    return rc;
-  return shmval__obj_destroy(c, SHMVAL__KIND_COND);
-}
+int shm_cond_destroy(shm_cond *c) { return shmval__obj_destroy(c, SHMVAL__KIND_COND); }
 
 /* ------------------------------------------------------------------------ */
 /* Barriers: Python's algorithm, under the barrier's own robust lock. */
@@ -669,15 +642,8 @@ int shm_barrier_n_waiting(shm_barrier *b) { return bar_read(b, 1); }
 int shm_barrier_parties(shm_barrier *b) { return bar_read(b, 2); }
 
 int shm_barrier_destroy(shm_barrier *b) {
-  shmval__obj *o;
-  shmval__barrier_state *st;
-  if (b == NULL)
-    return 0;
-  int rc = sync_obj(b, SHMVAL__KIND_BARRIER, true, &o, (void **)&st);
-  if (rc != 0)
-    return rc;
-  rc = shmval__obj_destroy(b, SHMVAL__KIND_BARRIER);
-  if (rc == 0)
-    forget_action(o);
+  int rc = shmval__obj_destroy(b, SHMVAL__KIND_BARRIER);
+  if (rc == 0 && b != NULL)
+    forget_action(obj_of(b));
   return rc;
 }
