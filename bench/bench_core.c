@@ -13,6 +13,10 @@
 
 #include "bench.h"
 
+#include <stdbool.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 static int quick;
 
 /* ------------------------------------------------------------------------ */
@@ -73,6 +77,22 @@ static void base_raw_set(void *ctx, long n) {
     *p = i;
 }
 
+static void base_atomic_add(void *ctx, long n) {
+  long *p = &((raw_obj *)ctx)->value;
+  for (long i = 0; i < n; i++)
+    __atomic_fetch_add(p, 1, __ATOMIC_SEQ_CST);
+}
+
+static void base_atomic_cas(void *ctx, long n) {
+  long *p = &((raw_obj *)ctx)->value;
+  for (long i = 0; i < n; i++) {
+    long cur = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    while (
+        !__atomic_compare_exchange_n(p, &cur, cur + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+  }
+}
+
 static void base_create(void *ctx, long n) {
   (void)ctx;
   for (long i = 0; i < n; i++) {
@@ -107,6 +127,40 @@ static void lib_incr(void *ctx, long n) {
     shm_value_release(v);
   }
 }
+
+static void lib_atomic_add(void *ctx, long n) {
+  long one = 1;
+  for (long i = 0; i < n; i++)
+    shm_value_add(ctx, &one, NULL);
+}
+
+static void lib_atomic_cas(void *ctx, long n) {
+  for (long i = 0; i < n; i++) {
+    long cur, next;
+    shm_value_get(ctx, &cur);
+    do
+      next = cur + 1;
+    while (shm_value_cas(ctx, &cur, &next) != 1);
+  }
+}
+
+/* Contended rows: the same loop in this process and a forked twin at once. */
+static void twice(bench_fn fn, void *ctx, long n) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    fn(ctx, n);
+    _exit(0);
+  }
+  fn(ctx, n);
+  waitpid(pid, NULL, 0);
+}
+
+#define TWICE(name, fn)                                                                            \
+  static void name(void *ctx, long n) { twice(fn, ctx, n); }
+TWICE(lib_incr2, lib_incr)
+TWICE(base_incr2, base_incr)
+TWICE(lib_atomic_add2, lib_atomic_add)
+TWICE(base_atomic_add2, base_atomic_add)
 
 static void lib_create(void *ctx, long n) {
   (void)ctx;
@@ -176,11 +230,12 @@ static int bench_bulk(size_t mib) {
 int main(int argc, char **argv) {
   quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
   long n = quick ? 200000 : 5000000;
-  shm_value *v, *rv;
-  shm_opts raw = {.flags = SHMVAL_RAW};
+  shm_value *v, *rv, *av;
+  shm_opts raw = {.flags = SHMVAL_RAW}, atomic = {.flags = SHMVAL_ATOMIC};
   raw_obj *r = raw_new();
   if (r == NULL || shm_value_create(&v, SHMVAL_LONG, NULL, NULL) != 0 ||
-      shm_value_create(&rv, SHMVAL_LONG, NULL, &raw) != 0) {
+      shm_value_create(&rv, SHMVAL_LONG, NULL, &raw) != 0 ||
+      shm_value_create(&av, SHMVAL_LONG, NULL, &atomic) != 0) {
     fprintf(stderr, "bench_core: setup failed\n");
     return 1;
   }
@@ -192,6 +247,14 @@ int main(int argc, char **argv) {
   row_ns("locked set (long)", measure(lib_set, v, n, base_set, r, n), "<= 1.15x");
   row_ns("locked increment (acquire, ++, release)", measure(lib_incr, v, n, base_incr, r, n),
          "<= 1.15x");
+  row_ns("atomic add (long) vs __atomic_fetch_add",
+         measure(lib_atomic_add, av, n, base_atomic_add, r, n), "<= 1.10x");
+  row_ns("atomic cas increment vs __atomic CAS",
+         measure(lib_atomic_cas, av, n, base_atomic_cas, r, n), "<= 1.10x");
+  long n2 = quick ? 50000 : 1000000;
+  row_ns("2 processes: locked increment", measure(lib_incr2, v, n2, base_incr2, r, n2),
+         ">= 0.90x tput");
+  row_ns("2 processes: atomic add", measure(lib_atomic_add2, av, n2, base_atomic_add2, r, n2), "-");
   row_ns("raw get (long) vs plain load", measure(lib_get, rv, n, base_raw_get, r, n), "-");
   row_ns("raw set (long) vs plain store", measure(lib_set, rv, n, base_raw_set, r, n), "-");
   long nc = quick ? 20000 : 1000000;
@@ -202,6 +265,7 @@ int main(int argc, char **argv) {
   int rc = bench_bulk(8) || bench_bulk(64);
   shm_value_destroy(v);
   shm_value_destroy(rv);
+  shm_value_destroy(av);
   pthread_mutex_destroy(&r->m);
   munmap(r, 4096);
   return rc;

@@ -100,7 +100,8 @@ SHMVAL_API const char *shmval_version(void);
   XX(EABI, -30007, "segment made by an incompatible ABI")                                          \
   XX(EUNINIT, -30008, "segment is not initialised")                                                \
   XX(EOVERFLOW, -30009, "released more times than acquired")                                       \
-  XX(EBROKEN, -30010, "barrier is broken")
+  XX(EBROKEN, -30010, "barrier is broken")                                                        \
+  XX(ENOTATOMIC, -30011, "value was not created with SHMVAL_ATOMIC")
 
 /** Error codes (negative) and the positive owner-died status. */
 enum shmval_status {
@@ -193,7 +194,15 @@ enum shm_flags {
    * `Lock` instead of `RLock`). Acquiring it twice from one thread fails with
    * #SHMVAL_EDEADLK instead of deadlocking.
    */
-  SHMVAL_NONRECURSIVE = 1u << 1
+  SHMVAL_NONRECURSIVE = 1u << 1,
+  /**
+   * An atomic Value (Values only): no lock at all; get and set are atomic
+   * loads and stores, and shm_value_add(), shm_value_exchange() and
+   * shm_value_cas() work lock-free. For the integer types (c b B ? u h H i I
+   * l L q Q) and float/double. Mixing atomic and locked access is impossible:
+   * an atomic Value has no lock, and the atomic calls refuse other Values.
+   */
+  SHMVAL_ATOMIC = 1u << 3
 };
 
 /** Creation options; a NULL pointer means all defaults. Zero-initialise. */
@@ -320,6 +329,38 @@ SHMVAL_API int shm_value_acquire(shm_value *v);
  * @return As shm_lock_release(); #SHMVAL_ENOLOCK for a raw Value.
  */
 SHMVAL_API int shm_value_release(shm_value *v);
+
+/**
+ * @brief Atomically add @p delta to an atomic Value (fetch-and-add).
+ *
+ * Integer types wrap around (two's complement). For float and double there is
+ * no hardware add: it is a compare-and-swap loop, lock-free all the same.
+ * @param v     An atomic Value.
+ * @param delta Points to one element: the amount to add.
+ * @param old   Receives the value before the addition; may be NULL.
+ * @return 0; #SHMVAL_ENOTATOMIC (not created with #SHMVAL_ATOMIC);
+ *         #SHMVAL_ETYPE (a bool Value); #SHMVAL_EINVAL; #SHMVAL_ESTALE;
+ *         #SHMVAL_EACCES (read-only).
+ * @note Sequentially consistent, like every atomic call here.
+ */
+SHMVAL_API int shm_value_add(shm_value *v, const void *delta, void *old);
+
+/**
+ * @brief Atomically store @p in and return the previous value in @p old.
+ * @return As shm_value_add(), without #SHMVAL_ETYPE.
+ */
+SHMVAL_API int shm_value_exchange(shm_value *v, const void *in, void *old);
+
+/**
+ * @brief Compare and swap: if the Value equals *@p expected, store
+ *        *@p desired; otherwise copy the current value into *@p expected.
+ *
+ * Values are compared as bit patterns: for float and double, -0.0 differs
+ * from 0.0 and a NaN equals only the same NaN bits.
+ * @return 1 if swapped; 0 if not; #SHMVAL_ENOTATOMIC; #SHMVAL_EINVAL;
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ */
+SHMVAL_API int shm_value_cas(shm_value *v, void *expected, const void *desired);
 
 /**
  * @brief The Value's element type.

@@ -237,6 +237,7 @@ typedef struct shmval__barrier_state {
 
 /* Object flags. */
 #define SHMVAL__OBJ_OWN_LOCK 1u /* the lock at lock_rel lives in this block */
+#define SHMVAL__OBJ_ATOMIC 2u   /* no lock: accessed with atomic instructions only */
 
 /*
  * An object header, 8 bytes into its block (after the block's size word).

@@ -97,15 +97,23 @@ static shmval__seg *lock_seg(const shmval__lock *l) {
   return shmval__obj_seg(host);
 }
 
+/* Whether a Value of @p type can be atomic: sizes the hardware swaps whole. */
+static bool atomic_ok(unsigned kind, int type, size_t size) {
+  return kind == SHMVAL__KIND_VALUE && type != SHMVAL_RECORD &&
+         (size == 1 || size == 2 || size == 4 || size == 8);
+}
+
 /* Check the options; *target is the named segment to create in, or NULL. */
 static int check_opts(const shm_opts *opts, shmval__seg **target, size_t *name_len) {
   *target = NULL;
   *name_len = 0;
   if (opts == NULL)
     return 0;
-  if (opts->flags & ~(unsigned)(SHMVAL_RAW | SHMVAL_NONRECURSIVE))
+  if (opts->flags & ~(unsigned)(SHMVAL_RAW | SHMVAL_NONRECURSIVE | SHMVAL_ATOMIC))
     return SHMVAL_EINVAL;
-  if (opts->lock != NULL && (opts->flags & (SHMVAL_RAW | SHMVAL_NONRECURSIVE)))
+  if (opts->lock != NULL && (opts->flags & (SHMVAL_RAW | SHMVAL_NONRECURSIVE | SHMVAL_ATOMIC)))
+    return SHMVAL_EINVAL;
+  if ((opts->flags & SHMVAL_ATOMIC) && (opts->flags & SHMVAL_NONRECURSIVE))
     return SHMVAL_EINVAL;
   if (opts->name != NULL) {
     if (opts->segment == NULL || shmval__dir_name_ok(opts->name, name_len) != 0)
@@ -192,7 +200,10 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     return SHMVAL_EINVAL;
   shmval__lock *shared = opts != NULL ? (shmval__lock *)(void *)opts->lock : NULL;
   unsigned flags = opts != NULL ? opts->flags : 0;
-  bool own_lock = shared == NULL && !(flags & SHMVAL_RAW);
+  bool atomic = (flags & SHMVAL_ATOMIC) != 0;
+  if (atomic && !atomic_ok(kind, type, elem_size))
+    return SHMVAL_EINVAL;
+  bool own_lock = shared == NULL && !(flags & (SHMVAL_RAW | SHMVAL_ATOMIC));
   bool named = name_len != 0;
   layout lo;
   plan(bytes, align, own_lock, name_len, &lo);
@@ -212,6 +223,8 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     goto unref;
   char *blk = (char *)seg + off;
   o = obj_init(seg, off, &lo, kind, type, elem_size, length);
+  if (atomic)
+    o->flags |= SHMVAL__OBJ_ATOMIC;
   if (own_lock) {
     unsigned lf = (flags & SHMVAL_NONRECURSIVE) ? 0 : SHMVAL__LOCK_RECURSIVE;
     uint16_t back = (uint16_t)(lo.lock_at - SHMVAL__OBJ_HDR_OFF);
@@ -393,11 +406,210 @@ static inline int locked_copy(const shmval__obj *o, bool ro, void *dst, const vo
   return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Atomic Values: whole-element atomic instructions, sequentially consistent. */
+
+static void atomic_get(const void *p, void *out, size_t n) {
+  switch (n) {
+  case 1: {
+    uint8_t x = __atomic_load_n((const uint8_t *)p, __ATOMIC_SEQ_CST);
+    memcpy(out, &x, 1);
+    break;
+  }
+  case 2: {
+    uint16_t x = __atomic_load_n((const uint16_t *)p, __ATOMIC_SEQ_CST);
+    memcpy(out, &x, 2);
+    break;
+  }
+  case 4: {
+    uint32_t x = __atomic_load_n((const uint32_t *)p, __ATOMIC_SEQ_CST);
+    memcpy(out, &x, 4);
+    break;
+  }
+  default: {
+    uint64_t x = __atomic_load_n((const uint64_t *)p, __ATOMIC_SEQ_CST);
+    memcpy(out, &x, 8);
+  }
+  }
+}
+
+/* An element of @p n bytes as an unsigned integer, and back. */
+static uint64_t get_n(const void *src, size_t n) {
+  uint8_t a;
+  uint16_t b;
+  uint32_t c;
+  uint64_t d;
+  switch (n) {
+  case 1:
+    return memcpy(&a, src, 1), a;
+  case 2:
+    return memcpy(&b, src, 2), b;
+  case 4:
+    return memcpy(&c, src, 4), c;
+  default:
+    return memcpy(&d, src, 8), d;
+  }
+}
+
+static void put_n(void *dst, uint64_t v, size_t n) {
+  uint8_t a = (uint8_t)v;
+  uint16_t b = (uint16_t)v;
+  uint32_t c = (uint32_t)v;
+  memcpy(dst, n == 1 ? (void *)&a : n == 2 ? (void *)&b : n == 4 ? (void *)&c : (void *)&v, n);
+}
+
+/* Swap *p for the element at @p in; the old element goes to @p old (if any). */
+static void atomic_xchg(void *p, const void *in, void *old, size_t n) {
+  uint64_t x = get_n(in, n), r;
+  switch (n) {
+  case 1:
+    r = __atomic_exchange_n((uint8_t *)p, (uint8_t)x, __ATOMIC_SEQ_CST);
+    break;
+  case 2:
+    r = __atomic_exchange_n((uint16_t *)p, (uint16_t)x, __ATOMIC_SEQ_CST);
+    break;
+  case 4:
+    r = __atomic_exchange_n((uint32_t *)p, (uint32_t)x, __ATOMIC_SEQ_CST);
+    break;
+  default:
+    r = __atomic_exchange_n((uint64_t *)p, x, __ATOMIC_SEQ_CST);
+  }
+  if (old != NULL)
+    put_n(old, r, n);
+}
+
+static bool atomic_cas(void *p, void *expected, const void *desired, size_t n) {
+  uint64_t d = get_n(desired, n);
+  switch (n) {
+  case 1: {
+    uint8_t e;
+    memcpy(&e, expected, 1);
+    bool ok = __atomic_compare_exchange_n((uint8_t *)p, &e, (uint8_t)d, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST);
+    memcpy(expected, &e, 1);
+    return ok;
+  }
+  case 2: {
+    uint16_t e;
+    memcpy(&e, expected, 2);
+    bool ok = __atomic_compare_exchange_n((uint16_t *)p, &e, (uint16_t)d, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST);
+    memcpy(expected, &e, 2);
+    return ok;
+  }
+  case 4: {
+    uint32_t e;
+    memcpy(&e, expected, 4);
+    bool ok = __atomic_compare_exchange_n((uint32_t *)p, &e, (uint32_t)d, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST);
+    memcpy(expected, &e, 4);
+    return ok;
+  }
+  default: {
+    uint64_t e;
+    memcpy(&e, expected, 8);
+    bool ok = __atomic_compare_exchange_n((uint64_t *)p, &e, d, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST);
+    memcpy(expected, &e, 8);
+    return ok;
+  }
+  }
+}
+
+/* The atomic Value behind @p v, writable; ENOTATOMIC for any other Value. */
+static int atomic_obj(shm_value *v, const void *arg, shmval__obj **out) {
+  shmval__obj *o = obj_of(v);
+  int rc = obj_check(o, SHMVAL__KIND_VALUE);
+  if (rc != 0 || arg == NULL)
+    return rc != 0 ? rc : SHMVAL_EINVAL;
+  if (!(o->flags & SHMVAL__OBJ_ATOMIC))
+    return SHMVAL_ENOTATOMIC;
+  *out = o;
+  return is_ro(v) ? SHMVAL_EACCES : 0;
+}
+
+int shm_value_add(shm_value *v, const void *delta, void *old) {
+  shmval__obj *o;
+  int rc = atomic_obj(v, delta, &o);
+  if (rc != 0)
+    return rc;
+  void *p = payload(o);
+  size_t n = o->elem_size;
+  uint64_t d = get_n(delta, n), r;
+  if (o->type == SHMVAL_BOOL)
+    return SHMVAL_ETYPE;
+  if (o->type == SHMVAL_FLOAT) {
+    /* No hardware add for floating point: a compare-and-swap loop on the bits. */
+    uint32_t *w = p, cur = __atomic_load_n(w, __ATOMIC_SEQ_CST), next;
+    float f, fd;
+    memcpy(&fd, delta, sizeof fd);
+    do {
+      memcpy(&f, &cur, sizeof f);
+      f += fd;
+      memcpy(&next, &f, sizeof next);
+    } while (
+        !__atomic_compare_exchange_n(w, &cur, next, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (old != NULL)
+      memcpy(old, &cur, sizeof cur);
+    return 0;
+  }
+  if (o->type == SHMVAL_DOUBLE) {
+    uint64_t *w = p, cur = __atomic_load_n(w, __ATOMIC_SEQ_CST), next;
+    double f, fd;
+    memcpy(&fd, delta, sizeof fd);
+    do {
+      memcpy(&f, &cur, sizeof f);
+      f += fd;
+      memcpy(&next, &f, sizeof next);
+    } while (
+        !__atomic_compare_exchange_n(w, &cur, next, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (old != NULL)
+      memcpy(old, &cur, sizeof cur);
+    return 0;
+  }
+  switch (n) {
+  case 1:
+    r = __atomic_fetch_add((uint8_t *)p, (uint8_t)d, __ATOMIC_SEQ_CST);
+    break;
+  case 2:
+    r = __atomic_fetch_add((uint16_t *)p, (uint16_t)d, __ATOMIC_SEQ_CST);
+    break;
+  case 4:
+    r = __atomic_fetch_add((uint32_t *)p, (uint32_t)d, __ATOMIC_SEQ_CST);
+    break;
+  default:
+    r = __atomic_fetch_add((uint64_t *)p, d, __ATOMIC_SEQ_CST);
+  }
+  if (old != NULL)
+    put_n(old, r, n);
+  return 0;
+}
+
+int shm_value_exchange(shm_value *v, const void *in, void *old) {
+  shmval__obj *o;
+  int rc = atomic_obj(v, in, &o);
+  if (rc == 0)
+    atomic_xchg(payload(o), in, old, o->elem_size);
+  return rc;
+}
+
+int shm_value_cas(shm_value *v, void *expected, const void *desired) {
+  shmval__obj *o;
+  int rc = atomic_obj(v, desired, &o);
+  if (rc != 0 || expected == NULL)
+    return rc != 0 ? rc : SHMVAL_EINVAL;
+  return atomic_cas(payload(o), expected, desired, o->elem_size) ? 1 : 0;
+}
+
 int shm_value_get(shm_value *v, void *out) {
   shmval__obj *o = obj_of(v);
   int rc = obj_check(o, SHMVAL__KIND_VALUE);
   if (SHMVAL__UNLIKELY(rc != 0 || out == NULL))
     return rc != 0 ? rc : SHMVAL_EINVAL;
+  if (o->flags & SHMVAL__OBJ_ATOMIC) {
+    atomic_get(payload(o), out, o->elem_size);
+    return 0;
+  }
   return locked_copy(o, is_ro(v), out, payload(o), o->elem_size);
 }
 
@@ -406,6 +618,10 @@ int shm_value_set(shm_value *v, const void *in) {
   int rc = obj_check(o, SHMVAL__KIND_VALUE);
   if (SHMVAL__UNLIKELY(rc != 0 || in == NULL || is_ro(v)))
     return rc != 0 ? rc : in == NULL ? SHMVAL_EINVAL : SHMVAL_EACCES;
+  if (o->flags & SHMVAL__OBJ_ATOMIC) {
+    atomic_xchg(payload(o), in, NULL, o->elem_size);
+    return 0;
+  }
   return locked_copy(o, false, payload(o), in, o->elem_size);
 }
 
@@ -660,6 +876,9 @@ int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
   if (m != SHMVAL__OBJ_MAGIC)
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
   uint64_t room = blk_end - off, bytes;
+  if ((o->flags & SHMVAL__OBJ_ATOMIC) &&
+      (o->lock_rel != 0 || !atomic_ok(o->kind, o->type, o->elem_size)))
+    return SHMVAL_ECORRUPT;
   if (o->self_off != off || !elem_ok(o) || o->payload_rel < sizeof *o ||
       __builtin_mul_overflow((uint64_t)o->elem_size, o->length, &bytes) || o->payload_rel > room ||
       bytes > room - o->payload_rel || !lock_ok(seg, o, off, blk_end))
