@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <math.h>
+#include <stdbool.h>
 #include <time.h>
 
 #define REPS 11
@@ -68,17 +70,18 @@ static inline pair measure(bench_fn lib, void *lctx, long liters, bench_fn base,
   return p;
 }
 
-static inline void row_ns(const char *name, pair p, const char *target) {
-  printf("| %-36s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-10s |\n", name,
-         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
-}
-
-static inline void row_gbs(const char *name, pair p, double bytes, const char *target) {
-  /* Throughput: bytes per ns is GB/s; the ratio is libshmval / baseline. */
-  printf("| %-36s | %6.2f (%5.2f-%5.2f) | %6.2f (%5.2f-%5.2f) | %6.2fx | %-10s |\n", name,
-         bytes / p.lib.med, bytes / p.lib.max, bytes / p.lib.min, bytes / p.base.med,
-         bytes / p.base.max, bytes / p.base.min, 1.0 / p.ratio, target);
-}
+/*
+ * Print a row and record it for bench/results. @p unit is "ns" (lower is
+ * better) or "GB/s"; a row without a baseline passes a zero pair and NAN ratio.
+ */
+void row_ns(const char *name, pair p, const char *target);
+void row_gbs(const char *name, pair p, double bytes, const char *target);
+/* A row with no baseline: one measured figure with its unit, and a target. */
+void row_single(const char *name, stat3 v, const char *unit, const char *target);
+/* Start a section: a heading and its table header. */
+void section(const char *title, const char *what, const char *lib, const char *base);
+/* Write every recorded row to DIR/latest.md and DIR/latest.json. */
+int write_results(const char *dir, const char *machine);
 
 /* A robust process-shared mutex, the plainest correct baseline for a lock. */
 static inline int robust_mutex_init(pthread_mutex_t *m) {
@@ -102,9 +105,13 @@ static inline void *shared_alloc(size_t n) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-static inline void table_header(const char *what, const char *lib, const char *base) {
-  printf("| %-36s | %-24s | %-24s | %-7s | %-10s |\n", what, lib, base, "ratio", "target");
-  printf("|%.38s|%.26s|%.26s|%.9s|%.12s|\n", DASHES, DASHES, DASHES, DASHES, DASHES);
-}
+/* The sections, one per file. */
+int bench_core(int quick);
+int bench_sync(int quick);
+int bench_named(int quick);
+
+/* Run @p fn in this process and a forked twin at the same time. */
+extern int bench_side; /* 0 in the parent, 1 in the twin */
+void twice(bench_fn fn, void *ctx, long n);
 
 #endif

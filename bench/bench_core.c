@@ -1,8 +1,6 @@
 /*
- * bench_core: libshmval's core operations beside the raw POSIX code doing the
- * same thing, measured in the same run, printed as ratios.
- *
- *   bench_core [--quick]
+ * The core section: libshmval's Value and Array operations beside the raw
+ * POSIX code doing the same thing, measured in the same run, as ratios.
  *
  * Figures are in ns per operation, or GB/s for bulk copies (see bench.h for
  * the method). Baselines are the plainest correct POSIX code: a robust
@@ -16,8 +14,6 @@
 #include <stdbool.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int quick;
 
 /* ------------------------------------------------------------------------ */
 /* The raw POSIX baseline: a robust process-shared mutex and a long, shared. */
@@ -144,17 +140,6 @@ static void lib_atomic_cas(void *ctx, long n) {
   }
 }
 
-/* Contended rows: the same loop in this process and a forked twin at once. */
-static void twice(bench_fn fn, void *ctx, long n) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    fn(ctx, n);
-    _exit(0);
-  }
-  fn(ctx, n);
-  waitpid(pid, NULL, 0);
-}
-
 #define TWICE(name, fn)                                                                            \
   static void name(void *ctx, long n) { twice(fn, ctx, n); }
 TWICE(lib_incr2, lib_incr)
@@ -205,7 +190,7 @@ static void base_write(void *ctx, long n) {
   }
 }
 
-static int bench_bulk(size_t mib) {
+static int bench_bulk(size_t mib, int quick) {
   bulk b = {.bytes = mib << 20};
   char name[64];
   if (shm_array_create(&b.a, SHMVAL_UCHAR, b.bytes, NULL, NULL) != 0)
@@ -227,8 +212,7 @@ static int bench_bulk(size_t mib) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+int bench_core(int quick) {
   long n = quick ? 200000 : 5000000;
   shm_value *v, *rv, *av;
   shm_opts raw = {.flags = SHMVAL_RAW}, atomic = {.flags = SHMVAL_ATOMIC};
@@ -236,13 +220,10 @@ int main(int argc, char **argv) {
   if (r == NULL || shm_value_create(&v, SHMVAL_LONG, NULL, NULL) != 0 ||
       shm_value_create(&rv, SHMVAL_LONG, NULL, &raw) != 0 ||
       shm_value_create(&av, SHMVAL_LONG, NULL, &atomic) != 0) {
-    fprintf(stderr, "bench_core: setup failed\n");
+    fprintf(stderr, "shmval_bench: core: setup failed\n");
     return 1;
   }
-  printf("libshmval %s core benchmark: median of %d alternating runs (min-max), one "
-         "process\n\n",
-         shmval_version(), REPS);
-  table_header("operation (ns/op)", "libshmval", "raw POSIX baseline");
+  section("Values", "operation (ns/op)", "libshmval", "raw POSIX baseline");
   row_ns("locked get (long)", measure(lib_get, v, n, base_get, r, n), "<= 1.15x");
   row_ns("locked set (long)", measure(lib_set, v, n, base_set, r, n), "<= 1.15x");
   row_ns("locked increment (acquire, ++, release)", measure(lib_incr, v, n, base_incr, r, n),
@@ -260,9 +241,8 @@ int main(int argc, char **argv) {
   long nc = quick ? 20000 : 1000000;
   row_ns("Value create+destroy vs mmap+init",
          measure(lib_create, NULL, nc, base_create, NULL, nc / 20), "< 1000 ns");
-  printf("\n");
-  table_header("bulk copy (GB/s)", "libshmval", "memcpy baseline");
-  int rc = bench_bulk(8) || bench_bulk(64);
+  section("Arrays", "copy (GB/s)", "libshmval", "memcpy baseline");
+  int rc = bench_bulk(8, quick) || bench_bulk(64, quick);
   shm_value_destroy(v);
   shm_value_destroy(rv);
   shm_value_destroy(av);

@@ -1,10 +1,8 @@
 /*
- * bench_sync: the synchronisation primitives beside their raw POSIX
+ * The sync section: the synchronisation primitives beside their raw POSIX
  * equivalents (robust process-shared pthread mutex, process-shared sem_t,
  * pthread condition variable and barrier), uncontended and with two processes
  * contending, in the same run, as ratios.
- *
- *   bench_sync [--quick]
  *
  * Contended rows fork a second process that runs the same loop at the same
  * time; the figure is ns per operation of one process.
@@ -16,20 +14,6 @@
 #include <semaphore.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int side; /* 0 in the parent, 1 in the forked contender */
-
-/* Run @p fn in this process and a forked twin at once. */
-static void twice(bench_fn fn, void *ctx, long n) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    side = 1;
-    fn(ctx, n);
-    _exit(0);
-  }
-  fn(ctx, n);
-  waitpid(pid, NULL, 0);
-}
 
 /* ------------------------------------------------------------------------ */
 /* The raw baselines, all in one shared page. */
@@ -112,9 +96,9 @@ static void raw_pingpong(void *ctx, long n) {
   raw *r = ctx;
   for (long i = 0; i < n; i++) {
     robust_lock(&r->m);
-    while (r->turn != side)
+    while (r->turn != bench_side)
       pthread_cond_wait(&r->c, &r->m);
-    r->turn = !side;
+    r->turn = !bench_side;
     pthread_cond_broadcast(&r->c);
     pthread_mutex_unlock(&r->m);
   }
@@ -173,13 +157,13 @@ static void lib_notify(void *ctx, long n) {
 /* Two processes alternate through two events: set the other's, wait for one's own. */
 static void lib_event_pingpong(void *ctx, long n) {
   lib *L = ctx;
-  shm_event *mine = side ? L->pong : L->ping, *theirs = side ? L->ping : L->pong;
+  shm_event *mine = bench_side ? L->pong : L->ping, *theirs = bench_side ? L->ping : L->pong;
   for (long i = 0; i < n; i++) {
-    if (side == 0)
+    if (bench_side == 0)
       shm_event_set(theirs);
     shm_event_wait(mine, -1);
     shm_event_clear(mine);
-    if (side == 1)
+    if (bench_side == 1)
       shm_event_set(theirs);
   }
 }
@@ -200,9 +184,9 @@ static void lib_pingpong(void *ctx, long n) {
   int *turn = shm_value_ptr(L->turn);
   for (long i = 0; i < n; i++) {
     shm_lock_acquire(l);
-    while (*turn != side)
+    while (*turn != bench_side)
       shm_cond_wait(L->cond, -1);
-    *turn = !side;
+    *turn = !bench_side;
     shm_cond_notify_all(L->cond);
     shm_lock_release(l);
   }
@@ -222,8 +206,7 @@ TWICE(raw_barrier2x, raw_barrier2)
 TWICE(lib_pingpong2, lib_pingpong)
 TWICE(raw_pingpong2, raw_pingpong)
 
-int main(int argc, char **argv) {
-  int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+int bench_sync(int quick) {
   long n = quick ? 100000 : 2000000, nc = quick ? 20000 : 300000, np = quick ? 2000 : 30000;
   lib L;
   raw *r = raw_new();
@@ -236,12 +219,10 @@ int main(int argc, char **argv) {
       shm_barrier_create(&L.b2, 2, -1, NULL, NULL, NULL) ||
       (share = (shm_opts){.lock = shm_cond_get_lock(L.cond)},
        shm_value_create(&L.turn, SHMVAL_INT, NULL, &share))) {
-    fprintf(stderr, "bench_sync: setup failed\n");
+    fprintf(stderr, "shmval_bench: sync: setup failed\n");
     return 1;
   }
-  printf("libshmval %s synchronisation benchmark: median of %d alternating runs (min-max)\n\n",
-         shmval_version(), REPS);
-  table_header("uncontended (ns/op)", "libshmval", "raw POSIX baseline");
+  section("Synchronisation, uncontended", "operation (ns/op)", "libshmval", "raw POSIX baseline");
   row_ns("Lock acquire+release vs robust mutex", measure(lib_lock, &L, n, raw_lock, r, n),
          "<= 1.15x");
   row_ns("RLock acquire+release vs robust mutex", measure(lib_rlock, &L, n, raw_lock, r, n),
@@ -252,8 +233,8 @@ int main(int argc, char **argv) {
   row_ns("Condition notify, no waiter", measure(lib_notify, &L, n, raw_notify, r, n), "-");
   row_ns("Barrier(1) wait vs pthread_barrier", measure(lib_barrier1, &L, n, raw_barrier1, r, n),
          "-");
-  printf("\n");
-  table_header("2 processes contending (ns/op)", "libshmval", "raw POSIX baseline");
+  section("Synchronisation, 2 processes contending", "operation (ns/op, per process)", "libshmval",
+          "raw POSIX baseline");
   row_ns("Lock acquire+release", measure(lib_lock2, &L, nc, raw_lock2, r, nc), ">= 0.90x tput");
   row_ns("RLock acquire+release", measure(lib_rlock2, &L, nc, raw_lock2, r, nc), "-");
   row_ns("Semaphore(1) acquire+release", measure(lib_sem2, &L, nc, raw_sem2, r, nc), "-");

@@ -1,0 +1,197 @@
+/*
+ * The named section: objects by name with many names in one segment, named
+ * segment create and open beside the raw shm_open + size + mmap sequence, and
+ * the memory each object costs.
+ */
+#include <shmval.h>
+
+#include "bench.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BATCH 1000
+
+static char seg_name[64];
+
+/* ns per operation of @p what, REPS times over BATCH names starting at @p first. */
+typedef struct name_ctx {
+  shm_segment *seg;
+  long first, population;
+} name_ctx;
+
+static void name_of(char *buf, size_t cap, long i) { snprintf(buf, cap, "obj-%ld", i); }
+
+static double time_creates(name_ctx *c, long first) {
+  char n[32];
+  shm_value *v;
+  double t0 = now_ns();
+  for (long i = first; i < first + BATCH; i++) {
+    name_of(n, sizeof n, i);
+    shm_opts o = {.segment = c->seg, .name = n, .flags = SHMVAL_RAW};
+    shm_value_create(&v, SHMVAL_INT, NULL, &o);
+  }
+  return (now_ns() - t0) / BATCH;
+}
+
+static double time_removes(name_ctx *c, long first) {
+  char n[32];
+  double t0 = now_ns();
+  for (long i = first; i < first + BATCH; i++) {
+    name_of(n, sizeof n, i);
+    shm_object_remove(c->seg, n);
+  }
+  return (now_ns() - t0) / BATCH;
+}
+
+static double time_opens(name_ctx *c, uint64_t *seed) {
+  char n[BATCH][32];
+  shm_value *v;
+  for (int i = 0; i < BATCH; i++) {
+    *seed = *seed * 6364136223846793005u + 1442695040888963407u;
+    name_of(n[i], sizeof n[i], (long)((*seed >> 33) % (uint64_t)c->population));
+  }
+  double t0 = now_ns();
+  for (int i = 0; i < BATCH; i++)
+    shm_value_open(&v, c->seg, n[i], SHMVAL_INT);
+  return (now_ns() - t0) / BATCH;
+}
+
+static int names_at(long population) {
+  name_ctx c = {.population = population};
+  shm_segment_opts so = {.flags = SHMVAL_AUTO_UNLINK};
+  size_t size = (size_t)(population + 4 * BATCH) * 256 + ((size_t)64 << 20);
+  snprintf(seg_name, sizeof seg_name, "/shmval-bench-%d", (int)getpid());
+  if (shm_segment_create(&c.seg, seg_name, size, &so) != 0)
+    return 1;
+  for (long first = 0; first < population; first += BATCH)
+    time_creates(&c, first);
+  double cr[REPS], op[REPS], rm[REPS];
+  uint64_t seed = 42;
+  for (int r = 0; r < REPS; r++) {
+    cr[r] = time_creates(&c, population);
+    op[r] = time_opens(&c, &seed);
+    rm[r] = time_removes(&c, population);
+  }
+  char label[64];
+  const char *pop = population >= 1000000  ? "1e6"
+                    : population >= 100000 ? "1e5"
+                    : population >= 10000  ? "1e4"
+                                           : "1e3";
+  snprintf(label, sizeof label, "create by name, %s names", pop);
+  row_single(label, summarise(cr), "ns", "-");
+  snprintf(label, sizeof label, "open by name, %s names", pop);
+  row_single(label, summarise(op), "ns", "<= 150 ns, flat");
+  snprintf(label, sizeof label, "remove by name, %s names", pop);
+  row_single(label, summarise(rm), "ns", "-");
+  return shm_segment_close(c.seg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Segment create and open. */
+
+#define SEG_SIZE ((size_t)1 << 20)
+
+static void lib_seg_create(void *ctx, long n) {
+  (void)ctx;
+  for (long i = 0; i < n; i++) {
+    shm_segment *s;
+    shm_segment_create(&s, seg_name, SEG_SIZE, NULL);
+    shm_segment_close(s);
+    shm_segment_unlink(seg_name);
+  }
+}
+
+/* The raw sequence; *ctx says whether it reserves the space like libshmval. */
+static void raw_seg_create(void *ctx, long n) {
+  int reserve = ctx != NULL;
+  for (long i = 0; i < n; i++) {
+    int fd = shm_open(seg_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || (reserve ? posix_fallocate(fd, 0, SEG_SIZE) : ftruncate(fd, SEG_SIZE)) != 0)
+      return;
+    void *p = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED)
+      munmap(p, SEG_SIZE);
+    close(fd);
+    shm_unlink(seg_name);
+  }
+}
+
+static void lib_seg_open(void *ctx, long n) {
+  (void)ctx;
+  for (long i = 0; i < n; i++) {
+    shm_segment *s;
+    if (shm_segment_open(&s, seg_name, NULL) == 0)
+      shm_segment_close(s);
+  }
+}
+
+static void raw_seg_open(void *ctx, long n) {
+  (void)ctx;
+  for (long i = 0; i < n; i++) {
+    struct stat st;
+    int fd = shm_open(seg_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0 || fstat(fd, &st) != 0)
+      return;
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED)
+      munmap(p, (size_t)st.st_size);
+    close(fd);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bytes per object. */
+
+static double bytes_per(shm_segment *s, int kind) {
+  enum { N = 1000 };
+  shm_segment_info a, b;
+  shm_opts o = {.segment = s, .flags = kind == 1 ? SHMVAL_RAW : 0};
+  shm_segment_stat(s, &a);
+  for (int i = 0; i < N; i++) {
+    shm_value *v;
+    shm_array *arr;
+    if (kind == 2)
+      shm_array_create(&arr, SHMVAL_INT, 1, NULL, &o);
+    else
+      shm_value_create(&v, SHMVAL_LONG, NULL, &o);
+  }
+  shm_segment_stat(s, &b);
+  return (double)(b.used - a.used) / N;
+}
+
+int bench_named(int quick) {
+  section("Named objects", "operation (ns/op)", "libshmval", "baseline");
+  long pops[] = {1000, quick ? 10000 : 100000, quick ? 0 : 1000000};
+  for (int i = 0; i < 3; i++)
+    if (pops[i] != 0 && names_at(pops[i]) != 0)
+      return 1;
+
+  snprintf(seg_name, sizeof seg_name, "/shmval-bench-seg-%d", (int)getpid());
+  section("Named segments (1 MiB)", "operation (ns/op)", "libshmval",
+          "shm_open + ftruncate + mmap");
+  long n = quick ? 50 : 500;
+  row_ns("create + close + unlink vs ftruncate",
+         measure(lib_seg_create, NULL, n, raw_seg_create, NULL, n), "<= 1.5x");
+  /* libshmval reserves the space (no SIGBUS when /dev/shm fills): so does this one. */
+  row_ns("create + close + unlink vs posix_fallocate",
+         measure(lib_seg_create, NULL, n, raw_seg_create, (void *)1, n), "<= 1.5x");
+  shm_segment *s;
+  if (shm_segment_create(&s, seg_name, SEG_SIZE, NULL) != 0)
+    return 1;
+  row_ns("segment open + close", measure(lib_seg_open, NULL, n * 4, raw_seg_open, NULL, n * 4),
+         "<= 1.5x");
+
+  section("Memory per object", "object (bytes used in the segment)", "libshmval", "-");
+  stat3 b;
+  b.med = b.min = b.max = bytes_per(s, 0);
+  row_single("locked Value (long)", b, "B", "<= 128 B");
+  b.med = b.min = b.max = bytes_per(s, 1);
+  row_single("raw Value (long)", b, "B", "<= 64 B");
+  b.med = b.min = b.max = bytes_per(s, 2);
+  row_single("1-element locked Array (int)", b, "B", "-");
+  shm_segment_close(s);
+  return shm_segment_unlink(seg_name);
+}

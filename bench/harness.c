@@ -1,0 +1,132 @@
+/* The benchmarks' harness: rows printed as they are measured, and recorded for
+ * bench/results/latest.md and latest.json. */
+#include "bench.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_ROWS 256
+
+typedef struct row {
+  char section[64], name[64], unit[8], target[24];
+  stat3 lib, base; /* base.med == 0: no baseline */
+  double ratio;
+} row;
+
+static row rows[MAX_ROWS];
+static int nrows;
+static char current[64];
+
+int bench_side;
+
+void twice(bench_fn fn, void *ctx, long n) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    bench_side = 1;
+    fn(ctx, n);
+    _exit(0);
+  }
+  fn(ctx, n);
+  waitpid(pid, NULL, 0);
+}
+
+static void record(const char *name, stat3 lib, stat3 base, double ratio, const char *unit,
+                   const char *target) {
+  if (nrows == MAX_ROWS)
+    return;
+  row *r = &rows[nrows++];
+  snprintf(r->section, sizeof r->section, "%s", current);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  snprintf(r->unit, sizeof r->unit, "%s", unit);
+  snprintf(r->target, sizeof r->target, "%s", target);
+  r->lib = lib;
+  r->base = base;
+  r->ratio = ratio;
+}
+
+void section(const char *title, const char *what, const char *lib, const char *base) {
+  snprintf(current, sizeof current, "%s", title);
+  printf("\n### %s\n\n", title);
+  printf("| %-40s | %-24s | %-24s | %-7s | %-14s |\n", what, lib, base, "ratio", "target");
+  printf("|%.42s|%.26s|%.26s|%.9s|%.16s|\n", DASHES DASHES, DASHES, DASHES, DASHES, DASHES);
+}
+
+void row_ns(const char *name, pair p, const char *target) {
+  printf("| %-40s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-14s |\n", name,
+         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
+  record(name, p.lib, p.base, p.ratio, "ns", target);
+}
+
+void row_gbs(const char *name, pair p, double bytes, const char *target) {
+  /* Throughput: bytes per ns is GB/s; the ratio is libshmval / baseline. */
+  stat3 lib = {bytes / p.lib.med, bytes / p.lib.max, bytes / p.lib.min};
+  stat3 base = {bytes / p.base.med, bytes / p.base.max, bytes / p.base.min};
+  printf("| %-40s | %6.2f (%5.2f-%5.2f) | %6.2f (%5.2f-%5.2f) | %6.2fx | %-14s |\n", name, lib.med,
+         lib.min, lib.max, base.med, base.min, base.max, 1.0 / p.ratio, target);
+  record(name, lib, base, 1.0 / p.ratio, "GB/s", target);
+}
+
+void row_single(const char *name, stat3 v, const char *unit, const char *target) {
+  printf("| %-40s | %7.1f (%6.1f-%6.1f) %-3s | %-24s | %-7s | %-14s |\n", name, v.med, v.min, v.max,
+         unit, "-", "-", target);
+  record(name, v, (stat3){0, 0, 0}, NAN, unit, target);
+}
+
+static void md_row(FILE *f, const row *r) {
+  if (r->base.med == 0)
+    fprintf(f, "| %s | %.1f %s (%.1f–%.1f) | – | – | %s |\n", r->name, r->lib.med, r->unit,
+            r->lib.min, r->lib.max, r->target);
+  else
+    fprintf(f, "| %s | %.2f %s (%.2f–%.2f) | %.2f %s (%.2f–%.2f) | %.2f× | %s |\n", r->name,
+            r->lib.med, r->unit, r->lib.min, r->lib.max, r->base.med, r->unit, r->base.min,
+            r->base.max, r->ratio, r->target);
+}
+
+int write_results(const char *dir, const char *machine) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/latest.md", dir);
+  FILE *md = fopen(path, "w");
+  snprintf(path, sizeof path, "%s/latest.json", dir);
+  FILE *js = fopen(path, "w");
+  if (md == NULL || js == NULL) {
+    fprintf(stderr, "shmval_bench: cannot write results in %s\n", dir);
+    if (md != NULL)
+      fclose(md);
+    if (js != NULL)
+      fclose(js);
+    return 1;
+  }
+  fprintf(md,
+          "# libshmval benchmark results\n\n%s\n\nMedian of %d runs (min–max); library and "
+          "baseline runs alternate, and the ratio is the median of the per-run ratios "
+          "(for GB/s rows, library / baseline throughput).\n",
+          machine, REPS);
+  fprintf(js, "{\n  \"machine\": \"%s\",\n  \"repetitions\": %d,\n  \"rows\": [", machine, REPS);
+  const char *sec = "";
+  for (int i = 0; i < nrows; i++) {
+    const row *r = &rows[i];
+    if (strcmp(sec, r->section) != 0) {
+      sec = r->section;
+      fprintf(md,
+              "\n## %s\n\n| operation | libshmval | baseline | ratio | target |\n"
+              "|---|---|---|---|---|\n",
+              sec);
+    }
+    md_row(md, r);
+    fprintf(js,
+            "%s\n    {\"section\": \"%s\", \"name\": \"%s\", \"unit\": \"%s\", "
+            "\"median\": %.3f, \"min\": %.3f, \"max\": %.3f",
+            i ? "," : "", r->section, r->name, r->unit, r->lib.med, r->lib.min, r->lib.max);
+    if (r->base.med != 0)
+      fprintf(js,
+              ", \"baseline_median\": %.3f, \"baseline_min\": %.3f, \"baseline_max\": %.3f, "
+              "\"ratio\": %.4f",
+              r->base.med, r->base.min, r->base.max, r->ratio);
+    fprintf(js, ", \"target\": \"%s\"}", r->target);
+  }
+  fprintf(js, "\n  ]\n}\n");
+  fclose(md);
+  fclose(js);
+  printf("\nwrote %s/latest.md and %s/latest.json\n", dir, dir);
+  return 0;
+}
