@@ -109,6 +109,17 @@ static inline void *shared_alloc(size_t n) {
 int bench_core(int quick);
 int bench_sync(int quick);
 int bench_named(int quick);
+int bench_peers(int quick);
+
+/* libshmval loops of the core section, reused by the peers: ctx is a shm_value. */
+void lib_get(void *ctx, long n);
+void lib_set(void *ctx, long n);
+void lib_incr(void *ctx, long n);
+void lib_incr2(void *ctx, long n);
+void lib_create(void *ctx, long n);
+
+/* One figure: fn over @p n operations, REPS times. */
+stat3 measure_one(bench_fn fn, void *ctx, long n);
 
 /* Run @p fn in this process and a forked twin at the same time. */
 extern int bench_side; /* 0 in the parent, 1 in the twin */

@@ -101,7 +101,7 @@ static void base_create(void *ctx, long n) {
 /* ------------------------------------------------------------------------ */
 /* libshmval. */
 
-static void lib_get(void *ctx, long n) {
+void lib_get(void *ctx, long n) {
   long x;
   for (long i = 0; i < n; i++) {
     shm_value_get(ctx, &x);
@@ -109,12 +109,12 @@ static void lib_get(void *ctx, long n) {
   }
 }
 
-static void lib_set(void *ctx, long n) {
+void lib_set(void *ctx, long n) {
   for (long i = 0; i < n; i++)
     shm_value_set(ctx, &i);
 }
 
-static void lib_incr(void *ctx, long n) {
+void lib_incr(void *ctx, long n) {
   shm_value *v = ctx;
   long *p = shm_value_ptr(v);
   for (long i = 0; i < n; i++) {
@@ -142,12 +142,12 @@ static void lib_atomic_cas(void *ctx, long n) {
 
 #define TWICE(name, fn)                                                                            \
   static void name(void *ctx, long n) { twice(fn, ctx, n); }
-TWICE(lib_incr2, lib_incr)
+void lib_incr2(void *ctx, long n) { twice(lib_incr, ctx, n); }
 TWICE(base_incr2, base_incr)
 TWICE(lib_atomic_add2, lib_atomic_add)
 TWICE(base_atomic_add2, base_atomic_add)
 
-static void lib_create(void *ctx, long n) {
+void lib_create(void *ctx, long n) {
   (void)ctx;
   shm_value *v;
   for (long i = 0; i < n; i++) {

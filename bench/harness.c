@@ -30,6 +30,14 @@ void twice(bench_fn fn, void *ctx, long n) {
   waitpid(pid, NULL, 0);
 }
 
+stat3 measure_one(bench_fn fn, void *ctx, long n) {
+  double t[REPS];
+  fn(ctx, n / 10 + 1);
+  for (int r = 0; r < REPS; r++)
+    t[r] = run_once(fn, ctx, n);
+  return summarise(t);
+}
+
 static void record(const char *name, stat3 lib, stat3 base, double ratio, const char *unit,
                    const char *target) {
   if (nrows == MAX_ROWS)
@@ -52,8 +60,9 @@ void section(const char *title, const char *what, const char *lib, const char *b
 }
 
 void row_ns(const char *name, pair p, const char *target) {
-  printf("| %-40s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %6.2fx | %-14s |\n", name,
-         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, p.ratio, target);
+  printf("| %-40s | %7.1f (%6.1f-%6.1f) | %7.1f (%6.1f-%6.1f) | %*.*fx | %-14s |\n", name,
+         p.lib.med, p.lib.min, p.lib.max, p.base.med, p.base.min, p.base.max, 6,
+         p.ratio < 0.1 ? 4 : 2, p.ratio, target);
   record(name, p.lib, p.base, p.ratio, "ns", target);
 }
 
@@ -77,9 +86,9 @@ static void md_row(FILE *f, const row *r) {
     fprintf(f, "| %s | %.1f %s (%.1f–%.1f) | – | – | %s |\n", r->name, r->lib.med, r->unit,
             r->lib.min, r->lib.max, r->target);
   else
-    fprintf(f, "| %s | %.2f %s (%.2f–%.2f) | %.2f %s (%.2f–%.2f) | %.2f× | %s |\n", r->name,
+    fprintf(f, "| %s | %.2f %s (%.2f–%.2f) | %.2f %s (%.2f–%.2f) | %.*f× | %s |\n", r->name,
             r->lib.med, r->unit, r->lib.min, r->lib.max, r->base.med, r->unit, r->base.min,
-            r->base.max, r->ratio, r->target);
+            r->base.max, r->ratio < 0.1 ? 4 : 2, r->ratio, r->target);
 }
 
 int write_results(const char *dir, const char *machine) {
