@@ -118,6 +118,11 @@ void lib_incr(void *ctx, long n);
 void lib_incr2(void *ctx, long n);
 void lib_create(void *ctx, long n);
 
+/* Named segment loops of the named section, on the segment called seg_name. */
+extern char seg_name[64];
+void lib_seg_create(void *ctx, long n);
+void lib_seg_open(void *ctx, long n);
+
 /* One figure: fn over @p n operations, REPS times. */
 stat3 measure_one(bench_fn fn, void *ctx, long n);
 

@@ -14,7 +14,7 @@
 
 #define BATCH 1000
 
-static char seg_name[64];
+char seg_name[64];
 
 /* ns per operation of @p what, REPS times over BATCH names starting at @p first. */
 typedef struct name_ctx {
@@ -94,7 +94,7 @@ static int names_at(long population) {
 
 #define SEG_SIZE ((size_t)1 << 20)
 
-static void lib_seg_create(void *ctx, long n) {
+void lib_seg_create(void *ctx, long n) {
   (void)ctx;
   for (long i = 0; i < n; i++) {
     shm_segment *s;
@@ -119,7 +119,7 @@ static void raw_seg_create(void *ctx, long n) {
   }
 }
 
-static void lib_seg_open(void *ctx, long n) {
+void lib_seg_open(void *ctx, long n) {
   (void)ctx;
   for (long i = 0; i < n; i++) {
     shm_segment *s;

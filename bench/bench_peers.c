@@ -9,6 +9,9 @@
 
 #include <unistd.h>
 
+#ifndef SHMVAL_BOOST_PEER
+#define SHMVAL_BOOST_PEER ""
+#endif
 #ifndef SHMVAL_PEERS_DIR
 #define SHMVAL_PEERS_DIR "bench/peers"
 #endif
@@ -110,4 +113,93 @@ static int python_rows(int quick) {
   return shm_segment_close(b.seg);
 }
 
-int bench_peers(int quick) { return python_rows(quick); }
+/* ------------------------------------------------------------------------ */
+/* Boost.Interprocess. */
+
+#define NAMES 20000
+
+static void lib_named_open(void *ctx, long n) {
+  by_name *b = ctx;
+  char key[32];
+  shm_value *v;
+  for (long i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "obj-%ld", (i * 7919) % NAMES);
+    if (shm_value_open(&v, b->seg, key, SHMVAL_LLONG) != 0)
+      abort();
+  }
+}
+
+static void lib_named_create_remove(void *ctx, long n) {
+  by_name *b = ctx;
+  char key[32];
+  shm_value *v;
+  for (long i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "new-%ld", i % 1000);
+    shm_opts o = {.segment = b->seg, .name = key, .flags = SHMVAL_RAW};
+    shm_value_create(&v, SHMVAL_LLONG, NULL, &o);
+    shm_object_remove(b->seg, key);
+  }
+}
+
+static void lib_alloc_free(void *ctx, long n) {
+  by_name *b = ctx;
+  shm_opts o = {.segment = b->seg, .flags = SHMVAL_RAW};
+  shm_value *v;
+  for (long i = 0; i < n; i++) {
+    shm_value_create(&v, SHMVAL_LLONG, NULL, &o);
+    shm_value_destroy(v);
+  }
+}
+
+static int boost_rows(int quick) {
+  peer_fig figs[16];
+  char cmd[512];
+  section("Peer: Boost.Interprocess", "operation (ns/op)", "libshmval", "Boost 1.74");
+  const char *exe = SHMVAL_BOOST_PEER;
+  int n = 0;
+  if (exe[0] != '\0') {
+    snprintf(cmd, sizeof cmd, "%s%s 2>/dev/null", exe, quick ? " --quick" : "");
+    n = run_peer(cmd, figs, 16);
+  }
+  if (n == 0) {
+    printf("(skipped: built without Boost.Interprocess; install libboost-dev and a C++ "
+           "compiler, then configure again)\n");
+    return 0;
+  }
+  shm_value *v;
+  by_name b;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  snprintf(seg_name, sizeof seg_name, "/shmval-bench-boost-%d", (int)getpid());
+  if (shm_value_create(&v, SHMVAL_LONG, NULL, NULL) ||
+      shm_segment_create(&b.seg, seg_name, 64 << 20, &au))
+    return 1;
+  for (long i = 0; i < NAMES; i++) {
+    char key[32];
+    shm_value *x;
+    snprintf(key, sizeof key, "obj-%ld", i);
+    shm_opts o = {.segment = b.seg, .name = key, .flags = SHMVAL_RAW};
+    shm_value_create(&x, SHMVAL_LLONG, &(long long){i}, &o);
+  }
+  long k = quick ? 20000 : 1000000;
+  peer_row("locked increment (robust vs not)", lib_incr, v, k, figs, n, "locked_increment",
+           "<= 1.0x");
+  peer_row("open by name, 20k names", lib_named_open, &b, k / 10, figs, n, "named_open", "<= 1.0x");
+  peer_row("create + remove by name", lib_named_create_remove, &b, k / 10, figs, n,
+           "named_create_remove", "<= 1.0x");
+  peer_row("raw Value create+destroy vs allocate(8)", lib_alloc_free, &b, k, figs, n,
+           "alloc_free_8", "<= 1.0x");
+  shm_segment_close(b.seg);
+  shm_value_destroy(v);
+  snprintf(seg_name, sizeof seg_name, "/shmval-bench-boost-seg-%d", (int)getpid());
+  peer_row("segment create + remove, 1 MiB", lib_seg_create, NULL, quick ? 20 : 200, figs, n,
+           "segment_create_remove", "<= 1.0x");
+  shm_segment *s;
+  if (shm_segment_create(&s, seg_name, 1 << 20, NULL) != 0)
+    return 1;
+  peer_row("segment open", lib_seg_open, NULL, quick ? 100 : 2000, figs, n, "segment_open",
+           "<= 1.0x");
+  shm_segment_close(s);
+  return shm_segment_unlink(seg_name);
+}
+
+int bench_peers(int quick) { return python_rows(quick) | boost_rows(quick); }
