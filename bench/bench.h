@@ -110,6 +110,11 @@ int bench_core(int quick);
 int bench_sync(int quick);
 int bench_named(int quick);
 int bench_peers(int quick);
+int bench_scaling(int quick);
+
+/* Where the results go, and a data file (for bench/plot.gp) there, or NULL. */
+extern const char *bench_out;
+FILE *data_file(const char *name);
 
 /* libshmval loops of the core section, reused by the peers: ctx is a shm_value. */
 void lib_get(void *ctx, long n);

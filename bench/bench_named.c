@@ -59,6 +59,8 @@ static double time_opens(name_ctx *c, uint64_t *seed) {
   return (now_ns() - t0) / BATCH;
 }
 
+static FILE *objects_dat;
+
 static int names_at(long population) {
   name_ctx c = {.population = population};
   shm_segment_opts so = {.flags = SHMVAL_AUTO_UNLINK};
@@ -85,7 +87,10 @@ static int names_at(long population) {
   snprintf(label, sizeof label, "open by name, %s names", pop);
   row_single(label, summarise(op), "ns", "<= 150 ns, flat");
   snprintf(label, sizeof label, "remove by name, %s names", pop);
-  row_single(label, summarise(rm), "ns", "-");
+  stat3 crs = summarise(cr), ops = summarise(op), rms = summarise(rm);
+  row_single(label, rms, "ns", "-");
+  if (objects_dat != NULL)
+    fprintf(objects_dat, "%ld %.1f %.1f %.1f\n", population, crs.med, ops.med, rms.med);
   return shm_segment_close(c.seg);
 }
 
@@ -165,9 +170,14 @@ static double bytes_per(shm_segment *s, int kind) {
 int bench_named(int quick) {
   section("Named objects", "operation (ns/op)", "libshmval", "baseline");
   long pops[] = {1000, quick ? 10000 : 100000, quick ? 0 : 1000000};
+  objects_dat = data_file("scaling_objects.dat");
+  if (objects_dat != NULL)
+    fprintf(objects_dat, "# objects create open remove (ns)\n");
   for (int i = 0; i < 3; i++)
     if (pops[i] != 0 && names_at(pops[i]) != 0)
       return 1;
+  if (objects_dat != NULL)
+    fclose(objects_dat);
 
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-seg-%d", (int)getpid());
   section("Named segments (1 MiB)", "operation (ns/op)", "libshmval",

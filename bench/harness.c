@@ -18,6 +18,16 @@ static int nrows;
 static char current[64];
 
 int bench_side;
+const char *bench_out = ".";
+
+FILE *data_file(const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", bench_out, name);
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    fprintf(stderr, "shmval_bench: cannot write %s\n", path);
+  return f;
+}
 
 void twice(bench_fn fn, void *ctx, long n) {
   pid_t pid = fork();

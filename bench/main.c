@@ -4,7 +4,7 @@
  *
  *   shmval_bench [--quick] [--out DIR] [SECTION...]
  *
- * Sections: core, sync, named, peers (default: all). --quick runs a short smoke
+ * Sections: core, sync, named, peers, scaling (default: all). --quick runs a short smoke
  * version (for CI); --out changes where the results go.
  */
 #include <shmval.h>
@@ -43,9 +43,10 @@ static void describe_machine(char *buf, size_t cap) {
 int main(int argc, char **argv) {
   int quick = 0, rc = 0, chosen = 0;
   const char *out = SHMVAL_BENCH_RESULTS;
-  const char *names[] = {"core", "sync", "named", "peers"};
-  int (*sections[])(int) = {bench_core, bench_sync, bench_named, bench_peers};
-  int want[4] = {0, 0, 0, 0};
+  const char *names[] = {"core", "sync", "named", "peers", "scaling"};
+  int (*sections[])(int) = {bench_core, bench_sync, bench_named, bench_peers, bench_scaling};
+  enum { NSEC = 5 };
+  int want[NSEC] = {0};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       quick = 1;
@@ -53,19 +54,21 @@ int main(int argc, char **argv) {
       out = argv[++i];
     } else {
       int found = 0;
-      for (int s = 0; s < 4; s++)
+      for (int s = 0; s < NSEC; s++)
         if (strcmp(argv[i], names[s]) == 0)
           want[s] = found = chosen = 1;
       if (!found) {
-        fprintf(stderr, "usage: %s [--quick] [--out DIR] [core|sync|named|peers...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--quick] [--out DIR] [core|sync|named|peers|scaling...]\n",
+                argv[0]);
         return 2;
       }
     }
   }
+  bench_out = out;
   char machine[512];
   describe_machine(machine, sizeof machine);
   printf("# libshmval benchmarks%s\n\n%s\n", quick ? " (quick)" : "", machine);
-  for (int s = 0; s < 4; s++)
+  for (int s = 0; s < NSEC; s++)
     if (!chosen || want[s])
       rc |= sections[s](quick);
   return rc | write_results(out, machine);
