@@ -44,6 +44,21 @@ static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
 static int claim_slot(shm_segment *sg);
 
+/*
+ * This process's pid, asked of the kernel once and again in every fork child
+ * (by reg_child), since segment calls need it on every open and close.
+ */
+static _Atomic int cached_pid;
+
+static int my_pid(void) {
+  int pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+  if (pid == 0) {
+    pid = (int)getpid();
+    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
+  }
+  return pid;
+}
+
 /* In a fork child: take an attachment of its own for each segment. */
 static void reattach(shm_segment *sg) {
   int fd;
@@ -73,6 +88,7 @@ static void reg_prepare(void) { pthread_mutex_lock(&reg.mu); }
 static void reg_parent(void) { pthread_mutex_unlock(&reg.mu); }
 static void reg_child(void) {
   int pid = (int)getpid();
+  atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
   for (shm_segment *sg = reg.head; sg != NULL; sg = sg->next) {
     if (sg->slot >= 0 && !(sg->flags & SHMVAL_OBSERVE))
       reattach(sg);
@@ -140,7 +156,7 @@ static void note_slot(shm_segment *sg, int pid) {
 static int claim_slot(shm_segment *sg) {
   uint32_t n = sg->base->max_attach;
   bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
-  int pid = (int)getpid();
+  int pid = my_pid();
   uint32_t start = ((uint32_t)pid * 2654435761u) % n;
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
@@ -354,7 +370,7 @@ static int try_attach(int fd, const char *name, unsigned flags, shm_segment **ou
                       .fd = fd,
                       .slot = -1,
                       .flags = flags,
-                      .pid = (int)getpid(),
+                      .pid = my_pid(),
                       .dev = dev,
                       .ino = ino};
   strcpy(sg->name, name);
@@ -447,13 +463,11 @@ int shm_segment_close(shm_segment *sg) {
   if (sg == NULL)
     return 0;
   reg_remove(sg);
-  if (sg->slot >= 0 && sg->pid == (int)getpid()) {
-    if (sg->base->policy & SHMVAL_AUTO_UNLINK) {
+  if (sg->slot >= 0 && sg->pid == my_pid()) {
+    if (sg->base->policy & SHMVAL_AUTO_UNLINK)
       close_auto_unlink(sg);
-    } else {
-      note_slot(sg, 0);
-      shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
-    }
+    else
+      note_slot(sg, 0); /* closing the descriptor below releases the slot's lock */
   }
   shmval__prim_unmap(sg->base, sg->size);
   shmval__prim_close(sg->fd);
