@@ -123,10 +123,16 @@ void lib_incr(void *ctx, long n);
 void lib_incr2(void *ctx, long n);
 void lib_create(void *ctx, long n);
 
-/* Named segment loops of the named section, on the segment called seg_name. */
+/*
+ * Named segment loops of the named section, on the segment called seg_name,
+ * seg_bytes large. raw_seg_create reserves the space when ctx is not NULL.
+ */
 extern char seg_name[64];
+extern size_t seg_bytes;
 void lib_seg_create(void *ctx, long n);
 void lib_seg_open(void *ctx, long n);
+void raw_seg_create(void *ctx, long n);
+void raw_seg_open(void *ctx, long n);
 
 /* One figure: fn over @p n operations, REPS times. */
 stat3 measure_one(bench_fn fn, void *ctx, long n);

@@ -97,28 +97,29 @@ static int names_at(long population) {
 /* ------------------------------------------------------------------------ */
 /* Segment create and open. */
 
-#define SEG_SIZE ((size_t)1 << 20)
+size_t seg_bytes = (size_t)1 << 20;
 
 void lib_seg_create(void *ctx, long n) {
   (void)ctx;
   for (long i = 0; i < n; i++) {
     shm_segment *s;
-    shm_segment_create(&s, seg_name, SEG_SIZE, NULL);
+    shm_segment_create(&s, seg_name, seg_bytes, NULL);
     shm_segment_close(s);
     shm_segment_unlink(seg_name);
   }
 }
 
 /* The raw sequence; *ctx says whether it reserves the space like libshmval. */
-static void raw_seg_create(void *ctx, long n) {
+void raw_seg_create(void *ctx, long n) {
   int reserve = ctx != NULL;
   for (long i = 0; i < n; i++) {
     int fd = shm_open(seg_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || (reserve ? posix_fallocate(fd, 0, SEG_SIZE) : ftruncate(fd, SEG_SIZE)) != 0)
+    if (fd < 0 ||
+        (reserve ? posix_fallocate(fd, 0, (off_t)seg_bytes) : ftruncate(fd, (off_t)seg_bytes)) != 0)
       return;
-    void *p = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p != MAP_FAILED)
-      munmap(p, SEG_SIZE);
+      munmap(p, seg_bytes);
     close(fd);
     shm_unlink(seg_name);
   }
@@ -133,7 +134,7 @@ void lib_seg_open(void *ctx, long n) {
   }
 }
 
-static void raw_seg_open(void *ctx, long n) {
+void raw_seg_open(void *ctx, long n) {
   (void)ctx;
   for (long i = 0; i < n; i++) {
     struct stat st;
@@ -180,6 +181,7 @@ int bench_named(int quick) {
     fclose(objects_dat);
 
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-seg-%d", (int)getpid());
+  seg_bytes = (size_t)1 << 20;
   section("Named segments (1 MiB)", "operation (ns/op)", "libshmval",
           "shm_open + ftruncate + mmap");
   long n = quick ? 50 : 500;
@@ -189,7 +191,7 @@ int bench_named(int quick) {
   row_ns("create + close + unlink vs posix_fallocate",
          measure(lib_seg_create, NULL, n, raw_seg_create, (void *)1, n), "<= 1.5x");
   shm_segment *s;
-  if (shm_segment_create(&s, seg_name, SEG_SIZE, NULL) != 0)
+  if (shm_segment_create(&s, seg_name, seg_bytes, NULL) != 0)
     return 1;
   row_ns("segment open + close", measure(lib_seg_open, NULL, n * 4, raw_seg_open, NULL, n * 4),
          "<= 1.5x");

@@ -9,9 +9,7 @@
 
 #include "bench.h"
 
-#include <fcntl.h>
 #include <stdatomic.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -159,46 +157,6 @@ static int contention(int quick, FILE *dat) {
 /* ------------------------------------------------------------------------ */
 /* Segment size. */
 
-static size_t seg_bytes;
-
-static void raw_create_reserved(void *ctx, long n) {
-  (void)ctx;
-  for (long i = 0; i < n; i++) {
-    int fd = shm_open(seg_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || posix_fallocate(fd, 0, (off_t)seg_bytes) != 0)
-      return;
-    void *p = mmap(NULL, seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p != MAP_FAILED)
-      munmap(p, seg_bytes);
-    close(fd);
-    shm_unlink(seg_name);
-  }
-}
-
-static void lib_create_sized(void *ctx, long n) {
-  (void)ctx;
-  for (long i = 0; i < n; i++) {
-    shm_segment *s;
-    shm_segment_create(&s, seg_name, seg_bytes, NULL);
-    shm_segment_close(s);
-    shm_segment_unlink(seg_name);
-  }
-}
-
-static void raw_open_sized(void *ctx, long n) {
-  (void)ctx;
-  for (long i = 0; i < n; i++) {
-    int fd = shm_open(seg_name, O_RDWR | O_CLOEXEC, 0);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
-      return;
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p != MAP_FAILED)
-      munmap(p, (size_t)st.st_size);
-    close(fd);
-  }
-}
-
 static int segment_sizes(int quick, FILE *dat) {
   section("Scaling: segment size", "operation (ns/op)", "libshmval",
           "shm_open + posix_fallocate + mmap");
@@ -211,13 +169,13 @@ static int segment_sizes(int quick, FILE *dat) {
     seg_bytes = sizes[i] << 20;
     long n = sizes[i] >= 256 ? 1 : 20;
     snprintf(label, sizeof label, "create + close + unlink, %zu MiB", sizes[i]);
-    pair cr = measure(lib_create_sized, NULL, n, raw_create_reserved, NULL, n);
+    pair cr = measure(lib_seg_create, NULL, n, raw_seg_create, (void *)1, n);
     row_ns(label, cr, "<= 1.5x");
     shm_segment *s;
     if (shm_segment_create(&s, seg_name, seg_bytes, NULL) != 0)
       return 1;
     snprintf(label, sizeof label, "open + close, %zu MiB", sizes[i]);
-    pair op = measure(lib_seg_open, NULL, 50, raw_open_sized, NULL, 50);
+    pair op = measure(lib_seg_open, NULL, 50, raw_seg_open, NULL, 50);
     row_ns(label, op, "<= 1.5x");
     shm_segment_close(s);
     shm_segment_unlink(seg_name);

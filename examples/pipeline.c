@@ -88,8 +88,8 @@ int main(int argc, char **argv) {
   int rc = shm_cond_create(&cond, NULL, NULL);
   shm_opts share = {.lock = shm_cond_get_lock(cond)};
   if (rc == 0)
-    rc = shm_value_create_record(&state, sizeof(struct ring_state),
-                                 _Alignof(struct ring_state), NULL, &share);
+    rc = shm_value_create_record(&state, sizeof(struct ring_state), _Alignof(struct ring_state),
+                                 NULL, &share);
   if (rc == 0)
     rc = shm_array_create(&ring, SHMVAL_DOUBLE, RING, NULL, &share);
   if (rc == 0)
@@ -125,8 +125,8 @@ int main(int argc, char **argv) {
   double consumed = 0, *s = shm_array_ptr(sums);
   for (int c = 0; c < consumers; c++)
     consumed += s[c];
-  printf("%d consumers, %d phases: produced %.0f, consumed %.0f %s\n", consumers, phases,
-         produced, consumed, produced == consumed && !failed ? "OK" : "WRONG");
+  printf("%d consumers, %d phases: produced %.0f, consumed %.0f %s\n", consumers, phases, produced,
+         consumed, produced == consumed && !failed ? "OK" : "WRONG");
   shm_barrier_destroy(phase_done);
   shm_array_destroy(sums);
   shm_array_destroy(ring);

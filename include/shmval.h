@@ -100,7 +100,7 @@ SHMVAL_API const char *shmval_version(void);
   XX(EABI, -30007, "segment made by an incompatible ABI")                                          \
   XX(EUNINIT, -30008, "segment is not initialised")                                                \
   XX(EOVERFLOW, -30009, "released more times than acquired")                                       \
-  XX(EBROKEN, -30010, "barrier is broken")                                                        \
+  XX(EBROKEN, -30010, "barrier is broken")                                                         \
   XX(ENOTATOMIC, -30011, "value was not created with SHMVAL_ATOMIC")
 
 /** Error codes (negative) and the positive owner-died status. */

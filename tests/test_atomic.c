@@ -7,8 +7,8 @@ static const shm_opts atomic_opts = {.flags = SHMVAL_ATOMIC};
 
 static void test_integer_types(void **state) {
   (void)state;
-  const shm_type types[] = {SHMVAL_CHAR,  SHMVAL_SCHAR, SHMVAL_UCHAR, SHMVAL_WCHAR,
-                            SHMVAL_SHORT, SHMVAL_USHORT, SHMVAL_INT,  SHMVAL_UINT,
+  const shm_type types[] = {SHMVAL_CHAR,  SHMVAL_SCHAR,  SHMVAL_UCHAR, SHMVAL_WCHAR,
+                            SHMVAL_SHORT, SHMVAL_USHORT, SHMVAL_INT,   SHMVAL_UINT,
                             SHMVAL_LONG,  SHMVAL_ULONG,  SHMVAL_LLONG, SHMVAL_ULLONG};
   for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
     shm_value *v;
@@ -184,8 +184,8 @@ static void test_named_atomic(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_integer_types), cmocka_unit_test(test_wraparound_and_signs),
-      cmocka_unit_test(test_floating),      cmocka_unit_test(test_misuse),
+      cmocka_unit_test(test_integer_types),   cmocka_unit_test(test_wraparound_and_signs),
+      cmocka_unit_test(test_floating),        cmocka_unit_test(test_misuse),
       cmocka_unit_test(test_contended_exact), cmocka_unit_test(test_named_atomic),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
