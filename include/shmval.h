@@ -333,6 +333,12 @@ SHMVAL_API int shm_value_release(shm_value *v);
 /**
  * @brief Atomically add @p delta to an atomic Value (fetch-and-add).
  *
+ * For hot loops: an atomic Value's payload (shm_value_ptr()) is naturally
+ * aligned and never guarded by a lock, so the compiler's `__atomic` builtins
+ * (or C11 atomics on a suitably typed pointer) may be applied to it directly,
+ * with the same sequentially consistent semantics and without this call's
+ * checks.
+ *
  * Integer types wrap around (two's complement). For float and double there is
  * no hardware add: it is a compare-and-swap loop, lock-free all the same.
  * @param v     An atomic Value.
