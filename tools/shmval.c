@@ -321,10 +321,13 @@ static void print_sync(const shm_object_info *o, bool json) {
     break;
   case SHMVAL_OBJ_LOCK:
     held = shm_lock_locked(o->handle); /* a try-lock: needs --lock's writable mapping */
-    printf(held < 0 ? "null" : json ? "\"%s\"" : "%s", held == 1 ? "held" : "free");
+    if (held < 0)
+      printf(json ? "null" : "-");
+    else
+      printf(json ? "\"%s\"" : "%s", held == 1 ? "held" : "free");
     break;
   default:
-    printf("null");
+    printf(json ? "null" : "-");
   }
 }
 
@@ -406,18 +409,19 @@ static int cmd_show(int argc, char **argv) {
   if (c.json)
     printf("[");
   else
-    printf("%-24s %-5s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
+    printf("%-24s %-7s %-6s %8s  %-6s %s
+", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
   rc = shm_segment_foreach(s, show_one, &c);
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
   shm_segment_close(s);
   if (rc != 0) {
-    fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
-    return 1;
+      fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
+      return 1;
   }
   if (c.only != NULL && c.count == 0) {
-    fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
-    return 1;
+      fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
+      return 1;
   }
   return 0;
 }
