@@ -409,19 +409,18 @@ static int cmd_show(int argc, char **argv) {
   if (c.json)
     printf("[");
   else
-    printf("%-24s %-7s %-6s %8s  %-6s %s
-", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
+    printf("%-24s %-7s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
   rc = shm_segment_foreach(s, show_one, &c);
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
   shm_segment_close(s);
   if (rc != 0) {
-      fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
-      return 1;
+    fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
+    return 1;
   }
   if (c.only != NULL && c.count == 0) {
-      fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
-      return 1;
+    fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
+    return 1;
   }
   return 0;
 }
