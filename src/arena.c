@@ -21,7 +21,6 @@
 
 typedef struct arena_seg {
   shmval__seg *seg;
-  size_t size;   /* bytes mapped */
   uint64_t room; /* heap bytes: no bigger block can ever fit */
 } arena_seg;
 
@@ -97,7 +96,7 @@ static int add_seg(size_t bytes, size_t *index) {
     shmval__prim_unmap(mem, size);
     return rc;
   }
-  arena.segs[n] = (arena_seg){.seg = seg, .size = size, .room = seg->heap_end - seg->heap_start};
+  arena.segs[n] = (arena_seg){.seg = seg, .room = seg->heap_end - seg->heap_start};
   atomic_store_explicit(&arena.n, n + 1, memory_order_release);
   *index = n;
   return 0;

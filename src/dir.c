@@ -84,13 +84,18 @@ int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj
   return SHMVAL_ENOENT;
 }
 
-/* Put (h, off) in the first free place of a table known to have room. */
-static void place(dir_ent *ents, uint64_t cap, uint64_t h, uint64_t off) {
+/*
+ * Put (h, off) in the first free place of a table known to have room; what
+ * was there before (ENT_EMPTY or ENT_TOMB).
+ */
+static uint64_t place(dir_ent *ents, uint64_t cap, uint64_t h, uint64_t off) {
   uint64_t i = h & (cap - 1);
   while (ents[i].obj != ENT_EMPTY && ents[i].obj != ENT_TOMB)
     i = (i + 1) & (cap - 1);
+  uint64_t was = ents[i].obj;
   ents[i].hash = h;
   ents[i].obj = off;
+  return was;
 }
 
 /* Move every live entry into a fresh table of @p newcap entries. */
@@ -129,13 +134,8 @@ int shmval__dir_insert(shmval__seg *seg, shmval__obj *o) {
     if ((rc = resize(seg, newcap)) != 0 || (rc = table(seg, &ents, &cap)) != 0)
       return rc;
   }
-  uint64_t h = name_hash(name, strlen(name)), i = h & (cap - 1);
-  while (ents[i].obj != ENT_EMPTY && ents[i].obj != ENT_TOMB)
-    i = (i + 1) & (cap - 1);
-  if (ents[i].obj == ENT_TOMB)
+  if (place(ents, cap, name_hash(name, strlen(name)), o->self_off) == ENT_TOMB)
     seg->dir_tombs--;
-  ents[i].hash = h;
-  ents[i].obj = o->self_off;
   seg->dir_count++;
   return 0;
 }

@@ -278,7 +278,7 @@ typedef struct shmval__lock {
 #define SHMVAL__OBJ_HDR_OFF 8u /* object header offset within its block */
 
 int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back);
-/* Acquire/release a lock known to be alive (no magic check). */
+/* Acquire/release after checking the lock's magic (ESTALE, EINVAL). */
 int shmval__lock_acquire(shmval__lock *l);
 int shmval__lock_release(shmval__lock *l);
 /* Acquire @p l for destruction: EBUSY if anyone holds it, the caller too. */

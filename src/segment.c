@@ -501,6 +501,7 @@ int shm_segment_unlink(const char *name) {
     return rc;
   rc = classify(fd, &fsize, &dev, &ino, &mem);
   if (rc == SHMVAL_ENOTSHMVAL || (rc != 0 && mem == NULL)) {
+    shmval__prim_unmap(mem, (size_t)fsize); /* a no-op when nothing was mapped */
     shmval__prim_close(fd);
     return rc;
   }
