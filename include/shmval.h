@@ -800,7 +800,16 @@ SHMVAL_API const char *shm_segment_name(const shm_segment *seg);
  * @param name     The object's name.
  * @param expected The type it must have; 0 accepts any.
  * @return 0; #SHMVAL_EINVAL; #SHMVAL_ENOENT (no such name); #SHMVAL_ETYPE (it
- *         is an Array, or of another type); #SHMVAL_ECORRUPT.
+ *         is an Array, or of another type); #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE (a peer died changing the directory and it
+ *         could not be rebuilt); #SHMVAL_EAGAIN (a #SHMVAL_RDONLY segment only:
+ *         a peer kept the directory busy, or died changing it, and a read-only
+ *         mapping cannot repair it; try again).
+ *
+ * The lookup takes no lock and writes nothing shared, so any number of
+ * processes and threads open names concurrently; it retries while a peer
+ * changes the directory. The object may be destroyed by a peer as soon as it
+ * is found: the handle then reports #SHMVAL_ESTALE on use.
  */
 SHMVAL_API int shm_value_open(shm_value **out, shm_segment *seg, const char *name,
                               shm_type expected);

@@ -1,9 +1,20 @@
 /*
  * The name directory of a named segment: an open-addressing hash table of
- * (hash, object offset) pairs, kept in a heap block of its own and guarded by
- * the segment's robust dir_lock. Names live in their objects' blocks.
+ * one 64-bit word per name, kept in a heap block of its own. Names live in
+ * their objects' blocks.
  *
- * Every entry read from shared memory is validated before it is followed.
+ * Changes hold the segment's robust dir_lock. Adding or deleting a name is
+ * one atomic store of an entry, so the table is consistent at every moment
+ * but one: while a holder replaces it (a resize, a rebuild), during which it
+ * keeps seg->dir_gen odd (a sequence lock). Lookups take no lock: they read
+ * the generation, probe with atomic loads, and retry if it moved; after a few
+ * tries, or when a holder died mid-replacement (the generation stays odd),
+ * they take the lock, whose owner-death handling rebuilds the table. So an
+ * open by name touches the table word and the object's block and writes
+ * nothing shared.
+ *
+ * Every entry read from shared memory is validated before it is followed,
+ * from a copy read once (the block may be freed and reused under a reader).
  * The table is derived data: an object is fully published (magic last) before
  * its entry is added, so after a holder of dir_lock dies the table is rebuilt
  * from a walk of the heap's live named objects.
@@ -14,14 +25,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * An entry: the top 24 bits of the name's hash (a tag that spares most
+ * mismatching objects a visit) over the 40-bit index of the object's 64-byte
+ * block, which reaches 64 TiB. Blocks 0 and 1 hold the segment header, so
+ * those indexes mean "never used" and "deleted".
+ */
 #define ENT_EMPTY UINT64_C(0)
 #define ENT_TOMB UINT64_C(1)
+#define ENT_IDX_BITS 40
+#define ENT_IDX_MASK ((UINT64_C(1) << ENT_IDX_BITS) - 1)
 #define DIR_MIN 16u
+#define LOOKUP_TRIES 8
 
-typedef struct dir_ent {
-  uint64_t hash;
-  uint64_t obj; /* object header offset, or ENT_EMPTY / ENT_TOMB */
-} dir_ent;
+static uint64_t ent_make(uint64_t h, uint64_t obj_off) {
+  return (h & ~ENT_IDX_MASK) | (obj_off / SHMVAL__BLOCK_ALIGN);
+}
+static bool ent_live(uint64_t e) { return (e & ENT_IDX_MASK) > ENT_TOMB; }
+static bool ent_tag_is(uint64_t e, uint64_t h) { return ((e ^ h) & ~ENT_IDX_MASK) == 0; }
+static uint64_t ent_obj(uint64_t e) {
+  return (e & ENT_IDX_MASK) * SHMVAL__BLOCK_ALIGN + SHMVAL__OBJ_HDR_OFF;
+}
+static uint64_t ent_load(const uint64_t *e) { return __atomic_load_n(e, __ATOMIC_ACQUIRE); }
+static void ent_store(uint64_t *e, uint64_t v) { __atomic_store_n(e, v, __ATOMIC_RELEASE); }
 
 static uint64_t name_hash(const char *s, size_t n) {
   uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a, then a finaliser */
@@ -41,90 +67,196 @@ int shmval__dir_name_ok(const char *name, size_t *len) {
   return 0;
 }
 
-/* The validated table: its entries and capacity. */
-static int table(shmval__seg *seg, dir_ent **ents, uint64_t *cap) {
-  shmval__obj *t;
-  if (seg->dir_off == 0 || shmval__obj_at(seg, seg->dir_off, &t) != 0 ||
-      t->kind != SHMVAL__KIND_DIR || t->elem_size != sizeof(dir_ent) || t->length != seg->dir_cap ||
-      seg->dir_cap < DIR_MIN || (seg->dir_cap & (seg->dir_cap - 1)) != 0)
+/*
+ * The table's entries and capacity, validated from one read of its header
+ * (a peer may be replacing it).
+ */
+static int table(shmval__seg *seg, uint64_t **ents, uint64_t *cap) {
+  shmval__obj t;
+  uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE);
+  if (off == 0 || shmval__obj_peek(seg, off, &t) != 0 || t.kind != SHMVAL__KIND_DIR ||
+      t.length < DIR_MIN || (t.length & (t.length - 1)) != 0)
     return SHMVAL_ECORRUPT;
-  *ents = (dir_ent *)(void *)((char *)t + t->payload_rel);
-  *cap = seg->dir_cap;
+  *ents = (uint64_t *)(void *)((char *)seg + off + t.payload_rel);
+  *cap = t.length;
   return 0;
 }
 
-/* The live object an entry names; ECORRUPT for an entry that points astray. */
-static int entry_obj(shmval__seg *seg, const dir_ent *e, shmval__obj **out) {
-  int rc = shmval__obj_at(seg, e->obj, out);
-  if (rc != 0 || shmval__obj_name(*out) == NULL)
+/*
+ * Whether the object at @p off is named @p name. The name is compared with
+ * single-byte atomic loads, bounded by the block as checked in the copy, since
+ * without the lock the block may change under the comparison.
+ */
+static int entry_is(shmval__seg *seg, uint64_t off, const char *name, size_t len,
+                    shmval__obj *h) {
+  int rc = shmval__obj_peek(seg, off, h);
+  if (rc != 0 || h->name_off == 0)
     return SHMVAL_ECORRUPT;
-  return 0;
+  const char *on = (const char *)seg + off + h->name_off;
+  for (size_t i = 0; i < len; i++)
+    if (__atomic_load_n(&on[i], __ATOMIC_RELAXED) != name[i])
+      return 0;
+  return __atomic_load_n(&on[len], __ATOMIC_RELAXED) == '\0';
 }
 
-int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out) {
-  dir_ent *ents;
-  uint64_t cap, h = name_hash(name, len);
+/*
+ * One probe for @p name: 0 with the object's offset in *off and the copy of
+ * its header that was checked in *hdr, ENOENT, or ECORRUPT for an entry or
+ * table that does not check out (which a lock-free caller retries with the
+ * lock, as the object may just have been freed).
+ */
+static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uint64_t *off,
+                 shmval__obj *hdr) {
+  uint64_t *ents, cap;
   int rc = table(seg, &ents, &cap);
   if (rc != 0)
     return rc;
   for (uint64_t i = h & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
-    if (ents[i].obj == ENT_EMPTY)
+    uint64_t e = ent_load(&ents[i]);
+    if (e == ENT_EMPTY)
       return SHMVAL_ENOENT;
-    if (ents[i].obj == ENT_TOMB || ents[i].hash != h)
+    if (!ent_live(e) || !ent_tag_is(e, h))
       continue;
-    shmval__obj *o;
-    if ((rc = entry_obj(seg, &ents[i], &o)) != 0)
+    if ((rc = entry_is(seg, ent_obj(e), name, len, hdr)) < 0)
       return rc;
-    const char *on = shmval__obj_name(o);
-    if (strncmp(on, name, len) == 0 && on[len] == '\0') {
-      *out = o;
+    if (rc == 1) {
+      *off = ent_obj(e);
       return 0;
     }
   }
   return SHMVAL_ENOENT;
 }
 
+int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out) {
+  uint64_t off;
+  shmval__obj hdr;
+  int rc = probe(seg, name, len, name_hash(name, len), &off, &hdr);
+  if (rc == 0)
+    *out = (shmval__obj *)(void *)((char *)seg + off);
+  return rc;
+}
+
+/* A probe between two equal, even readings of the generation; EAGAIN if none. */
+static int probe_unlocked(shmval__seg *seg, const char *name, size_t len, uint64_t h,
+                          uint64_t *off, shmval__obj *hdr) {
+  for (int tries = 0; tries < LOOKUP_TRIES; tries++) {
+    uint64_t g = __atomic_load_n(&seg->dir_gen, __ATOMIC_ACQUIRE);
+    if (g & 1) {
+      shmval__prim_relax();
+      continue;
+    }
+    int rc = probe(seg, name, len, h, off, hdr);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&seg->dir_gen, __ATOMIC_RELAXED) != g)
+      continue;
+    if (rc != SHMVAL_ECORRUPT)
+      return rc;
+  }
+  return SHMVAL_EAGAIN;
+}
+
+int shmval__dir_lookup(shmval__seg *seg, const char *name, size_t len, bool can_lock,
+                       shmval__obj **out, shmval__obj *hdr) {
+  uint64_t off, h = name_hash(name, len);
+  int rc = probe_unlocked(seg, name, len, h, &off, hdr);
+  if (rc == SHMVAL_EAGAIN && can_lock) {
+    if ((rc = shmval__dir_lock(seg)) != 0)
+      return rc;
+    rc = probe(seg, name, len, h, &off, hdr);
+    shmval__dir_unlock(seg);
+  }
+  if (rc == 0)
+    *out = (shmval__obj *)(void *)((char *)seg + off);
+  return rc;
+}
+
+int shmval__dir_check(shmval__seg *seg) {
+  uint64_t *ents, cap;
+  for (int tries = 0; tries < LOOKUP_TRIES; tries++) {
+    uint64_t g = __atomic_load_n(&seg->dir_gen, __ATOMIC_ACQUIRE);
+    int rc = table(seg, &ents, &cap);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (rc == 0 || ((g & 1) == 0 && __atomic_load_n(&seg->dir_gen, __ATOMIC_RELAXED) == g))
+      return rc;
+    shmval__prim_sleep(0.001); /* a peer is replacing the table */
+  }
+  return SHMVAL_ECORRUPT;
+}
+
 /*
- * Put (h, off) in the first free place of a table known to have room; what
- * was there before (ENT_EMPTY or ENT_TOMB).
+ * Put entry @p e in the first free place for hash @p h of a table known to
+ * have room; what was there before (ENT_EMPTY or ENT_TOMB).
  */
-static uint64_t place(dir_ent *ents, uint64_t cap, uint64_t h, uint64_t off) {
+static uint64_t place(uint64_t *ents, uint64_t cap, uint64_t h, uint64_t e) {
   uint64_t i = h & (cap - 1);
-  while (ents[i].obj != ENT_EMPTY && ents[i].obj != ENT_TOMB)
+  while (ent_live(ents[i]))
     i = (i + 1) & (cap - 1);
-  uint64_t was = ents[i].obj;
-  ents[i].hash = h;
-  ents[i].obj = off;
+  uint64_t was = ents[i];
+  ent_store(&ents[i], e);
   return was;
 }
 
-/* Move every live entry into a fresh table of @p newcap entries. */
+/* The hash an entry was placed under, from its object's name. */
+static int ent_hash(shmval__seg *seg, uint64_t e, uint64_t *h) {
+  shmval__obj *o;
+  int rc = shmval__obj_at(seg, ent_obj(e), &o);
+  if (rc != 0 || shmval__obj_name(o) == NULL)
+    return SHMVAL_ECORRUPT;
+  const char *name = shmval__obj_name(o);
+  *h = name_hash(name, strlen(name));
+  return 0;
+}
+
+/* Around a replacement of the table: lookups retry meanwhile. */
+static void gen_begin(shmval__seg *seg) {
+  uint64_t g = seg->dir_gen;
+  if ((g & 1) == 0) /* odd already if a holder died mid-replacement */
+    __atomic_store_n(&seg->dir_gen, g + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void gen_end(shmval__seg *seg) {
+  __atomic_store_n(&seg->dir_gen, seg->dir_gen + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Move every live entry into a fresh table of @p newcap entries. The tags
+ * keep only part of each hash, so the names are hashed again.
+ */
 static int resize(shmval__seg *seg, uint64_t newcap) {
-  dir_ent *old, *ents;
-  uint64_t cap;
+  uint64_t *old, *ents, cap, h;
   shmval__obj *t, *oldt;
   int rc = table(seg, &old, &cap);
   if (rc != 0)
     return rc;
   oldt = (shmval__obj *)(void *)((char *)seg + seg->dir_off);
-  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(dir_ent), newcap, &t);
+  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), newcap, &t);
   if (rc != 0)
     return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
-  ents = (dir_ent *)(void *)((char *)t + t->payload_rel);
-  for (uint64_t i = 0; i < cap; i++)
-    if (old[i].obj != ENT_EMPTY && old[i].obj != ENT_TOMB)
-      place(ents, newcap, old[i].hash, old[i].obj);
-  seg->dir_off = t->self_off;
+  ents = (uint64_t *)(void *)((char *)t + t->payload_rel);
+  for (uint64_t i = 0; i < cap; i++) {
+    if (!ent_live(old[i]))
+      continue;
+    if ((rc = ent_hash(seg, old[i], &h)) != 0) {
+      shmval__obj_free_table(t);
+      return rc;
+    }
+    place(ents, newcap, h, old[i]);
+  }
+  gen_begin(seg);
+  __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
   seg->dir_cap = newcap;
   seg->dir_tombs = 0;
   shmval__obj_free_table(oldt);
+  gen_end(seg);
   return 0;
 }
 
 int shmval__dir_insert(shmval__seg *seg, shmval__obj *o) {
   const char *name = shmval__obj_name(o);
-  dir_ent *ents;
-  uint64_t cap;
+  uint64_t *ents, cap;
+  if (name == NULL || o->self_off / SHMVAL__BLOCK_ALIGN > ENT_IDX_MASK)
+    return SHMVAL_EINVAL;
   int rc = table(seg, &ents, &cap);
   if (rc != 0)
     return rc;
@@ -134,7 +266,8 @@ int shmval__dir_insert(shmval__seg *seg, shmval__obj *o) {
     if ((rc = resize(seg, newcap)) != 0 || (rc = table(seg, &ents, &cap)) != 0)
       return rc;
   }
-  if (place(ents, cap, name_hash(name, strlen(name)), o->self_off) == ENT_TOMB)
+  uint64_t h = name_hash(name, strlen(name));
+  if (place(ents, cap, h, ent_make(h, o->self_off)) == ENT_TOMB)
     seg->dir_tombs--;
   seg->dir_count++;
   return 0;
@@ -142,17 +275,16 @@ int shmval__dir_insert(shmval__seg *seg, shmval__obj *o) {
 
 int shmval__dir_remove(shmval__seg *seg, shmval__obj *o) {
   const char *name = shmval__obj_name(o);
-  dir_ent *ents;
-  uint64_t cap;
+  uint64_t *ents, cap;
   int rc = table(seg, &ents, &cap);
   if (rc != 0 || name == NULL)
     return rc != 0 ? rc : SHMVAL_ENOENT;
   uint64_t h = name_hash(name, strlen(name));
   for (uint64_t i = h & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
-    if (ents[i].obj == ENT_EMPTY)
+    if (ents[i] == ENT_EMPTY)
       break;
-    if (ents[i].obj == o->self_off) {
-      ents[i].obj = ENT_TOMB;
+    if (ent_live(ents[i]) && ent_obj(ents[i]) == o->self_off) {
+      ent_store(&ents[i], ENT_TOMB);
       seg->dir_count--;
       seg->dir_tombs++;
       return 0;
@@ -166,12 +298,12 @@ int shmval__dir_init(shmval__seg *seg) {
   int rc = shmval__mutex_init(&seg->dir_lock);
   if (rc != 0)
     return rc;
-  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(dir_ent), DIR_MIN, &t);
+  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), DIR_MIN, &t);
   if (rc != 0)
     return rc;
   seg->dir_off = t->self_off;
   seg->dir_cap = DIR_MIN;
-  seg->dir_count = seg->dir_tombs = 0;
+  seg->dir_count = seg->dir_tombs = seg->dir_gen = 0;
   return 0;
 }
 
@@ -211,15 +343,20 @@ static int scan_block(void *ctx, uint64_t off, uint64_t size) {
   return 0;
 }
 
+/*
+ * Lookups retry from the start, and for good if the rebuild fails: they then
+ * take the lock and hear that the directory is not recoverable.
+ */
 static int dir_rebuild(shmval__seg *seg) {
   scan sc = {.seg = seg};
+  gen_begin(seg);
   int rc = shmval__heap_walk(seg, scan_block, &sc);
   uint64_t cap = DIR_MIN;
   while (rc == 0 && (sc.n_named + 1) * 4 > cap * 3)
     cap *= 2;
   shmval__obj *t = NULL;
   if (rc == 0)
-    rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(dir_ent), cap, &t);
+    rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t);
   if (rc == 0) {
     /* Every older table, the current one included, is replaced. */
     for (size_t i = 0; i < sc.n_tables; i++) {
@@ -227,7 +364,7 @@ static int dir_rebuild(shmval__seg *seg) {
       if (shmval__obj_at(seg, sc.tables[i], &old) == 0)
         shmval__obj_free_table(old);
     }
-    seg->dir_off = t->self_off;
+    __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
     seg->dir_cap = cap;
     seg->dir_count = seg->dir_tombs = 0;
     for (size_t i = 0; rc == 0 && i < sc.n_named; i++) {
@@ -236,6 +373,8 @@ static int dir_rebuild(shmval__seg *seg) {
         rc = shmval__dir_insert(seg, o);
     }
   }
+  if (rc == 0)
+    gen_end(seg);
   free(sc.named);
   free(sc.tables);
   return rc;

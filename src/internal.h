@@ -42,6 +42,14 @@ void shmval__prim_deadline(double seconds, struct timespec *ts);
 double shmval__prim_now(void);       /* CLOCK_MONOTONIC seconds */
 uint64_t shmval__prim_wall_ns(void); /* CLOCK_REALTIME nanoseconds */
 void shmval__prim_sleep(double seconds);
+/* A hint to the CPU inside a spin-wait loop. */
+static inline void shmval__prim_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 /*
  * Futexes in shared memory. Wait while *addr == expected, until woken or the
@@ -82,7 +90,7 @@ int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len);
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 1u
+#define SHMVAL__LAYOUT_VERSION 2u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -127,6 +135,11 @@ typedef struct shmval__seg {
   uint64_t dir_cap; /* entries, a power of two */
   uint64_t dir_count;
   uint64_t dir_tombs;
+  /*
+   * Odd while a holder of dir_lock may be changing the directory, so that
+   * lookups can run without the lock and retry (a sequence lock).
+   */
+  uint64_t dir_gen;
   uint64_t attach_off; /* the attacher table's object header */
   uint32_t max_attach; /* attacher slots */
   uint32_t policy;     /* shm_segment_flags lifetime bits */
@@ -372,6 +385,8 @@ int shmval__obj_open(void **out, struct shm_segment *sg, const char *name, unsig
 /* Object helpers for the directory and segments (object.c). */
 /* Validate the object header at @p off: 0 and *out, ESTALE, or ECORRUPT. */
 int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out);
+/* The same, checking and returning a copy of the header read once. */
+int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy);
 /* The object's name, or NULL; only for objects that passed shmval__obj_at(). */
 const char *shmval__obj_name(const shmval__obj *o);
 /* Allocate an internal object (a table) of @p length zeroed elements. */
@@ -383,12 +398,24 @@ int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info
 
 /* ------------------------------------------------------------------------ */
 /* The name directory of a named segment (dir.c): an open-addressing hash    */
-/* table in a heap block, guarded by seg->dir_lock.                          */
+/* table in a heap block. Changes hold seg->dir_lock; lookups need not.     */
 
 int shmval__dir_init(shmval__seg *seg);
 /* Lock the directory; rebuilds it from a heap walk after an owner died. */
 int shmval__dir_lock(shmval__seg *seg);
 void shmval__dir_unlock(shmval__seg *seg);
+/*
+ * Find @p name without the lock, retrying while a peer changes the table;
+ * after a few tries (or a peer that died mid-change) the lookup takes the
+ * lock, unless @p can_lock is false (a read-only mapping): then EAGAIN.
+ * *hdr is the copy of the object's header that was checked: a peer may
+ * destroy the object as soon as it is found, so *out is a handle to check
+ * again on use, like any other.
+ */
+int shmval__dir_lookup(shmval__seg *seg, const char *name, size_t len, bool can_lock,
+                       shmval__obj **out, shmval__obj *hdr);
+/* Check the directory's shape when a segment is opened: 0 or ECORRUPT. */
+int shmval__dir_check(shmval__seg *seg);
 /* With the lock held: find @p name (ENOENT if absent), add, remove. */
 int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out);
 int shmval__dir_insert(shmval__seg *seg, shmval__obj *o);

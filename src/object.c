@@ -828,7 +828,8 @@ static bool elem_ok(const shmval__obj *o) {
            (o->kind == SHMVAL__KIND_ARRAY || o->length == 1);
   case SHMVAL__KIND_DIR:
   case SHMVAL__KIND_ATTACH:
-    return o->elem_size == 16 && o->lock_rel == 0 && o->name_off == 0;
+    return o->elem_size == (o->kind == SHMVAL__KIND_DIR ? 8u : 16u) && o->lock_rel == 0 &&
+           o->name_off == 0;
   case SHMVAL__KIND_LOCK:
     return o->elem_size == 0 && o->length == 0 && (o->flags & SHMVAL__OBJ_OWN_LOCK);
   case SHMVAL__KIND_SEM:
@@ -862,12 +863,20 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
          l->host_back <= (uint64_t)at - seg->heap_start;
 }
 
-int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
+/*
+ * Validate the object header at @p off from a copy of it, read once, so that
+ * a peer changing the header meanwhile cannot make a checked field differ
+ * from the one used: lock-free readers (the name directory) look at headers
+ * that may be freed and reused under them. On success *copy holds the header
+ * that was checked.
+ */
+int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   uint64_t blk = off - SHMVAL__OBJ_HDR_OFF;
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
       (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
     return SHMVAL_ECORRUPT;
-  uint64_t w = *(const uint64_t *)(const void *)((const char *)seg + blk);
+  uint64_t w = __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk),
+                               __ATOMIC_RELAXED);
   uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
   if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
     return SHMVAL_ECORRUPT;
@@ -875,22 +884,31 @@ int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
   if (m != SHMVAL__OBJ_MAGIC)
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
+  memcpy(copy, o, sizeof *copy);
+  const shmval__obj *h = copy;
   uint64_t room = blk_end - off, bytes;
-  if ((o->flags & SHMVAL__OBJ_ATOMIC) &&
-      (o->lock_rel != 0 || !atomic_ok(o->kind, o->type, o->elem_size)))
+  if ((h->flags & SHMVAL__OBJ_ATOMIC) &&
+      (h->lock_rel != 0 || !atomic_ok(h->kind, h->type, h->elem_size)))
     return SHMVAL_ECORRUPT;
-  if (o->self_off != off || !elem_ok(o) || o->payload_rel < sizeof *o ||
-      __builtin_mul_overflow((uint64_t)o->elem_size, o->length, &bytes) || o->payload_rel > room ||
-      bytes > room - o->payload_rel || !lock_ok(seg, o, off, blk_end))
+  if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
+      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > room ||
+      bytes > room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
     return SHMVAL_ECORRUPT;
-  if (o->name_off != 0) {
+  if (h->name_off != 0) {
     /* The name must end inside the block, after the payload. */
-    if (o->name_off < o->payload_rel + bytes || o->name_off >= room ||
-        memchr((char *)o + o->name_off, 0, (size_t)(room - o->name_off)) == NULL)
+    if (h->name_off < h->payload_rel + bytes || h->name_off >= room ||
+        memchr((char *)o + h->name_off, 0, (size_t)(room - h->name_off)) == NULL)
       return SHMVAL_ECORRUPT;
   }
-  *out = o;
   return 0;
+}
+
+int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
+  shmval__obj copy;
+  int rc = shmval__obj_peek(seg, off, &copy);
+  if (rc == 0)
+    *out = (shmval__obj *)(void *)((char *)seg + off);
+  return rc;
 }
 
 const char *shmval__obj_name(const shmval__obj *o) {
@@ -920,32 +938,16 @@ void shmval__obj_free_table(shmval__obj *o) {
 /* ------------------------------------------------------------------------ */
 /* Named objects. */
 
-/* Look @p name up. A read-only mapping cannot take the lock: it looks a few
- * times without, since a writer may be resizing the table meanwhile. */
-static int lookup(shm_segment *sg, const char *name, size_t len, shmval__obj **o) {
-  int rc;
-  if (sg->flags & SHMVAL_RDONLY) {
-    for (int tries = 0; tries < 4; tries++)
-      if ((rc = shmval__dir_find(sg->base, name, len, o)) != SHMVAL_ECORRUPT)
-        return rc;
-    return rc;
-  }
-  if ((rc = shmval__dir_lock(sg->base)) != 0)
-    return rc;
-  rc = shmval__dir_find(sg->base, name, len, o);
-  shmval__dir_unlock(sg->base);
-  return rc;
-}
-
 int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kind, int expected) {
   size_t len;
   shmval__obj *o;
   if (out == NULL || sg == NULL || shmval__dir_name_ok(name, &len) != 0)
     return SHMVAL_EINVAL;
-  int rc = lookup(sg, name, len, &o);
+  shmval__obj hdr;
+  int rc = shmval__dir_lookup(sg->base, name, len, !(sg->flags & SHMVAL_RDONLY), &o, &hdr);
   if (rc != 0)
     return rc;
-  if (o->kind != kind || (expected != 0 && o->type != expected))
+  if (hdr.kind != kind || (expected != 0 && hdr.type != expected))
     return SHMVAL_ETYPE;
   *out = tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
   return 0;

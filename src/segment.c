@@ -223,18 +223,7 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
       seg->max_attach > MAX_ATTACH || attach_table(seg) == NULL)
     return SHMVAL_ECORRUPT;
-  /* The directory may be resized by a peer meanwhile: look at it a few times. */
-  for (int tries = 0;; tries++) {
-    shmval__obj *t;
-    uint64_t cap = seg->dir_cap;
-    int rc = shmval__obj_at(seg, seg->dir_off, &t);
-    if (rc == 0 && t->kind == SHMVAL__KIND_DIR && t->length == cap && cap >= 16 &&
-        (cap & (cap - 1)) == 0)
-      return 0;
-    if (rc != SHMVAL_ESTALE || tries == 3)
-      return SHMVAL_ECORRUPT;
-    shmval__prim_sleep(0.001);
-  }
+  return shmval__dir_check(seg);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -263,12 +263,101 @@ static void test_full_segment(void **state) {
   assert_ok(shm_segment_unlink(sname));
 }
 
+/*
+ * Lookups take no lock: while one child grows and shrinks the directory
+ * (resizes, tombstones, freed tables), others open names without pause. A
+ * stable name must always be found with its value; a churning one must be
+ * found or be absent, never anything else.
+ */
+#define STABLE 64
+#define CHURN 3000
+
+/* Each round adds CHURN new names and deletes them: tombstones pile up and
+ * the table is rehashed again and again. "round" tells the readers which. */
+static int churn_names(void *arg) {
+  double until = now_s() + *(double *)arg;
+  char name[32];
+  shm_value *v, *round;
+  if (shm_value_open(&round, seg, "round", SHMVAL_INT) != 0)
+    return 1;
+  for (int r = 0; now_s() < until; r++) {
+    shm_value_set(round, &r);
+    for (int k = r * CHURN; k < (r + 1) * CHURN; k++) {
+      snprintf(name, sizeof name, "churn-%d", k);
+      shm_opts o = {.segment = seg, .name = name, .flags = SHMVAL_RAW};
+      if (shm_value_create(&v, SHMVAL_INT, &k, &o) != 0)
+        return 1;
+    }
+    for (int k = r * CHURN; k < (r + 1) * CHURN; k++) {
+      snprintf(name, sizeof name, "churn-%d", k);
+      if (shm_object_remove(seg, name) != 0)
+        return 2;
+    }
+  }
+  return 0;
+}
+
+static int look_up_names(void *arg) {
+  double until = now_s() + *(double *)arg;
+  char name[32];
+  long found = 0, lookups = 0;
+  shm_value *v, *round;
+  if (shm_value_open(&round, seg, "round", SHMVAL_INT) != 0)
+    return 1;
+  for (unsigned r = 1; now_s() < until; lookups++) {
+    r = r * 1103515245u + 12345u;
+    int i = (int)(r >> 8) % STABLE, x = -1, now = 0;
+    snprintf(name, sizeof name, "stable-%d", i);
+    if (shm_value_open(&v, seg, name, SHMVAL_INT) != 0 || shm_value_get(v, &x) != 0 || x != i)
+      return 3;
+    shm_value_get(round, &now);
+    int k = now * CHURN + (int)(r >> 12) % CHURN;
+    snprintf(name, sizeof name, "churn-%d", k);
+    /* Its value is not checked: the writer may destroy it, and make
+     * another in its block, between the open and a get. */
+    int rc = shm_value_open(&v, seg, name, SHMVAL_INT);
+    found += rc == 0;
+    if (rc != 0 && rc != SHMVAL_ENOENT)
+      return 5;
+  }
+  /* Enough lookups ran, and some of them met the churn. */
+  return lookups < 1000 ? 6 : found == 0 ? 7 : 0;
+}
+
+static void test_lookups_race_directory_changes(void **state) {
+  (void)state;
+  char name[32];
+  double secs = 0.6;
+  shm_value *round;
+  shm_opts ro = {.segment = seg, .name = "round", .flags = SHMVAL_ATOMIC};
+  assert_ok(shm_value_create(&round, SHMVAL_INT, NULL, &ro));
+  for (int i = 0; i < STABLE; i++) {
+    shm_value *v;
+    snprintf(name, sizeof name, "stable-%d", i);
+    shm_opts o = {.segment = seg, .name = name, .flags = SHMVAL_RAW};
+    assert_ok(shm_value_create(&v, SHMVAL_INT, &i, &o));
+  }
+  pid_t writer = spawn(churn_names, &secs);
+  pid_t readers[2] = {spawn(look_up_names, &secs), spawn(look_up_names, &secs)};
+  assert_int_equal(reap(writer), 0);
+  assert_int_equal(reap(readers[0]), 0);
+  assert_int_equal(reap(readers[1]), 0);
+  for (int i = 0; i < STABLE; i++) {
+    snprintf(name, sizeof name, "stable-%d", i);
+    assert_ok(shm_object_remove(seg, name));
+  }
+  assert_ok(shm_object_remove(seg, "round"));
+  shm_value *v;
+  assert_code(shm_value_open(&v, seg, "churn-0", 0), SHMVAL_ENOENT);
+}
+
 /* In a child: take the directory lock, wreck the table, die holding the lock. */
 static int wreck_directory(void *arg) {
   (void)arg;
   shmval__seg *base = seg->base;
   if (pthread_mutex_lock(&base->dir_lock) != 0)
     return 1;
+  base->dir_gen |= 1; /* as a holder replacing the table does */
   shmval__obj *t = (shmval__obj *)(void *)((char *)base + base->dir_off);
   memset((char *)t + t->payload_rel, 0, (size_t)(t->length * t->elem_size));
   base->dir_count = 12345;
@@ -452,6 +541,7 @@ int main(void) {
       cmocka_unit_test(test_lock_sharing_rules),
       cmocka_unit_test(test_owner_death),
       cmocka_unit_test(test_full_segment),
+      cmocka_unit_test(test_lookups_race_directory_changes),
       cmocka_unit_test(test_directory_rebuilt_after_owner_death),
       cmocka_unit_test(test_corruption_sweep),
   };
