@@ -87,8 +87,7 @@ static int table(shmval__seg *seg, uint64_t **ents, uint64_t *cap) {
  * single-byte atomic loads, bounded by the block as checked in the copy, since
  * without the lock the block may change under the comparison.
  */
-static int entry_is(shmval__seg *seg, uint64_t off, const char *name, size_t len,
-                    shmval__obj *h) {
+static int entry_is(shmval__seg *seg, uint64_t off, const char *name, size_t len, shmval__obj *h) {
   int rc = shmval__obj_peek(seg, off, h);
   if (rc != 0 || h->name_off == 0)
     return SHMVAL_ECORRUPT;
@@ -137,8 +136,8 @@ int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj
 }
 
 /* A probe between two equal, even readings of the generation; EAGAIN if none. */
-static int probe_unlocked(shmval__seg *seg, const char *name, size_t len, uint64_t h,
-                          uint64_t *off, shmval__obj *hdr) {
+static int probe_unlocked(shmval__seg *seg, const char *name, size_t len, uint64_t h, uint64_t *off,
+                          shmval__obj *hdr) {
   for (int tries = 0; tries < LOOKUP_TRIES; tries++) {
     uint64_t g = __atomic_load_n(&seg->dir_gen, __ATOMIC_ACQUIRE);
     if (g & 1) {

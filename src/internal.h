@@ -109,6 +109,9 @@ int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len);
 
 /* Segment state bits (seg->state). */
 #define SHMVAL__STATE_UNLINKED 1u /* its name was removed by a closer or rm */
+#define SHMVAL__STATE_CLOSING 2u  /* a closer holding the gate is deciding to unlink */
+/* The file offset of a named segment's gate byte lock (segment.c). */
+#define SHMVAL__GATE_OFF (UINT64_C(1) << 40)
 
 /*
  * The segment header at offset 0. The creator fills it in and stores the

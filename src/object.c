@@ -875,8 +875,8 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
       (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
     return SHMVAL_ECORRUPT;
-  uint64_t w = __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk),
-                               __ATOMIC_RELAXED);
+  uint64_t w =
+      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
   uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
   if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
     return SHMVAL_ECORRUPT;

@@ -7,11 +7,16 @@
  * own open of the file; the kernel drops it when the process closes the file
  * or dies, and a recycled PID cannot inherit it. The gate serialises the
  * decisions that must not race:
- *   - the creator holds it exclusively until the header is complete, so an
- *     opener waits (bounded) instead of reading a half-built segment;
- *   - an opener holds it shared while it validates and takes a slot;
- *   - an auto-unlink closer holds it exclusively while it checks that no other
- *     slot is held and unlinks, so no opener can attach in between.
+ *   - the creator holds it exclusively until the header is complete (an
+ *     opener that finds no magic yet waits, bounded);
+ *   - an auto-unlink closer (and rm) holds it exclusively while it checks that
+ *     no other slot is held and unlinks.
+ * An opener does not take the gate: it takes a slot, then reads the state.
+ * A closer sets CLOSING in the state, then looks at the slots. Both steps of
+ * each side pass through the kernel's lock on the file's byte locks, so
+ * either the closer sees the opener's slot (and keeps the segment) or the
+ * opener sees CLOSING; it then lets its slot go and waits on the gate, shared,
+ * for the closer's verdict. That spares every open two of its system calls.
  * Slot table entries in the segment (pid, time) are for display only.
  */
 #include "internal.h"
@@ -20,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GATE_OFF (UINT64_C(1) << 40)
+#define GATE_OFF SHMVAL__GATE_OFF
 #define SLOT_OFF(i) (GATE_OFF + 1 + (uint64_t)(i))
 #define DEFAULT_ATTACH 64u
 #define MAX_ATTACH 65536u
@@ -152,12 +157,17 @@ static void note_slot(shm_segment *sg, int pid) {
   }
 }
 
-/* Take a free attacher slot through sg->fd. */
+/*
+ * Take a free attacher slot through sg->fd. The search starts at a place of
+ * the process's and the call's own, so that attachments rarely try a taken
+ * slot first (each try is a system call).
+ */
 static int claim_slot(shm_segment *sg) {
+  static _Atomic uint32_t calls;
   uint32_t n = sg->base->max_attach;
   bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
   int pid = my_pid();
-  uint32_t start = ((uint32_t)pid * 2654435761u) % n;
+  uint32_t start = ((uint32_t)pid * 2654435761u + atomic_fetch_add(&calls, 1)) % n;
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
     /* Read locks do not exclude each other: a reader first looks for a free slot. */
@@ -329,16 +339,35 @@ int shm_segment_create(shm_segment **out, const char *name, size_t size,
 /* ------------------------------------------------------------------------ */
 /* Attaching. */
 
+/*
+ * The slot is held but a closer may be deciding: let the slot go, wait for
+ * the verdict on the gate (shared, so openers do not exclude each other), and
+ * attach under it unless the segment was unlinked. A CLOSING flag still set
+ * then is a dead closer's: under the shared gate no closer can be at work.
+ */
+static int attach_past_closer(shm_segment *sg) {
+  _Atomic uint32_t *state = &sg->base->state;
+  shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
+  sg->slot = -1;
+  int rc = shmval__prim_flock(sg->fd, GATE_OFF, SHMVAL__FLOCK_RD, true);
+  if (rc != 0)
+    return rc;
+  if (atomic_load(state) & SHMVAL__STATE_UNLINKED)
+    rc = SHMVAL_ENOENT; /* its last user unlinked it */
+  else if ((rc = claim_slot(sg)) == 0 && !(sg->flags & SHMVAL_RDONLY))
+    atomic_fetch_and(state, ~SHMVAL__STATE_CLOSING);
+  shmval__prim_flock(sg->fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  return rc;
+}
+
 /* Attach through @p fd, an open of the segment; EUNINIT while its creator works. */
 static int try_attach(int fd, const char *name, unsigned flags, shm_segment **out) {
   bool ro = (flags & SHMVAL_RDONLY) != 0;
   uint64_t fsize, dev, ino;
   void *mem = NULL;
   shm_segment *sg = NULL;
-  int rc = shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_RD, false);
+  int rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino);
   if (rc != 0)
-    return rc == SHMVAL_EBUSY ? SHMVAL_EUNINIT : rc;
-  if ((rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino)) != 0)
     goto fail;
   if (fsize < sizeof(uint64_t) || fsize > SEG_MAX) {
     rc = fsize == 0 ? SHMVAL_EUNINIT : SHMVAL_ENOTSHMVAL;
@@ -363,16 +392,20 @@ static int try_attach(int fd, const char *name, unsigned flags, shm_segment **ou
                       .dev = dev,
                       .ino = ino};
   strcpy(sg->name, name);
-  if (!(flags & SHMVAL_OBSERVE) && (rc = claim_slot(sg)) != 0)
-    goto fail;
-  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  if (!(flags & SHMVAL_OBSERVE)) {
+    if ((rc = claim_slot(sg)) != 0)
+      goto fail;
+    atomic_thread_fence(memory_order_seq_cst);
+    if ((atomic_load(&sg->base->state) & (SHMVAL__STATE_CLOSING | SHMVAL__STATE_UNLINKED)) &&
+        (rc = attach_past_closer(sg)) != 0)
+      goto fail;
+  }
   *out = sg;
   return 0;
 fail:
   free(sg);
   if (mem != NULL)
     shmval__prim_unmap(mem, (size_t)fsize);
-  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
   return rc;
 }
 
@@ -419,11 +452,26 @@ static void unlink_if_same(const char *name, uint64_t dev, uint64_t ino) {
   shmval__prim_close(fd);
 }
 
+/*
+ * The segment's state word, writable: a read-only handle maps the header's
+ * page through @p gfd, a writable open, into *tmp (unmap it after).
+ */
+static _Atomic uint32_t *state_rw(shm_segment *sg, int gfd, void **tmp) {
+  *tmp = NULL;
+  if (!(sg->flags & SHMVAL_RDONLY))
+    return &sg->base->state;
+  if (shmval__prim_map(gfd, shmval__prim_page_size(), false, tmp) != 0)
+    return NULL;
+  return &((shmval__seg *)*tmp)->state;
+}
+
 /* The auto-unlink close: release the slot, and unlink if nobody else is attached. */
 static void close_auto_unlink(shm_segment *sg) {
   int gfd = sg->fd;
   uint64_t size, dev, ino;
   bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
+  void *tmp = NULL;
+  _Atomic uint32_t *state = NULL;
   /* Deciding needs the gate exclusively, hence a writable open. */
   if (ro && (shmval__prim_shm_open(sg->name, false, &gfd) != 0 ||
              shmval__prim_fd_info(gfd, &size, &dev, &ino) != 0 || ino != sg->ino)) {
@@ -431,18 +479,25 @@ static void close_auto_unlink(shm_segment *sg) {
       shmval__prim_close(gfd);
     gfd = -1;
   }
-  if (gfd < 0 || shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_WR, true) != 0) {
+  if (gfd < 0 || shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_WR, true) != 0 ||
+      (state = state_rw(sg, gfd, &tmp)) == NULL) {
     shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
-    return; /* cannot decide safely: leave it for `shmval gc` */
+    if (gfd >= 0 && gfd != sg->fd)
+      shmval__prim_close(gfd); /* releases the gate */
+    return;                    /* cannot decide safely: leave it for `shmval gc` */
   }
+  /* CLOSING before looking at the slots: see the comment at the top. */
+  atomic_fetch_or(state, SHMVAL__STATE_CLOSING);
   note_slot(sg, 0);
   shmval__prim_flock(sg->fd, SLOT_OFF(sg->slot), SHMVAL__FLOCK_UN, false);
   if (shmval__prim_flock_probe(gfd, SLOT_OFF(0), sg->base->max_attach) == -1 &&
-      !(atomic_load(&sg->base->state) & SHMVAL__STATE_UNLINKED)) {
-    if (!ro)
-      atomic_fetch_or(&sg->base->state, SHMVAL__STATE_UNLINKED);
+      !(atomic_load(state) & SHMVAL__STATE_UNLINKED)) {
+    atomic_fetch_or(state, SHMVAL__STATE_UNLINKED);
     unlink_if_same(sg->name, sg->dev, sg->ino);
   }
+  atomic_fetch_and(state, ~SHMVAL__STATE_CLOSING);
+  if (tmp != NULL)
+    shmval__prim_unmap(tmp, shmval__prim_page_size());
   shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_UN, false);
   if (gfd != sg->fd)
     shmval__prim_close(gfd);

@@ -497,6 +497,108 @@ static void test_open_or_create_race(void **state) {
   }
 }
 
+/*
+ * Openers take no lock against the last closer of an auto-unlink segment: a
+ * child opens and closes in a loop while the parent closes its handle at
+ * random moments. Whoever is attached must always find the name in place;
+ * the last to close removes it.
+ */
+static int open_until_gone(void *arg) {
+  const char *name = arg;
+  for (long n = 0; n < 1000000; n++) {
+    shm_segment *s;
+    int rc = shm_segment_open(&s, name, NULL);
+    if (rc == SHMVAL_ENOENT)
+      return 0;
+    if (rc != 0)
+      return 1;
+    int here = shm_exists(name);
+    shm_segment_close(s);
+    if (!here)
+      return 2; /* unlinked while this process was attached */
+  }
+  return 3;
+}
+
+static void test_open_races_last_close(void **state) {
+  (void)state;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  unsigned r = 1;
+  for (int round = 0; round < 100; round++) {
+    shm_segment *s;
+    const char *name = NAME("lastclose");
+    assert_ok(shm_segment_create(&s, name, MIB, &au));
+    pid_t pid = fork();
+    if (pid == 0) {
+      /* The inherited handle is the parent's to close: drop this copy. */
+      shm_segment_close(s);
+      _exit(open_until_gone((void *)name));
+    }
+    r = r * 1103515245u + 12345u;
+    sleep_s((double)(r >> 16 & 255) * 2e-6);
+    assert_ok(shm_segment_close(s));
+    assert_int_equal(reap(pid), 0);
+    assert_false(shm_exists(name));
+  }
+}
+
+/*
+ * The same moment held open, white-box: this process plays a closer that has
+ * taken the gate and set CLOSING. An opener must wait for its verdict, then
+ * get ENOENT if it unlinked, or attach if it kept the segment.
+ */
+static int open_after_go(int go, const char *name) {
+  char c;
+  shm_segment *s;
+  if (read(go, &c, 1) != 1)
+    return 10;
+  double t0 = now_s();
+  int rc = shm_segment_open(&s, name, NULL);
+  if (now_s() - t0 < 0.04)
+    return 11; /* did not wait for the verdict */
+  if (rc == 0)
+    shm_segment_close(s);
+  return rc == 0 ? 0 : rc == SHMVAL_ENOENT ? 1 : 12;
+}
+
+static void test_opener_waits_for_closer(void **state) {
+  (void)state;
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  for (int unlink_it = 0; unlink_it < 2; unlink_it++) {
+    const char *name = NAME("verdict");
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork(); /* before the segment exists: the child inherits no handle */
+    if (pid == 0) {
+      close(go[1]);
+      _exit(open_after_go(go[0], name));
+    }
+    close(go[0]);
+    shm_segment *s;
+    assert_ok(shm_segment_create(&s, name, MIB, &au));
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct flock gate = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)SHMVAL__GATE_OFF, .l_len = 1};
+    assert_int_equal(fcntl(fd, F_OFD_SETLKW, &gate), 0);
+    atomic_fetch_or(&s->base->state, SHMVAL__STATE_CLOSING);
+    assert_int_equal(write(go[1], "g", 1), 1);
+    sleep_s(0.1);
+    if (unlink_it) {
+      atomic_fetch_or(&s->base->state, SHMVAL__STATE_UNLINKED);
+      assert_int_equal(shm_unlink(name), 0);
+    }
+    atomic_fetch_and(&s->base->state, ~SHMVAL__STATE_CLOSING);
+    close(fd); /* releases the gate */
+    assert_int_equal(reap(pid), unlink_it ? 1 : 0);
+    close(go[1]);
+    assert_ok(shm_segment_close(s));
+    assert_false(shm_exists(name));
+  }
+}
+
 static void test_read_only(void **state) {
   (void)state;
   shm_segment *s, *ro;
@@ -598,6 +700,8 @@ int main(void) {
       cmocka_unit_test(test_auto_unlink),
       cmocka_unit_test(test_orphan_after_all_killed),
       cmocka_unit_test(test_open_or_create_race),
+      cmocka_unit_test(test_open_races_last_close),
+      cmocka_unit_test(test_opener_waits_for_closer),
       cmocka_unit_test(test_read_only),
       cmocka_unit_test(test_fork_child_attaches),
       cmocka_unit_test(test_no_space),
