@@ -340,9 +340,11 @@ int shm_cond_wait(shm_cond *c, double timeout) {
 int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout) {
   shmval__cond_state *st;
   shmval__lock *l;
+  if (pred == NULL || isnan(timeout))
+    return SHMVAL_EINVAL; /* the arguments first, then the state */
   int rc = cond_held(c, &st, &l);
-  if (rc != 0 || pred == NULL || isnan(timeout))
-    return rc != 0 ? rc : SHMVAL_EINVAL;
+  if (rc != 0)
+    return rc;
   double end = shmval__prim_now() + timeout;
   int result = pred(ctx);
   while (!result) {
