@@ -792,6 +792,48 @@ SHMVAL_API int shm_segment_foreach(shm_segment *seg,
 /** @brief The segment's name, "/name"; NULL for NULL. */
 SHMVAL_API const char *shm_segment_name(const shm_segment *seg);
 
+/** What shm_segment_check() found. Figures are filled in as far as it got. */
+typedef struct shm_check_report {
+  size_t blocks;        /**< allocated heap blocks */
+  size_t free_blocks;   /**< free heap blocks */
+  size_t used;          /**< bytes in allocated blocks */
+  size_t free;          /**< bytes in free blocks */
+  size_t objects;       /**< live objects of every kind (the segment's own tables excluded) */
+  size_t named;         /**< names in the directory */
+  size_t leaked_blocks; /**< allocated blocks that hold no live object (see below) */
+  size_t leaked_bytes;  /**< their bytes */
+  /** Where the first problem lies, as an offset in the segment (0: its header). */
+  unsigned long long problem_offset;
+  /** The first problem in words (a static string), or NULL if none was found. */
+  const char *problem;
+} shm_check_report;
+
+/**
+ * @brief Verify a segment's integrity: every heap block and free list, every
+ *        object header (kind, type, sizes, payload, name and lock inside the
+ *        segment), every directory entry (a live named object, found by its
+ *        name) and the header's counters.
+ *
+ * The check holds the segment's directory and allocator locks while it runs,
+ * so it sees a state no change is halfway through; like any taker of those
+ * locks, it first repairs what a process that died holding them left behind.
+ * Blocks that hold no live object are counted as leaked, not as a problem: a
+ * process killed between allocating a block and publishing its object, or
+ * between retiring an object and freeing its block, leaves one (a creation or
+ * destruction in progress in another process right now looks the same).
+ * @param seg A segment opened read-write.
+ * @param rep Receives the figures and the first problem found.
+ * @return 0 if the segment is consistent; #SHMVAL_ECORRUPT with
+ *         rep->problem and rep->problem_offset describing the first
+ *         inconsistency; #SHMVAL_EINVAL (NULL); #SHMVAL_EACCES (opened
+ *         #SHMVAL_RDONLY: the check needs the segment's locks);
+ *         #SHMVAL_ENOTRECOVERABLE (a lock was fenced off after a failed repair).
+ * @note Thread-safe; the check allocates no shared memory. It takes time
+ *       proportional to the heap's blocks, during which other processes wait
+ *       to create, destroy or open-with-lock objects of this segment.
+ */
+SHMVAL_API int shm_segment_check(shm_segment *seg, shm_check_report *rep);
+
 /**
  * @brief Open a named Value of a segment.
  * @param out      Receives the handle (read-only if the segment was opened

@@ -182,6 +182,47 @@ int shmval__dir_check(shmval__seg *seg) {
   return SHMVAL_ECORRUPT;
 }
 
+/* Check one live entry @p e at index @p i: it must lead a probe to its object. */
+static int verify_entry(shmval__seg *seg, uint64_t e, shmval__problem *pb) {
+  shmval__obj h, found;
+  uint64_t off = ent_obj(e), at;
+  if (shmval__obj_peek(seg, off, &h) != 0)
+    return shmval__bad(pb, off, "a directory entry points to no live object");
+  if (h.name_off == 0 || h.kind == SHMVAL__KIND_DIR || h.kind == SHMVAL__KIND_ATTACH)
+    return shmval__bad(pb, off, "a directory entry points to an unnamed object");
+  const char *name = (const char *)seg + off + h.name_off;
+  size_t len = strlen(name); /* obj_peek found its end inside the block */
+  uint64_t hash = name_hash(name, len);
+  if (!ent_tag_is(e, hash))
+    return shmval__bad(pb, off, "a directory entry's hash tag does not match its name");
+  if (len == 0 || len > SHMVAL_NAME_MAX || probe(seg, name, len, hash, &at, &found) != 0 ||
+      at != off)
+    return shmval__bad(pb, off, "a name in the directory is unreachable or held twice");
+  return 0;
+}
+
+int shmval__dir_verify(shmval__seg *seg, uint64_t *named, shmval__problem *pb) {
+  uint64_t *ents, cap, live = 0, tombs = 0;
+  if (seg->dir_gen & 1)
+    return shmval__bad(pb, seg->dir_off, "the directory was left mid-replacement");
+  if (table(seg, &ents, &cap) != 0 || cap != seg->dir_cap)
+    return shmval__bad(pb, seg->dir_off, "the directory table's header is not valid");
+  for (uint64_t i = 0; i < cap; i++) {
+    uint64_t e = ent_load(&ents[i]);
+    int rc;
+    if (e == ENT_TOMB)
+      tombs++;
+    else if (e != ENT_EMPTY && ++live && (rc = verify_entry(seg, e, pb)) != 0)
+      return rc;
+  }
+  if (live != seg->dir_count || tombs != seg->dir_tombs)
+    return shmval__bad(pb, seg->dir_off, "the directory's counters disagree with its table");
+  if (live + tombs >= cap)
+    return shmval__bad(pb, seg->dir_off, "the directory table has no empty entry");
+  *named = live;
+  return 0;
+}
+
 /*
  * Put entry @p e in the first free place for hash @p h of a table known to
  * have room; what was there before (ENT_EMPTY or ENT_TOMB).
@@ -242,11 +283,16 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
     }
     place(ents, newcap, h, old[i]);
   }
+  SHMVAL__CRASH_POINT();
   gen_begin(seg);
+  SHMVAL__CRASH_POINT();
   __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
+  SHMVAL__CRASH_POINT();
   seg->dir_cap = newcap;
   seg->dir_tombs = 0;
+  SHMVAL__CRASH_POINT();
   shmval__obj_free_table(oldt);
+  SHMVAL__CRASH_POINT();
   gen_end(seg);
   return 0;
 }
@@ -268,6 +314,7 @@ int shmval__dir_insert(shmval__seg *seg, shmval__obj *o) {
   uint64_t h = name_hash(name, strlen(name));
   if (place(ents, cap, h, ent_make(h, o->self_off)) == ENT_TOMB)
     seg->dir_tombs--;
+  SHMVAL__CRASH_POINT();
   seg->dir_count++;
   return 0;
 }
@@ -284,6 +331,7 @@ int shmval__dir_remove(shmval__seg *seg, shmval__obj *o) {
       break;
     if (ent_live(ents[i]) && ent_obj(ents[i]) == o->self_off) {
       ent_store(&ents[i], ENT_TOMB);
+      SHMVAL__CRASH_POINT();
       seg->dir_count--;
       seg->dir_tombs++;
       return 0;

@@ -81,9 +81,12 @@ static void list_insert(shmval__seg *seg, uint64_t off, uint64_t size) {
   uint64_t head = seg->free_head[fl][sl];
   b->next = head;
   b->prev = 0;
+  SHMVAL__CRASH_POINT();
   if (head != 0)
     fblk(seg, head)->prev = off;
+  SHMVAL__CRASH_POINT();
   seg->free_head[fl][sl] = off;
+  SHMVAL__CRASH_POINT();
   seg->sl_bitmap[fl] |= 1u << sl;
   seg->fl_bitmap |= 1u << fl;
 }
@@ -94,10 +97,12 @@ static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
   shmval__free_blk *b = fblk(seg, off);
   if (b->next != 0)
     fblk(seg, b->next)->prev = b->prev;
+  SHMVAL__CRASH_POINT();
   if (b->prev != 0)
     fblk(seg, b->prev)->next = b->next;
   else
     seg->free_head[fl][sl] = b->next;
+  SHMVAL__CRASH_POINT();
   if (seg->free_head[fl][sl] == 0) {
     seg->sl_bitmap[fl] &= ~(1u << sl);
     if (seg->sl_bitmap[fl] == 0)
@@ -169,7 +174,7 @@ static int heap_rebuild(shmval__seg *seg) {
   return 0;
 }
 
-static int heap_lock(shmval__seg *seg) {
+int shmval__heap_lock(shmval__seg *seg) {
   int rc = pthread_mutex_lock(&seg->heap_lock);
   if (SHMVAL__LIKELY(rc == 0))
     return 0;
@@ -185,7 +190,7 @@ static int heap_lock(shmval__seg *seg) {
   return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
 }
 
-static void heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_lock); }
+void shmval__heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_lock); }
 
 /* ------------------------------------------------------------------------ */
 
@@ -237,11 +242,11 @@ static int walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t si
 
 int shmval__heap_walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
                       void *ctx) {
-  int rc = heap_lock(seg);
+  int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
   rc = walk(seg, cb, ctx);
-  heap_unlock(seg);
+  shmval__heap_unlock(seg);
   return rc;
 }
 
@@ -294,16 +299,22 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
     uint64_t tail = off + size, tsize = bsize - size;
     /* The tail's header first, then the head shrinks in one store. */
     *word_at(seg, tail) = tsize | SHMVAL__BLK_FREE;
+    SHMVAL__CRASH_POINT();
     set_footer(seg, tail, tsize);
+    SHMVAL__CRASH_POINT();
     *word_at(seg, off) = size | prev_bit;
+    SHMVAL__CRASH_POINT();
     list_insert(seg, tail, tsize);
   } else {
     size = bsize;
     *word_at(seg, off) = size | prev_bit;
+    SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
       *word_at(seg, off + size) &= ~SHMVAL__BLK_PREV_FREE;
   }
+  SHMVAL__CRASH_POINT();
   seg->used += size;
+  SHMVAL__CRASH_POINT();
   seg->blocks++;
 }
 
@@ -313,24 +324,24 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
   uint64_t size = align_up(bytes, BLK_MIN);
   unsigned fl, sl;
   search_class(size / BLK_MIN, &fl, &sl);
-  int rc = heap_lock(seg);
+  int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
   uint64_t b = fl < SHMVAL__FL_COUNT ? find_free(seg, fl, sl) : 0;
   if (b == 0)
     b = find_in_own_class(seg, size);
   if (b == 0) {
-    heap_unlock(seg);
+    shmval__heap_unlock(seg);
     return SHMVAL_ENOMEM;
   }
   uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0;
   if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, w & ~SHMVAL__BLK_FLAGS) ||
       (w & ~SHMVAL__BLK_FLAGS) < size) {
-    heap_unlock(seg);
+    shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
   carve(seg, b, size);
-  heap_unlock(seg);
+  shmval__heap_unlock(seg);
   *off = b;
   return 0;
 }
@@ -355,12 +366,12 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
    * dropped without the lock (no other process may be using them).
    */
   discard_interior(seg, off, shmval__blk_size(seg, off));
-  int rc = heap_lock(seg);
+  int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
   uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
   if ((w & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size)) {
-    heap_unlock(seg);
+    shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
   uint64_t start = off, total = size, next = off + size;
@@ -369,6 +380,7 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
     if (!blk_ok(seg, next, nsize))
       goto corrupt;
     list_remove(seg, next, nsize);
+    SHMVAL__CRASH_POINT();
     total += nsize;
   }
   if (w & SHMVAL__BLK_PREV_FREE) {
@@ -378,21 +390,25 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
         *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE))
       goto corrupt;
     list_remove(seg, prev, psize);
+    SHMVAL__CRASH_POINT();
     start = prev;
     total += psize;
   }
   /* One store makes the merged block; the rest is derived data. */
   *word_at(seg, start) = total | SHMVAL__BLK_FREE;
+  SHMVAL__CRASH_POINT();
   set_footer(seg, start, total);
   list_insert(seg, start, total);
   if (start + total < seg->heap_end)
     *word_at(seg, start + total) |= SHMVAL__BLK_PREV_FREE;
+  SHMVAL__CRASH_POINT();
   seg->used -= size;
+  SHMVAL__CRASH_POINT();
   seg->blocks--;
-  heap_unlock(seg);
+  shmval__heap_unlock(seg);
   return 0;
 corrupt:
-  heap_unlock(seg);
+  shmval__heap_unlock(seg);
   return SHMVAL_ECORRUPT;
 }
 
@@ -400,18 +416,22 @@ corrupt:
 /* Verification. */
 
 /* Walk the block chain; fills @p st and checks flags, tags and counters. */
-static int check_chain(shmval__seg *seg, shmval__heap_stat *st) {
+static int check_chain(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb) {
   bool prev_free = false;
   uint64_t off;
   for (off = seg->heap_start; off < seg->heap_end;) {
     uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
-    if (!blk_ok(seg, off, size) || (w & (SHMVAL__BLK_FLAGS & ~UINT64_C(3))) != 0)
-      return SHMVAL_ECORRUPT;
+    if (!blk_ok(seg, off, size))
+      return shmval__bad(pb, off, "a block's size word leaves the heap or is misaligned");
+    if ((w & (SHMVAL__BLK_FLAGS & ~UINT64_C(3))) != 0)
+      return shmval__bad(pb, off, "a block's size word has unknown flags");
     if (((w & SHMVAL__BLK_PREV_FREE) != 0) != prev_free)
-      return SHMVAL_ECORRUPT;
+      return shmval__bad(pb, off, "a block's PREV_FREE flag disagrees with the block before it");
     if (w & SHMVAL__BLK_FREE) {
-      if (prev_free || *word_at(seg, off + size - 8) != size)
-        return SHMVAL_ECORRUPT;
+      if (prev_free)
+        return shmval__bad(pb, off, "two free blocks are adjacent (a merge was missed)");
+      if (*word_at(seg, off + size - 8) != size)
+        return shmval__bad(pb, off, "a free block's boundary tag differs from its size");
       st->free += size;
       st->free_blocks++;
       if (size > st->largest_free)
@@ -423,50 +443,62 @@ static int check_chain(shmval__seg *seg, shmval__heap_stat *st) {
     prev_free = (w & SHMVAL__BLK_FREE) != 0;
     off += size;
   }
-  if (off != seg->heap_end || st->used != seg->used || st->blocks != seg->blocks)
-    return SHMVAL_ECORRUPT;
   st->total = seg->heap_end - seg->heap_start;
-  return st->used + st->free == st->total ? 0 : SHMVAL_ECORRUPT;
+  if (off != seg->heap_end)
+    return shmval__bad(pb, off, "the block chain overruns the heap's end");
+  if (st->used != seg->used || st->blocks != seg->blocks)
+    return shmval__bad(pb, 0, "the header's used-byte or block counters disagree with the heap");
+  return 0;
 }
 
 /* Check one free list; adds its length to *count. */
-static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit, uint64_t *count) {
+static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit, uint64_t *count,
+                      shmval__problem *pb) {
   uint64_t prev = 0, off = seg->free_head[fl][sl];
   bool bit = (seg->sl_bitmap[fl] >> sl) & 1u;
   if (bit != (off != 0))
-    return SHMVAL_ECORRUPT;
+    return shmval__bad(pb, 0, "a free-list bitmap bit disagrees with its list");
   while (off != 0) {
-    if (++*count > limit || !blk_off_ok(seg, off))
-      return SHMVAL_ECORRUPT; /* a cycle, or a stray link */
+    if (++*count > limit)
+      return shmval__bad(pb, off, "the free lists hold more blocks than the heap (a cycle?)");
+    if (!blk_off_ok(seg, off))
+      return shmval__bad(pb, off, "a free-list link leaves the heap");
     shmval__free_blk *b = fblk(seg, off);
     uint64_t size = b->size_flags & ~SHMVAL__BLK_FLAGS;
     unsigned f, s;
-    if (!(b->size_flags & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size) || b->prev != prev)
-      return SHMVAL_ECORRUPT;
+    if (!(b->size_flags & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size))
+      return shmval__bad(pb, off, "a free list holds a block that is not free");
+    if (b->prev != prev)
+      return shmval__bad(pb, off, "a free-list back link is wrong");
     size_class(size / BLK_MIN, &f, &s);
     if (f != fl || s != sl)
-      return SHMVAL_ECORRUPT;
+      return shmval__bad(pb, off, "a free block is on the list of another size class");
     prev = off;
     off = b->next;
   }
   return 0;
 }
 
-int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st) {
+int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb) {
   memset(st, 0, sizeof *st);
-  int rc = heap_lock(seg);
-  if (rc != 0)
-    return rc;
-  rc = check_chain(seg, st);
+  int rc = check_chain(seg, st, pb);
   uint64_t listed = 0;
   for (unsigned fl = 0; rc == 0 && fl < SHMVAL__FL_COUNT; fl++) {
     if (((seg->fl_bitmap >> fl) & 1u) != (seg->sl_bitmap[fl] != 0))
-      rc = SHMVAL_ECORRUPT;
+      rc = shmval__bad(pb, 0, "a first-level bitmap bit disagrees with its second level");
     for (unsigned sl = 0; rc == 0 && sl < SHMVAL__SL_COUNT; sl++)
-      rc = check_list(seg, fl, sl, st->free_blocks, &listed);
+      rc = check_list(seg, fl, sl, st->free_blocks, &listed, pb);
   }
   if (rc == 0 && listed != st->free_blocks)
-    rc = SHMVAL_ECORRUPT;
-  heap_unlock(seg);
+    rc = shmval__bad(pb, 0, "a free block is on no free list");
+  return rc;
+}
+
+int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st) {
+  int rc = shmval__heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  rc = shmval__heap_verify(seg, st, NULL);
+  shmval__heap_unlock(seg);
   return rc;
 }

@@ -84,6 +84,35 @@ int shmval__prim_flock(int fd, uint64_t off, int type, bool wait);
  */
 int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len);
 
+/*
+ * Crash points, compiled in only for the crash-consistency tests (the
+ * shmval_objects_hooked library): a process-local countdown set by a test; the
+ * step that takes it to zero kills the process with SIGKILL, so a test can
+ * stop a change to shared memory after any of its stores.
+ */
+#ifdef SHMVAL_CRASH_HOOKS
+extern long shmval__crash_countdown;
+void shmval__crash_point(void);
+#define SHMVAL__CRASH_POINT() shmval__crash_point()
+#else
+#define SHMVAL__CRASH_POINT() ((void)0)
+#endif
+
+/* The first inconsistency an integrity check found: where, and what. */
+typedef struct shmval__problem {
+  uint64_t off;
+  const char *what;
+} shmval__problem;
+
+/* Record the first problem (when @p pb is given) and return ECORRUPT. */
+static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *what) {
+  if (pb != NULL && pb->what == NULL) {
+    pb->off = off;
+    pb->what = what;
+  }
+  return SHMVAL_ECORRUPT;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Segment header and the allocator (heap.c).                               */
 
@@ -196,6 +225,14 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off);
 int shmval__heap_free(shmval__seg *seg, uint64_t off);
 /* Walk and verify the heap under its lock, filling @p st. */
 int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st);
+/* The same with the lock held by the caller, describing the first problem. */
+int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb);
+/*
+ * The heap lock; after a holder died, the heap's derived data is rebuilt
+ * first (or the segment fenced off: ECORRUPT, then ENOTRECOVERABLE).
+ */
+int shmval__heap_lock(shmval__seg *seg);
+void shmval__heap_unlock(shmval__seg *seg);
 /* Bytes of the block at @p off (the size word without flags). */
 static inline uint64_t shmval__blk_size(const shmval__seg *seg, uint64_t off) {
   const uint64_t *w = (const uint64_t *)((const char *)seg + off);
@@ -419,6 +456,11 @@ int shmval__dir_lookup(shmval__seg *seg, const char *name, size_t len, bool can_
                        shmval__obj **out, shmval__obj *hdr);
 /* Check the directory's shape when a segment is opened: 0 or ECORRUPT. */
 int shmval__dir_check(shmval__seg *seg);
+/*
+ * With the lock held: verify every entry (a live named object, reachable by
+ * its name, tagged with its hash) and the counters; the names in *named.
+ */
+int shmval__dir_verify(shmval__seg *seg, uint64_t *named, shmval__problem *pb);
 /* With the lock held: find @p name (ENOENT if absent), add, remove. */
 int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out);
 int shmval__dir_insert(shmval__seg *seg, shmval__obj *o);

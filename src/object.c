@@ -222,7 +222,9 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   if ((rc = obj_alloc(target, lo.block, &seg, &off)) != 0)
     goto unref;
   char *blk = (char *)seg + off;
+  SHMVAL__CRASH_POINT();
   o = obj_init(seg, off, &lo, kind, type, elem_size, length);
+  SHMVAL__CRASH_POINT();
   if (atomic)
     o->flags |= SHMVAL__OBJ_ATOMIC;
   if (own_lock) {
@@ -240,8 +242,10 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     memset(blk + lo.payload_at, 0, (size_t)bytes);
   if (named)
     memcpy(blk + lo.name_at, opts->name, name_len + 1);
+  SHMVAL__CRASH_POINT();
   /* Published last: a handle is valid, and a name findable, once its magic is. */
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
+  SHMVAL__CRASH_POINT();
   if (named && (rc = shmval__dir_insert(target, o)) != 0) {
     atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     goto free_block;
@@ -327,8 +331,10 @@ static int destroy_locked(shmval__obj *o) {
   }
   if (last)
     (void)shmval__lock_release(l);
+  SHMVAL__CRASH_POINT();
   if (o->name_off != 0 && (seg->flags & SHMVAL__SEG_NAMED))
     (void)shmval__dir_remove(seg, o);
+  SHMVAL__CRASH_POINT();
   if (l == NULL)
     return shmval__heap_free(seg, block_off(o));
   /* A block holding its own lock is freed by that lock's last reference. */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -223,3 +224,12 @@ bool shmval__prim_past(const struct timespec *deadline) {
   return now.tv_sec > deadline->tv_sec ||
          (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
+
+#ifdef SHMVAL_CRASH_HOOKS
+long shmval__crash_countdown;
+
+void shmval__crash_point(void) {
+  if (shmval__crash_countdown > 0 && --shmval__crash_countdown == 0)
+    raise(SIGKILL);
+}
+#endif

@@ -28,6 +28,7 @@ static char cbuf[8];
 static wchar_t wbuf[8];
 static unsigned ubuf;
 static shm_segment_info sinfo;
+static shm_check_report creport;
 static shmval_arena_info ainfo;
 static char long_name[SHMVAL_NAME_MAX + 2];
 static char huge_seg_name[300];
@@ -192,6 +193,8 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shm_segment_inspect(seg_name, NULL), SHMVAL_EINVAL)                                            \
   X(shm_segment_foreach(NULL, no_fn, NULL), SHMVAL_EINVAL)                                         \
   X(shm_segment_foreach(seg, NULL, NULL), SHMVAL_EINVAL)                                           \
+  X(shm_segment_check(NULL, &creport), SHMVAL_EINVAL)                                              \
+  X(shm_segment_check(seg, NULL), SHMVAL_EINVAL)                                                   \
   X(shm_segment_name(NULL) == NULL, 1)                                                             \
   X(shm_value_open(NULL, seg, "v", 0), SHMVAL_EINVAL)                                              \
   X(shm_value_open(&val, NULL, "v", 0), SHMVAL_EINVAL)                                             \

@@ -1,6 +1,8 @@
 /* The shmval command, run as a separate program on real segments. */
 #include "helpers.h"
 
+#include "../src/internal.h" /* only for the header's layout, to damage it */
+
 #include <string.h>
 #include <sys/mman.h>
 
@@ -135,11 +137,55 @@ static void test_gc(void **state) {
   assert_false(shm_exists(alive));
 }
 
+static void test_check(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_value *v;
+  const char *name = test_name(nbuf, sizeof nbuf, "check");
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  shm_opts o = {.segment = s, .name = "x"};
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){1}, &o));
+  o.name = NULL;
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){2}, &o));
+  assert_int_equal(tool("check", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, ": ok"));
+  assert_non_null(strstr(out, "objects: 2 live, 1 named"));
+  assert_non_null(strstr(out, "leaked: 0 blocks"));
+  assert_int_equal(tool("check", "--json", name + 1, NULL), 0);
+  assert_non_null(strstr(out, "\"ok\":true"));
+  assert_non_null(strstr(out, "\"objects\":2,\"named\":1"));
+
+  /* Damage the header's byte counter through a mapping of the file. */
+  char path[300];
+  snprintf(path, sizeof path, "/dev/shm%s", name);
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  shmval__seg *hdr = mmap(NULL, sizeof *hdr, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  assert_true(hdr != MAP_FAILED);
+  close(fd);
+  hdr->used += 64;
+  assert_int_equal(tool("check", name, NULL, NULL), 1);
+  assert_non_null(strstr(out, "CORRUPT"));
+  assert_non_null(strstr(out, "counters disagree"));
+  assert_int_equal(tool("check", "--json", name, NULL), 1);
+  assert_non_null(strstr(out, "\"error\":\"SHMVAL_ECORRUPT\""));
+  hdr->used -= 64;
+  munmap(hdr, sizeof *hdr);
+  assert_int_equal(tool("check", name, NULL, NULL), 0);
+
+  assert_int_equal(tool("check", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("check", name, name, NULL), 2);
+  assert_int_equal(tool("check", "/shmval-test-no-such-segment", NULL, NULL), 1);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_usage),
       cmocka_unit_test(test_ls_and_show),
       cmocka_unit_test(test_gc),
+      cmocka_unit_test(test_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,249 @@
+/*
+ * Crash consistency of the allocator and the name directory, white-box: this
+ * test links the library built with its crash points (SHMVAL__CRASH_POINT in
+ * src/internal.h), so a forked child can be killed with SIGKILL right after
+ * the Nth store of a fixed sequence of creations and destructions. For every
+ * N until the child finishes, the parent then checks the segment with
+ * shm_segment_check() (whose locks repair what the dead child left), that no
+ * committed update was lost, and that the segment still works.
+ */
+#include "helpers.h"
+
+#include "../src/internal.h"
+
+#include <string.h>
+
+#define NAMES 20 /* more than the directory's first table holds: it resizes */
+#define ARRAY_LEN 3000
+#define OPS (NAMES + 1 + NAMES / 2 + 1 + 1)
+
+/* The child's deterministic workload; *progress counts finished operations. */
+static int workload(shm_segment *seg, shm_value *progress) {
+  char name[32];
+  shm_value *v[NAMES];
+  shm_array *a, *big;
+  for (int i = 0; i < NAMES; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    shm_opts o = {.segment = seg, .name = name};
+    if (shm_value_create(&v[i], SHMVAL_INT, &i, &o) != 0)
+      return 10;
+    shm_value_add(progress, &(int){1}, NULL);
+  }
+  shm_opts unnamed = {.segment = seg};
+  if (shm_array_create(&a, SHMVAL_DOUBLE, ARRAY_LEN, NULL, &unnamed) != 0)
+    return 11;
+  shm_value_add(progress, &(int){1}, NULL);
+  for (int i = 0; i < NAMES / 2; i++) {
+    if (shm_value_destroy(v[i]) != 0)
+      return 12;
+    shm_value_add(progress, &(int){1}, NULL);
+  }
+  if (shm_array_destroy(a) != 0)
+    return 13;
+  shm_value_add(progress, &(int){1}, NULL);
+  shm_opts o = {.segment = seg, .name = "big"};
+  if (shm_array_create(&big, SHMVAL_LLONG, ARRAY_LEN, NULL, &o) != 0)
+    return 14;
+  shm_value_add(progress, &(int){1}, NULL);
+  return 0;
+}
+
+/* Whether name n<i> may, must or must not exist after @p done operations. */
+static void expect_names(shm_segment *seg, int done) {
+  char name[32];
+  for (int i = 0; i < NAMES; i++) {
+    bool created = i < done, destroyed = i < NAMES / 2 && NAMES + 1 + i < done;
+    bool in_flight = i == done || (i < NAMES / 2 && NAMES + 1 + i == done);
+    snprintf(name, sizeof name, "n%d", i);
+    shm_value *v;
+    int rc = shm_value_open(&v, seg, name, SHMVAL_INT);
+    if (in_flight) {
+      assert_true(rc == 0 || rc == SHMVAL_ENOENT);
+    } else if (created && !destroyed) {
+      assert_ok(rc);
+      int x = -1;
+      assert_ok(shm_value_get(v, &x));
+      assert_int_equal(x, i);
+    } else {
+      assert_code(rc, SHMVAL_ENOENT);
+    }
+  }
+}
+
+/* Fill the heap with holes so that frees merge with both neighbours. */
+static void fragment(shm_segment *seg) {
+  shm_opts o = {.segment = seg};
+  shm_value *v[12];
+  for (int i = 0; i < 12; i++)
+    assert_ok(shm_value_create(&v[i], SHMVAL_LLONG, NULL, &o));
+  for (int i = 0; i < 12; i += 2)
+    assert_ok(shm_value_destroy(v[i]));
+}
+
+/* One round: kill the child after step @p n. True if it finished instead. */
+static bool round_at(long n, size_t *max_leaked) {
+  char name[96];
+  shm_segment *seg;
+  shm_segment_opts so = {.flags = 0};
+  test_name(name, sizeof name, "crash");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, &so));
+  shm_opts keep_o = {.segment = seg, .name = "keep"};
+  shm_opts prog_o = {.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC};
+  shm_value *keep, *progress;
+  assert_ok(shm_value_create(&keep, SHMVAL_INT, &(int){42}, &keep_o));
+  assert_ok(shm_value_create(&progress, SHMVAL_INT, NULL, &prog_o));
+  fragment(seg);
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmval__crash_countdown = n;
+    _exit(workload(seg, progress));
+  }
+  int st = reap(pid);
+  assert_true(st == 0 || st == 128 + SIGKILL);
+
+  shm_check_report r;
+  int rc = shm_segment_check(seg, &r);
+  if (rc != 0)
+    fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
+             r.problem_offset, r.problem != NULL ? r.problem : "?");
+  /* A kill leaves at most the one block of the operation it interrupted. */
+  assert_true(r.leaked_blocks <= 1);
+  if (r.leaked_blocks > *max_leaked)
+    *max_leaked = r.leaked_blocks;
+  int done = 0, x = 0;
+  assert_ok(shm_value_get(progress, &done));
+  assert_ok(shm_value_get(keep, &x));
+  assert_int_equal(x, 42);
+  expect_names(seg, done);
+  if (st == 0)
+    assert_int_equal(done, OPS);
+
+  /* The segment still works: clear the names and run the workload here. */
+  char nm[32];
+  for (int i = 0; i < NAMES; i++) {
+    snprintf(nm, sizeof nm, "n%d", i);
+    rc = shm_object_remove(seg, nm);
+    assert_true(rc == 0 || rc == SHMVAL_ENOENT);
+  }
+  rc = shm_object_remove(seg, "big");
+  assert_true(rc == 0 || rc == SHMVAL_ENOENT);
+  assert_ok(shm_value_set(progress, &(int){0}));
+  assert_int_equal(workload(seg, progress), 0);
+  assert_ok(shm_segment_check(seg, &r));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return st == 0;
+}
+
+static void test_kill_at_every_step(void **state) {
+  (void)state;
+  long n;
+  size_t max_leaked = 0;
+  for (n = 1; n < 100000; n++)
+    if (round_at(n, &max_leaked))
+      break;
+  /* The workload's changes are made of hundreds of steps; all were cut. */
+  print_message("killed the workload at each of its %ld steps; at most %zu leaked block\n", n - 1,
+                max_leaked);
+  assert_true(n > 200);
+  assert_true(max_leaked == 1); /* some kills did land between allocation and publication */
+}
+
+/* The check finds damage it did not make: a sample of deliberate corruptions. */
+static void corrupt_and_check(void (*damage)(shmval__seg *, shm_value *), const char *what) {
+  char name[96];
+  shm_segment *seg;
+  test_name(name, sizeof name, "corrupt");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  shm_opts o = {.segment = seg, .name = "victim"};
+  shm_value *v;
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){1}, &o));
+  fragment(seg);
+  shm_check_report r;
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.named, 1);
+  assert_int_equal(r.objects, 7);
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_null(r.problem);
+  damage(seg->base, v);
+  int rc = shm_segment_check(seg, &r);
+  if (rc != SHMVAL_ECORRUPT)
+    fail_msg("%s: the check returned %s", what, shmval_err_name(rc));
+  assert_non_null(r.problem);
+  print_message("%-34s -> %s\n", what, r.problem);
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
+static void dmg_counter(shmval__seg *s, shm_value *v) {
+  (void)v;
+  s->used += 64;
+}
+static void dmg_free_link(shmval__seg *s, shm_value *v) {
+  (void)v;
+  for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
+    for (unsigned sl = 0; sl < SHMVAL__SL_COUNT; sl++)
+      if (s->free_head[fl][sl] != 0) {
+        ((shmval__free_blk *)(void *)((char *)s + s->free_head[fl][sl]))->next = 8;
+        return;
+      }
+}
+static void dmg_obj_length(shmval__seg *s, shm_value *v) {
+  (void)s;
+  shmval__obj_of(v)->length = 1000000;
+}
+static void dmg_dir_count(shmval__seg *s, shm_value *v) {
+  (void)v;
+  s->dir_count++;
+}
+static void dmg_name_hidden(shmval__seg *s, shm_value *v) {
+  /* Rename the object in place: its entry's hash tag no longer matches. */
+  shmval__obj *o = shmval__obj_of(v);
+  (void)s;
+  ((char *)o + o->name_off)[0] = 'X';
+}
+static void dmg_lock_back(shmval__seg *s, shm_value *v) {
+  (void)s;
+  shmval__obj *o = shmval__obj_of(v);
+  ((shmval__lock *)(void *)((char *)o + o->lock_rel))->host_back += 8;
+}
+
+static void test_check_finds_damage(void **state) {
+  (void)state;
+  corrupt_and_check(dmg_counter, "used-bytes counter");
+  corrupt_and_check(dmg_free_link, "free-list link");
+  corrupt_and_check(dmg_obj_length, "object length past its block");
+  corrupt_and_check(dmg_dir_count, "directory count");
+  corrupt_and_check(dmg_name_hidden, "name changed under its entry");
+  corrupt_and_check(dmg_lock_back, "lock not pointing back");
+}
+
+static void test_check_args(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *seg, *ro;
+  shm_check_report r;
+  test_name(name, sizeof name, "chkargs");
+  assert_ok(shm_segment_create(&seg, name, 1 << 16, NULL));
+  shm_segment_opts o = {.flags = SHMVAL_RDONLY};
+  assert_ok(shm_segment_open(&ro, name, &o));
+  assert_code(shm_segment_check(NULL, &r), SHMVAL_EINVAL);
+  assert_code(shm_segment_check(seg, NULL), SHMVAL_EINVAL);
+  assert_code(shm_segment_check(ro, &r), SHMVAL_EACCES);
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.objects, 0);
+  assert_int_equal(r.used + r.free, seg->base->heap_end - seg->base->heap_start);
+  assert_ok(shm_segment_close(ro));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_check_args),
+      cmocka_unit_test(test_check_finds_damage),
+      cmocka_unit_test(test_kill_at_every_step),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

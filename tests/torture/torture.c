@@ -1,0 +1,475 @@
+/*
+ * Kill torture: worker processes hammer a named segment with locked
+ * increments, atomic adds and object creation and destruction while this
+ * program, the supervisor, SIGKILLs random workers at random moments and
+ * restarts them. At the end it checks that no committed update was lost, that
+ * every lock can still be taken, that the segment passes shm_segment_check(),
+ * and it reports the blocks that killed workers leaked.
+ *
+ *   torture [--workers K] [--seconds S] [--kills N] [--min-kills M] [--soak] [--seed X]
+ *
+ * Short mode (the default, what ctest runs): stop after N kills (default
+ * 2000) or S seconds (default 20), and fail with fewer than M kills (default
+ * 300). --soak runs the whole S seconds whatever the kill count.
+ *
+ * Accounting. Each worker has a slot of counters that only it writes: for
+ * each operation kind, "pending" is set before the shared update and "done"
+ * bumped and "pending" cleared after it. An update in flight when the worker
+ * is killed may have happened or not: the supervisor counts those kills
+ * (pending found set) as the allowed uncertainty, so
+ *   sum(done) <= counter <= sum(done) + uncertain
+ * must hold exactly for both the locked and the atomic counter.
+ *
+ * Hangs: a watchdog fails the run if no worker completes an operation for 10
+ * seconds, if stopping the workers takes over 10 seconds, or if the whole run
+ * takes S + 60 seconds (SIGALRM).
+ *
+ * Exit status: 0 pass, 1 a check failed, 2 usage, 3 a hang.
+ */
+#include <shmval.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 64
+
+enum phase { IDLE, IN_LOCKED, IN_ATOMIC, IN_CREATE, IN_OPEN };
+
+/* A worker's counters; written by the worker (and by the supervisor once it died). */
+typedef struct slot {
+  uint64_t locked_done, locked_pend;
+  uint64_t atomic_done, atomic_pend;
+  uint64_t creates, ownerdead;
+  uint64_t phase, ops;
+} slot;
+
+static char seg_name[64];
+static volatile sig_atomic_t alarm_fired;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !alarm_fired) {
+  }
+}
+
+/* xorshift64*: a per-process random stream. */
+static uint64_t rng_state;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * UINT64_C(2685821657736338717);
+}
+
+static void put(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static uint64_t get(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+/* ------------------------------------------------------------------------ */
+/* Workers. */
+
+typedef struct world {
+  shm_segment *seg;
+  shm_value *locked, *atomic, *stop;
+  shm_array *slots;
+} world;
+
+static int open_world(world *w) {
+  int rc = shm_segment_open(&w->seg, seg_name, NULL);
+  if (rc == 0)
+    rc = shm_value_open(&w->locked, w->seg, "locked", SHMVAL_LLONG);
+  if (rc == 0)
+    rc = shm_value_open(&w->atomic, w->seg, "atomic", SHMVAL_LLONG);
+  if (rc == 0)
+    rc = shm_value_open(&w->stop, w->seg, "stop", SHMVAL_INT);
+  if (rc == 0)
+    rc = shm_array_open(&w->slots, w->seg, "slots", SHMVAL_RECORD);
+  return rc;
+}
+
+static int op_locked(world *w, slot *s) {
+  int rc = shm_value_acquire(w->locked);
+  if (rc == SHMVAL_OWNERDEAD)
+    put(&s->ownerdead, s->ownerdead + 1);
+  else if (rc != 0)
+    return 20;
+  long long *p = shm_value_ptr(w->locked);
+  put(&s->locked_pend, 1);
+  __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+  put(&s->locked_done, s->locked_done + 1);
+  put(&s->locked_pend, 0);
+  return shm_value_release(w->locked) == 0 ? 0 : 21;
+}
+
+static int op_atomic(world *w, slot *s) {
+  put(&s->atomic_pend, 1);
+  if (shm_value_add(w->atomic, &(long long){1}, NULL) != 0)
+    return 30;
+  put(&s->atomic_done, s->atomic_done + 1);
+  put(&s->atomic_pend, 0);
+  return 0;
+}
+
+/* A named Value and an unnamed Array of a random size, made and unmade. */
+static int op_create(world *w, slot *s, int id) {
+  char name[32];
+  snprintf(name, sizeof name, "w%d", id);
+  shm_opts o = {.segment = w->seg, .name = name};
+  shm_value *v;
+  shm_array *a;
+  int rc = shm_value_create(&v, SHMVAL_INT, &id, &o);
+  if (rc == SHMVAL_EEXIST) /* left by this slot's killed predecessor */
+    return shm_object_remove(w->seg, name) == 0 ? 0 : 40;
+  if (rc != 0)
+    return 41;
+  int x = -1;
+  if (shm_value_get(v, &x) != 0 || x != id)
+    return 42;
+  o.name = NULL;
+  if ((rc = shm_array_create(&a, SHMVAL_DOUBLE, 1 + rnd() % 2000, NULL, &o)) != 0 &&
+      rc != SHMVAL_ENOSPC)
+    return 43;
+  if (rc == 0 && shm_array_destroy(a) != 0)
+    return 44;
+  if (shm_value_destroy(v) != 0)
+    return 45;
+  put(&s->creates, s->creates + 1);
+  return 0;
+}
+
+static int worker(int id) {
+  world w;
+  rng_state = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15) | 1;
+  int rc = open_world(&w);
+  if (rc != 0) {
+    fprintf(stderr, "torture: worker %d: open: %s\n", id, shmval_strerror(rc));
+    return 10;
+  }
+  slot *s = (slot *)shm_array_ptr(w.slots) + id;
+  int stop = 0;
+  while (shm_value_get(w.stop, &stop) == 0 && !stop) {
+    unsigned r = (unsigned)(rnd() % 8);
+    uint64_t ph = r < 4 ? IN_LOCKED : r < 7 ? IN_ATOMIC : IN_CREATE;
+    put(&s->phase, ph);
+    rc = ph == IN_LOCKED   ? op_locked(&w, s)
+         : ph == IN_ATOMIC ? op_atomic(&w, s)
+                           : op_create(&w, s, id);
+    put(&s->phase, IDLE);
+    if (rc != 0) {
+      fprintf(stderr, "torture: worker %d: operation failed (%d)\n", id, rc);
+      return rc;
+    }
+    put(&s->ops, s->ops + 1);
+  }
+  shm_segment_close(w.seg);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The supervisor. */
+
+typedef struct tally {
+  uint64_t kills, unc_locked, unc_atomic, in_call[5], restarts;
+} tally;
+
+static pid_t pids[MAX_WORKERS];
+static slot *slots;
+
+static pid_t start_worker(int id) {
+  put(&slots[id].phase, IN_OPEN);
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(worker(id));
+  return pid;
+}
+
+static void kill_all(int k) {
+  for (int i = 0; i < k; i++)
+    if (pids[i] > 0) {
+      kill(pids[i], SIGKILL);
+      waitpid(pids[i], NULL, 0);
+      pids[i] = 0;
+    }
+}
+
+/* The run took far longer than asked: something hangs. Clean up and fail. */
+static void on_alarm(int sig) {
+  static const char msg[] = "torture: the run overran its time by 60 s: hung\n";
+  (void)sig;
+  alarm_fired = 1;
+  (void)!write(2, msg, sizeof msg - 1);
+  for (int i = 0; i < MAX_WORKERS; i++)
+    if (pids[i] > 0)
+      kill(pids[i], SIGKILL);
+  shm_unlink(seg_name);
+  _exit(3);
+}
+
+/* Kill worker @p id, note what it was doing, and start it again. */
+static int kill_one(int id, tally *t) {
+  kill(pids[id], SIGKILL);
+  int st;
+  if (waitpid(pids[id], &st, 0) != pids[id])
+    return 1;
+  if (WIFEXITED(st)) {
+    fprintf(stderr, "torture: worker %d exited with %d before it was killed\n", id,
+            WEXITSTATUS(st));
+    pids[id] = 0;
+    return 1;
+  }
+  slot *s = &slots[id];
+  t->kills++;
+  uint64_t ph = get(&s->phase);
+  t->in_call[ph < 5 ? ph : 0]++;
+  /* The dead worker's update in flight may have happened: allow it, once. */
+  if (get(&s->locked_pend)) {
+    t->unc_locked++;
+    put(&s->locked_pend, 0);
+  }
+  if (get(&s->atomic_pend)) {
+    t->unc_atomic++;
+    put(&s->atomic_pend, 0);
+  }
+  pids[id] = start_worker(id);
+  t->restarts++;
+  return pids[id] > 0 ? 0 : 1;
+}
+
+static uint64_t total_ops(int k) {
+  uint64_t n = 0;
+  for (int i = 0; i < k; i++)
+    n += get(&slots[i].ops);
+  return n;
+}
+
+/* Ask the workers to stop and wait for them; 3 if one hangs. */
+static int stop_all(int k, shm_value *stop) {
+  shm_value_set(stop, &(int){1});
+  double deadline = now() + 10;
+  for (int i = 0; i < k; i++) {
+    int st;
+    pid_t r;
+    while ((r = waitpid(pids[i], &st, WNOHANG)) == 0 && now() < deadline)
+      nap(0.005);
+    if (r == 0) {
+      fprintf(stderr, "torture: worker %d did not stop within 10 s: hung\n", i);
+      kill_all(k);
+      return 3;
+    }
+    pids[i] = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      fprintf(stderr, "torture: worker %d failed (status %d)\n", i, st);
+      kill_all(k);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int check_counter(const char *what, shm_value *v, uint64_t done, uint64_t unc) {
+  long long c = -1;
+  int rc = shm_value_get(v, &c);
+  if (rc != 0 && rc != SHMVAL_OWNERDEAD) {
+    fprintf(stderr, "torture: %s counter: %s\n", what, shmval_strerror(rc));
+    return 1;
+  }
+  printf("  %-7s counter %lld, completed %llu, in flight at a kill %llu\n", what, c,
+         (unsigned long long)done, (unsigned long long)unc);
+  if (c < 0 || (uint64_t)c < done || (uint64_t)c > done + unc) {
+    fprintf(stderr, "torture: %s counter %lld outside [%llu, %llu]: an update was lost\n", what, c,
+            (unsigned long long)done, (unsigned long long)(done + unc));
+    return 1;
+  }
+  return 0;
+}
+
+typedef struct config {
+  int workers, kills, min_kills;
+  double seconds;
+  bool soak;
+  uint64_t seed;
+} config;
+
+/* The end-of-run checks; 0 when everything holds. */
+static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_value *atomic,
+                  const tally *t, double elapsed) {
+  uint64_t ld = 0, ad = 0, creates = 0, od = 0;
+  for (int i = 0; i < c->workers; i++) {
+    ld += slots[i].locked_done;
+    ad += slots[i].atomic_done;
+    creates += slots[i].creates;
+    od += slots[i].ownerdead;
+  }
+  printf("torture: %d workers, %.1f s, %llu kills (%.0f/s), %llu operations\n", c->workers, elapsed,
+         (unsigned long long)t->kills, (double)t->kills / elapsed,
+         (unsigned long long)total_ops(c->workers));
+  printf("  kills landed: %llu inside a locked increment, %llu inside an atomic add, %llu inside"
+         " create/destroy, %llu while opening the segment, %llu between operations\n",
+         (unsigned long long)t->in_call[IN_LOCKED], (unsigned long long)t->in_call[IN_ATOMIC],
+         (unsigned long long)t->in_call[IN_CREATE], (unsigned long long)t->in_call[IN_OPEN],
+         (unsigned long long)t->in_call[IDLE]);
+  printf("  lock recovered from a dead owner %llu times; %llu create/destroy cycles\n",
+         (unsigned long long)od, (unsigned long long)creates);
+  int bad = check_counter("locked", locked, ld, t->unc_locked);
+  bad |= check_counter("atomic", atomic, ad, t->unc_atomic);
+  /* Every lock can be taken. */
+  int rc = shm_lock_acquire_timeout(shm_value_get_lock(locked), 2.0);
+  if (rc != 0 && rc != SHMVAL_OWNERDEAD) {
+    fprintf(stderr, "torture: the counter's lock cannot be taken: %s\n", shmval_strerror(rc));
+    bad = 1;
+  } else {
+    shm_lock_release(shm_value_get_lock(locked));
+  }
+  shm_check_report r;
+  rc = shm_segment_check(seg, &r);
+  printf("  check: %s; %zu objects, %zu blocks, %zu leaked blocks (%zu bytes) from %llu kills\n",
+         rc == 0 ? "ok" : shmval_err_name(rc), r.objects, r.blocks, r.leaked_blocks, r.leaked_bytes,
+         (unsigned long long)t->kills);
+  if (rc != 0) {
+    fprintf(stderr, "torture: integrity check: %s at offset %llu\n",
+            r.problem ? r.problem : shmval_strerror(rc), r.problem_offset);
+    bad = 1;
+  } else if (r.leaked_blocks > t->in_call[IN_CREATE]) {
+    /* Only a kill inside create/destroy can leave a block behind. */
+    fprintf(stderr, "torture: %zu leaked blocks, more than the %llu kills inside create/destroy\n",
+            r.leaked_blocks, (unsigned long long)t->in_call[IN_CREATE]);
+    bad = 1;
+  }
+  shm_segment_info info;
+  if (shm_segment_stat(seg, &info) != 0 || info.attached != 1) {
+    fprintf(stderr, "torture: %u processes still attached; only the supervisor should be\n",
+            info.attached);
+    bad = 1;
+  }
+  if (t->kills < (uint64_t)c->min_kills) {
+    fprintf(stderr, "torture: only %llu kills, fewer than %d\n", (unsigned long long)t->kills,
+            c->min_kills);
+    bad = 1;
+  }
+  return bad;
+}
+
+static int make_world(shm_segment **seg, shm_value **locked, shm_value **atomic, shm_value **stop,
+                      int k) {
+  shm_segment_opts so = {.max_attach = MAX_WORKERS * 2};
+  int rc = shm_segment_create(seg, seg_name, 8u << 20, &so);
+  if (rc != 0)
+    return rc;
+  shm_opts o = {.segment = *seg, .name = "locked"};
+  shm_array *sa;
+  if ((rc = shm_value_create(locked, SHMVAL_LLONG, NULL, &o)) != 0)
+    return rc;
+  o.name = "atomic";
+  o.flags = SHMVAL_ATOMIC;
+  if ((rc = shm_value_create(atomic, SHMVAL_LLONG, NULL, &o)) != 0)
+    return rc;
+  o.name = "stop";
+  o.flags = SHMVAL_RAW;
+  if ((rc = shm_value_create(stop, SHMVAL_INT, NULL, &o)) != 0)
+    return rc;
+  o.name = "slots";
+  if ((rc = shm_array_create_record(&sa, sizeof(slot), _Alignof(slot), (size_t)k, NULL, &o)) != 0)
+    return rc;
+  slots = shm_array_ptr(sa);
+  return 0;
+}
+
+static int parse(int argc, char **argv, config *c) {
+  *c = (config){.workers = 4, .kills = 2000, .min_kills = 300, .seconds = 20, .seed = 0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--soak") == 0) {
+      c->soak = true;
+      continue;
+    }
+    if (v == NULL)
+      return 2;
+    i++;
+    if (strcmp(a, "--workers") == 0)
+      c->workers = atoi(v);
+    else if (strcmp(a, "--seconds") == 0)
+      c->seconds = atof(v);
+    else if (strcmp(a, "--kills") == 0)
+      c->kills = atoi(v);
+    else if (strcmp(a, "--min-kills") == 0)
+      c->min_kills = atoi(v);
+    else if (strcmp(a, "--seed") == 0)
+      c->seed = strtoull(v, NULL, 0);
+    else
+      return 2;
+  }
+  return c->workers < 1 || c->workers > MAX_WORKERS || c->seconds <= 0 ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+  config c;
+  if (parse(argc, argv, &c) != 0) {
+    fprintf(stderr, "usage: torture [--workers K] [--seconds S] [--kills N] [--min-kills M] "
+                    "[--soak] [--seed X]\n");
+    return 2;
+  }
+  rng_state = c.seed != 0 ? c.seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  printf("torture: seed %llu\n", (unsigned long long)rng_state);
+  rng_state |= 1;
+  snprintf(seg_name, sizeof seg_name, "/shmval-torture-%d", (int)getpid());
+  signal(SIGALRM, on_alarm);
+  alarm((unsigned)c.seconds + 60);
+
+  shm_segment *seg = NULL;
+  shm_value *locked, *atomic, *stop;
+  int rc = make_world(&seg, &locked, &atomic, &stop, c.workers);
+  if (rc != 0) {
+    fprintf(stderr, "torture: setting up: %s\n", shmval_strerror(rc));
+    shm_segment_close(seg);
+    shm_segment_unlink(seg_name);
+    return 1;
+  }
+  tally t = {0};
+  int status = 0;
+  for (int i = 0; i < c.workers; i++)
+    pids[i] = start_worker(i);
+  double t0 = now(), last_progress = t0;
+  uint64_t last_ops = 0;
+  while (status == 0) {
+    double el = now() - t0;
+    if (el >= c.seconds || (!c.soak && t.kills >= (uint64_t)c.kills))
+      break;
+    nap((double)(rnd() % 10000) / 1e6); /* 0 to 10 ms */
+    status = kill_one((int)(rnd() % (uint64_t)c.workers), &t);
+    uint64_t ops = total_ops(c.workers);
+    if (ops != last_ops) {
+      last_ops = ops;
+      last_progress = now();
+    } else if (now() - last_progress > 10 || alarm_fired) {
+      fprintf(stderr, "torture: no operation completed for 10 s: hung\n");
+      status = 3;
+    }
+  }
+  double elapsed = now() - t0;
+  if (status == 0)
+    status = stop_all(c.workers, stop);
+  else
+    kill_all(c.workers);
+  if (status == 0 && alarm_fired)
+    status = 3;
+  if (status == 0)
+    status = verify(&c, seg, locked, atomic, &t, elapsed);
+  shm_segment_close(seg);
+  shm_segment_unlink(seg_name);
+  printf("torture: %s\n", status == 0 ? "PASS" : "FAIL");
+  return status;
+}
