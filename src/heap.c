@@ -126,6 +126,27 @@ static bool blk_ok(const shmval__seg *seg, uint64_t off, uint64_t size) {
          size <= seg->heap_end - off;
 }
 
+/* Whether the list head of the class of a @p size-byte free block may be followed. */
+static bool head_ok(const shmval__seg *seg, uint64_t size) {
+  unsigned fl, sl;
+  size_class(size / BLK_MIN, &fl, &sl);
+  if (fl >= SHMVAL__FL_COUNT)
+    return false;
+  uint64_t head = seg->free_head[fl][sl];
+  return head == 0 || blk_off_ok(seg, head);
+}
+
+/*
+ * Whether the free block [off, off+size), already checked by blk_ok(), can be
+ * taken off its list: its links and its list's head stay in the heap. Checked
+ * before a change starts, so that a damaged list fails it cleanly.
+ */
+static bool links_ok(const shmval__seg *seg, uint64_t off, uint64_t size) {
+  const shmval__free_blk *b = (const shmval__free_blk *)(const void *)((const char *)seg + off);
+  return (b->next == 0 || blk_off_ok(seg, b->next)) && (b->prev == 0 || blk_off_ok(seg, b->prev)) &&
+         head_ok(seg, size);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Repair after a holder of the heap lock died. */
 
@@ -257,13 +278,15 @@ int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t o
 
 /* The first free block in a class at or above (fl, sl), or 0. */
 static uint64_t find_free(const shmval__seg *seg, unsigned fl, unsigned sl) {
-  uint32_t sl_map = seg->sl_bitmap[fl] & (~0u << sl);
+  /* Only the bits of real classes count: the bitmaps come from shared memory. */
+  const uint32_t sl_mask = (1u << SHMVAL__SL_COUNT) - 1u;
+  uint32_t sl_map = seg->sl_bitmap[fl] & (~0u << sl) & sl_mask;
   if (sl_map == 0) {
     uint32_t fl_map = fl + 1 < SHMVAL__FL_COUNT ? seg->fl_bitmap & (~0u << (fl + 1)) : 0;
     if (fl_map == 0)
       return 0;
     fl = (unsigned)__builtin_ctz(fl_map);
-    sl_map = seg->sl_bitmap[fl];
+    sl_map = seg->sl_bitmap[fl] & sl_mask;
     if (sl_map == 0)
       return 0;
   }
@@ -334,9 +357,9 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
     shmval__heap_unlock(seg);
     return SHMVAL_ENOMEM;
   }
-  uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0;
-  if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, w & ~SHMVAL__BLK_FLAGS) ||
-      (w & ~SHMVAL__BLK_FLAGS) < size) {
+  uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0, bsize = w & ~SHMVAL__BLK_FLAGS;
+  if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, bsize) || bsize < size ||
+      !links_ok(seg, b, bsize) || (bsize - size >= BLK_MIN && !head_ok(seg, bsize - size))) {
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
@@ -358,6 +381,31 @@ static void discard_interior(shmval__seg *seg, uint64_t off, uint64_t size) {
     shmval__prim_discard((void *)(uintptr_t)lo, hi - lo);
 }
 
+/*
+ * Whether the block at @p off, about to be freed, and the free neighbours it
+ * will merge with check out; their sizes in *nsize and *psize (0: no merge).
+ * Nothing is changed before all of this holds.
+ */
+static bool free_ok(shmval__seg *seg, uint64_t off, uint64_t w, uint64_t *nsize, uint64_t *psize) {
+  uint64_t size = w & ~SHMVAL__BLK_FLAGS, next = off + size;
+  *nsize = *psize = 0;
+  if ((w & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size))
+    return false;
+  if (next < seg->heap_end && (*word_at(seg, next) & SHMVAL__BLK_FREE)) {
+    *nsize = *word_at(seg, next) & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, next, *nsize) || !links_ok(seg, next, *nsize))
+      return false;
+  }
+  if (w & SHMVAL__BLK_PREV_FREE) {
+    *psize = off > seg->heap_start ? *word_at(seg, off - 8) : 0;
+    uint64_t prev = off - *psize;
+    if (*psize == 0 || *psize > off - seg->heap_start || !blk_ok(seg, prev, *psize) ||
+        *word_at(seg, prev) != (*psize | SHMVAL__BLK_FREE) || !links_ok(seg, prev, *psize))
+      return false;
+  }
+  return head_ok(seg, *psize + size + *nsize);
+}
+
 int shmval__heap_free(shmval__seg *seg, uint64_t off) {
   if (!blk_off_ok(seg, off))
     return SHMVAL_ECORRUPT;
@@ -365,34 +413,27 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
    * The block is still ours until it is on a free list, so its pages can be
    * dropped without the lock (no other process may be using them).
    */
-  discard_interior(seg, off, shmval__blk_size(seg, off));
+  uint64_t size = shmval__blk_size(seg, off);
+  if (!blk_ok(seg, off, size))
+    return SHMVAL_ECORRUPT;
+  discard_interior(seg, off, size);
   int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
-  uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
-  if ((w & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size)) {
+  uint64_t w = *word_at(seg, off), nsize, psize;
+  if (!free_ok(seg, off, w, &nsize, &psize)) {
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
-  uint64_t start = off, total = size, next = off + size;
-  if (next < seg->heap_end && (*word_at(seg, next) & SHMVAL__BLK_FREE)) {
-    uint64_t nsize = *word_at(seg, next) & ~SHMVAL__BLK_FLAGS;
-    if (!blk_ok(seg, next, nsize))
-      goto corrupt;
-    list_remove(seg, next, nsize);
+  size = w & ~SHMVAL__BLK_FLAGS;
+  if (nsize != 0) {
+    list_remove(seg, off + size, nsize);
     SHMVAL__CRASH_POINT();
-    total += nsize;
   }
-  if (w & SHMVAL__BLK_PREV_FREE) {
-    uint64_t psize = off > seg->heap_start ? *word_at(seg, off - 8) : 0;
-    uint64_t prev = off - psize;
-    if (psize == 0 || psize > off - seg->heap_start || !blk_ok(seg, prev, psize) ||
-        *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE))
-      goto corrupt;
-    list_remove(seg, prev, psize);
+  uint64_t start = off - psize, total = psize + size + nsize;
+  if (psize != 0) {
+    list_remove(seg, start, psize);
     SHMVAL__CRASH_POINT();
-    start = prev;
-    total += psize;
   }
   /* One store makes the merged block; the rest is derived data. */
   *word_at(seg, start) = total | SHMVAL__BLK_FREE;
@@ -407,9 +448,6 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
   seg->blocks--;
   shmval__heap_unlock(seg);
   return 0;
-corrupt:
-  shmval__heap_unlock(seg);
-  return SHMVAL_ECORRUPT;
 }
 
 /* ------------------------------------------------------------------------ */

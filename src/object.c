@@ -852,6 +852,24 @@ static bool elem_ok(const shmval__obj *o) {
   }
 }
 
+/*
+ * Whether the lock at @p at (in the heap) has a host object @p back bytes
+ * before it that owns it: the last reference to a lock frees its host's
+ * block, found from the host's own header, so that header must be sound.
+ */
+static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
+  uint64_t host = at - back;
+  if (back > at - seg->heap_start || host < seg->heap_start + SHMVAL__OBJ_HDR_OFF ||
+      (host & (SHMVAL__BLOCK_ALIGN - 1)) != SHMVAL__OBJ_HDR_OFF)
+    return false;
+  shmval__obj h;
+  uint64_t w = *(const uint64_t *)(const void *)((const char *)seg + host - SHMVAL__OBJ_HDR_OFF);
+  uint64_t blk_end = host - SHMVAL__OBJ_HDR_OFF + (w & ~SHMVAL__BLK_FLAGS);
+  memcpy(&h, (const char *)seg + host, sizeof h);
+  return h.self_off == host && (h.flags & SHMVAL__OBJ_OWN_LOCK) && h.lock_rel == (int64_t)back &&
+         blk_end <= seg->heap_end && at + sizeof(shmval__lock) <= blk_end;
+}
+
 /* Whether the lock @p o points to lies in the heap and is a lock. */
 static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
   if (o->lock_rel == 0)
@@ -864,9 +882,10 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
       ((uint64_t)at < off + sizeof *o || (uint64_t)at + sizeof(shmval__lock) > blk_end))
     return false;
   const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
-  return atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) ==
-             SHMVAL__LOCK_MAGIC &&
-         l->host_back <= (uint64_t)at - seg->heap_start;
+  if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=
+      SHMVAL__LOCK_MAGIC)
+    return false;
+  return host_ok(seg, (uint64_t)at, l->host_back);
 }
 
 /*
@@ -897,6 +916,7 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
       (h->lock_rel != 0 || !atomic_ok(h->kind, h->type, h->elem_size)))
     return SHMVAL_ECORRUPT;
   if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
+      (h->payload_rel & 7) != 0 ||
       __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > room ||
       bytes > room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
     return SHMVAL_ECORRUPT;

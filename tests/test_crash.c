@@ -219,6 +219,74 @@ static void test_check_finds_damage(void **state) {
   corrupt_and_check(dmg_lock_back, "lock not pointing back");
 }
 
+/* A segment with a named Value "victim" (own lock), for damage to be done to. */
+static shm_segment *victim_segment(char *name, size_t cap, shm_value **v) {
+  shm_segment *seg;
+  test_name(name, cap, "fuzzfind");
+  assert_ok(shm_segment_create(&seg, name, 1 << 16, NULL));
+  shm_opts o = {.segment = seg, .name = "victim"};
+  assert_ok(shm_value_create(v, SHMVAL_INT, &(int){1}, &o));
+  return seg;
+}
+
+static void drop(shm_segment *seg, const char *name) {
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
+/*
+ * What the fuzzers found (inputs in tests/fuzz/regressions), each as the
+ * damage that caused it and the clean answer the library now gives.
+ */
+static void test_fuzz_finds(void **state) {
+  (void)state;
+  char name[96];
+  shm_value *v, *v2;
+  shm_segment *seg2;
+
+  /* 1. A table header whose payload is misaligned: open refused. */
+  shm_segment *seg = victim_segment(name, sizeof name, &v);
+  shmval__obj *att = (shmval__obj *)(void *)((char *)seg->base + seg->base->attach_off);
+  att->payload_rel += 4;
+  assert_code(shm_segment_open(&seg2, name, NULL), SHMVAL_ECORRUPT);
+  att->payload_rel -= 4;
+  drop(seg, name);
+
+  /* 2. Bitmap bits for size classes that do not exist: no read past the lists. */
+  seg = victim_segment(name, sizeof name, &v);
+  for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
+    seg->base->sl_bitmap[fl] |= 0xffff0000u;
+  shm_opts o = {.segment = seg};
+  int rc = shm_value_create(&v2, SHMVAL_INT, NULL, &o);
+  assert_true(rc == 0 || rc == SHMVAL_ECORRUPT);
+  drop(seg, name);
+
+  /* 3. A lock whose host is not an object: no free through a wild header. */
+  seg = victim_segment(name, sizeof name, &v);
+  shmval__obj *o2 = shmval__obj_of(v);
+  ((shmval__lock *)(void *)((char *)o2 + o2->lock_rel))->host_back -= 1;
+  assert_code(shm_object_remove(seg, "victim"), SHMVAL_ECORRUPT); /* not a valid object now */
+  assert_code(shm_value_open(&v2, seg, "victim", SHMVAL_INT), SHMVAL_ECORRUPT);
+  ((shmval__lock *)(void *)((char *)o2 + o2->lock_rel))->host_back += 1;
+  assert_ok(shm_object_remove(seg, "victim"));
+  drop(seg, name);
+
+  /* 4. A free-list link out of the heap: allocation fails cleanly, nothing changes. */
+  seg = victim_segment(name, sizeof name, &v);
+  shm_check_report r;
+  assert_ok(shm_segment_check(seg, &r));
+  for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
+    for (unsigned sl = 0; sl < SHMVAL__SL_COUNT; sl++)
+      if (seg->base->free_head[fl][sl] != 0)
+        ((shmval__free_blk *)(void *)((char *)seg->base + seg->base->free_head[fl][sl]))->next =
+            UINT64_C(1) << 50;
+  size_t used = r.used;
+  assert_code(shm_value_create(&v2, SHMVAL_INT, NULL, &o), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_int_equal(r.used, used);
+  drop(seg, name);
+}
+
 static void test_check_args(void **state) {
   (void)state;
   char name[96];
@@ -243,6 +311,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
       cmocka_unit_test(test_check_finds_damage),
+      cmocka_unit_test(test_fuzz_finds),
       cmocka_unit_test(test_kill_at_every_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,180 @@
+/*
+ * libFuzzer harnesses whose input is a segment image: the bytes of a
+ * /dev/shm file. Each input is written to a fresh named segment file and
+ * handed to the library the way another process's segment would be.
+ *
+ *   fuzz_attach   (FUZZ_ATTACH): open it read-write, run the integrity check,
+ *                 visit every object (take and release its lock, read and
+ *                 write its value), open objects by name, allocate and free.
+ *   fuzz_inspect  (otherwise): describe it without attaching, open it
+ *                 read-only, list and read its objects, look names up.
+ *
+ * Built with clang -fsanitize=fuzzer,address,undefined (cmake -DSHMVAL_FUZZ=ON).
+ * The seed corpus is made from real segments by make_seeds.
+ *
+ * One thing is not fuzzed: the two pthread mutexes of the segment header are
+ * replaced by fresh ones before each run. A mutex word that says "held by
+ * thread 1234" cannot be told from a mutex really held by a live thread, and
+ * waiting for it is what any process must do, so such an image would only
+ * test that the harness waits forever. The objects' own locks are fuzzed: the
+ * harness only ever tries them (shm_lock_try_acquire never waits).
+ */
+#include <shmval.h>
+
+#include "../../src/internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MAX_IMAGE (1u << 20)
+
+static char seg_name[64];
+static unsigned char buf[1 << 16];
+static pthread_mutex_t template_mutex;
+
+static void make_template(void) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&template_mutex, &a);
+  pthread_mutexattr_destroy(&a);
+  snprintf(seg_name, sizeof seg_name, "/shmval-fuzz-%d", (int)getpid());
+}
+
+/* Write the image to the segment file; 0 on success. */
+static int write_image(const uint8_t *data, size_t size) {
+  int fd = shm_open(seg_name, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0)
+    return -1;
+  int rc = ftruncate(fd, (off_t)size) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size ? 0 : -1;
+  size_t lo = offsetof(shmval__seg, heap_lock), hi = offsetof(shmval__seg, dir_lock);
+  if (rc == 0 && size >= hi + sizeof(pthread_mutex_t)) {
+    (void)!pwrite(fd, &template_mutex, sizeof template_mutex, (off_t)lo);
+    (void)!pwrite(fd, &template_mutex, sizeof template_mutex, (off_t)hi);
+  }
+  close(fd);
+  return rc;
+}
+
+/* Read an object through its handle; write it back when @p rw. */
+static void touch_value(shm_value *v, bool rw) {
+  size_t n = shm_value_size(v);
+  shm_lock *l = shm_value_get_lock(v);
+  if (n == 0 || n > sizeof buf)
+    return;
+  int rc = l != NULL && rw ? shm_lock_try_acquire(l) : 0;
+  if (rc != 0 && rc != SHMVAL_OWNERDEAD)
+    return;
+  if (shm_value_get(v, buf) == 0 && rw)
+    (void)shm_value_set(v, buf);
+  if (l != NULL && rw)
+    (void)shm_lock_release(l);
+}
+
+static void touch_array(shm_array *a, bool rw) {
+  size_t len = shm_array_length(a), es = shm_array_elem_size(a);
+  shm_lock *l = shm_array_get_lock(a);
+  if (len == 0 || es == 0 || es > sizeof buf)
+    return;
+  int rc = l != NULL && rw ? shm_lock_try_acquire(l) : 0;
+  if (rc != 0 && rc != SHMVAL_OWNERDEAD)
+    return;
+  size_t count = sizeof buf / es < len ? sizeof buf / es : len;
+  (void)shm_array_get(a, len - 1, buf);
+  if (shm_array_read(a, 0, count, buf) == 0 && rw)
+    (void)shm_array_write(a, 0, count, buf);
+  if (shm_array_type(a) == SHMVAL_CHAR)
+    (void)shm_array_get_string(a, (char *)buf, sizeof buf);
+  if (l != NULL && rw)
+    (void)shm_lock_release(l);
+}
+
+typedef struct visit_ctx {
+  shm_segment *seg;
+  bool rw;
+} visit_ctx;
+
+static int visit(const shm_object_info *i, void *arg) {
+  visit_ctx *c = arg;
+  void *h = NULL;
+  switch (i->kind) {
+  case SHMVAL_OBJ_VALUE:
+    touch_value(i->handle, c->rw);
+    if (i->name != NULL && shm_value_open((shm_value **)&h, c->seg, i->name, 0) == 0)
+      touch_value(h, c->rw);
+    break;
+  case SHMVAL_OBJ_ARRAY:
+    touch_array(i->handle, c->rw);
+    if (i->name != NULL && shm_array_open((shm_array **)&h, c->seg, i->name, 0) == 0)
+      touch_array(h, c->rw);
+    break;
+  case SHMVAL_OBJ_LOCK:
+    if (c->rw && shm_lock_try_acquire(i->handle) >= 0)
+      (void)shm_lock_release(i->handle);
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+#ifdef FUZZ_ATTACH
+static void run(void) {
+  shm_segment *seg;
+  shm_segment_opts o = {.timeout = -1};
+  if (shm_segment_open(&seg, seg_name, &o) != 0)
+    return;
+  shm_check_report r;
+  (void)shm_segment_check(seg, &r);
+  visit_ctx c = {.seg = seg, .rw = true};
+  (void)shm_segment_foreach(seg, visit, &c);
+  /* The allocator and the directory, on whatever lists the image holds. */
+  shm_value *v, *n;
+  shm_array *a;
+  shm_opts uo = {.segment = seg}, no = {.segment = seg, .name = "fuzz-new"};
+  if (shm_value_create(&v, SHMVAL_INT, NULL, &uo) == 0)
+    (void)shm_value_destroy(v);
+  if (shm_array_create(&a, SHMVAL_DOUBLE, 300, NULL, &uo) == 0)
+    (void)shm_array_destroy(a);
+  if (shm_value_create(&n, SHMVAL_LLONG, NULL, &no) == 0)
+    (void)shm_value_destroy(n);
+  (void)shm_object_remove(seg, "x");
+  (void)shm_segment_check(seg, &r);
+  shm_segment_info info;
+  (void)shm_segment_stat(seg, &info);
+  shm_segment_close(seg);
+}
+#else
+static void run(void) {
+  shm_segment_info info;
+  shm_segment *seg;
+  (void)shm_segment_inspect(seg_name, &info);
+  shm_segment_opts o = {.flags = SHMVAL_RDONLY, .timeout = -1};
+  if (shm_segment_open(&seg, seg_name, &o) != 0)
+    return;
+  (void)shm_segment_stat(seg, &info);
+  visit_ctx c = {.seg = seg, .rw = false};
+  (void)shm_segment_foreach(seg, visit, &c);
+  shm_value *v;
+  (void)shm_value_open(&v, seg, "x", 0);
+  shm_segment_close(seg);
+}
+#endif
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_template);
+  if (size == 0 || size > MAX_IMAGE)
+    return 0;
+  if (write_image(data, size) == 0)
+    run();
+  shm_unlink(seg_name);
+  return 0;
+}
