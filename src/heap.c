@@ -31,6 +31,15 @@ static inline uint64_t *word_at(shmval__seg *seg, uint64_t off) {
   return (uint64_t *)((char *)seg + off);
 }
 
+/*
+ * Set the size word of the allocated block at @p off. Its owner reads that
+ * word without the heap lock (shmval__blk_size), while a neighbour's free
+ * changes its PREV_FREE bit under the lock: both sides use atomic accesses.
+ */
+static inline void set_used_word(shmval__seg *seg, uint64_t off, uint64_t w) {
+  __atomic_store_n(word_at(seg, off), w, __ATOMIC_RELAXED);
+}
+
 static inline shmval__free_blk *fblk(shmval__seg *seg, uint64_t off) {
   return (shmval__free_blk *)((char *)seg + off);
 }
@@ -181,7 +190,7 @@ static int heap_rebuild(shmval__seg *seg) {
     } else {
       if (run_size != 0)
         rebuild_free_run(seg, run_start, run_size);
-      *word_at(seg, off) = size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0);
+      set_used_word(seg, off, size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0));
       run_size = 0;
       used += size;
       blocks++;
@@ -325,15 +334,15 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
     SHMVAL__CRASH_POINT();
     set_footer(seg, tail, tsize);
     SHMVAL__CRASH_POINT();
-    *word_at(seg, off) = size | prev_bit;
+    set_used_word(seg, off, size | prev_bit);
     SHMVAL__CRASH_POINT();
     list_insert(seg, tail, tsize);
   } else {
     size = bsize;
-    *word_at(seg, off) = size | prev_bit;
+    set_used_word(seg, off, size | prev_bit);
     SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
-      *word_at(seg, off + size) &= ~SHMVAL__BLK_PREV_FREE;
+      set_used_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
   }
   SHMVAL__CRASH_POINT();
   seg->used += size;
@@ -441,7 +450,7 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
   set_footer(seg, start, total);
   list_insert(seg, start, total);
   if (start + total < seg->heap_end)
-    *word_at(seg, start + total) |= SHMVAL__BLK_PREV_FREE;
+    set_used_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
   SHMVAL__CRASH_POINT();
   seg->used -= size;
   SHMVAL__CRASH_POINT();

@@ -236,7 +236,7 @@ void shmval__heap_unlock(shmval__seg *seg);
 /* Bytes of the block at @p off (the size word without flags). */
 static inline uint64_t shmval__blk_size(const shmval__seg *seg, uint64_t off) {
   const uint64_t *w = (const uint64_t *)((const char *)seg + off);
-  return *w & ~SHMVAL__BLK_FLAGS;
+  return __atomic_load_n(w, __ATOMIC_RELAXED) & ~SHMVAL__BLK_FLAGS;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
 #   sh tests/run.sh                 build in build/test and run every test
 #   BUILD_DIR=dir sh tests/run.sh   use another build directory
 #   SHMVAL_CMAKE_ARGS='-DSHMVAL_SANITIZER=address,undefined' sh tests/run.sh
+#   SHMVAL_CTEST_ARGS='-R lock' sh tests/run.sh     pass arguments to ctest
 #
 # cmocka (Debian: libcmocka-dev) is installed when it is missing and this
 # runs as root; otherwise the script says what to install and stops.
@@ -35,4 +36,5 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # shellcheck disable=SC2086 # SHMVAL_CMAKE_ARGS is a list of arguments.
 cmake -S . -B "$build" -DSHMVAL_WERROR=ON -DSHMVAL_BUILD_TESTS=ON ${SHMVAL_CMAKE_ARGS:-}
 cmake --build "$build" -j "$jobs"
-ctest --test-dir "$build" --output-on-failure -j "$jobs"
+# shellcheck disable=SC2086 # SHMVAL_CTEST_ARGS is a list of arguments.
+ctest --test-dir "$build" --output-on-failure -j "$jobs" ${SHMVAL_CTEST_ARGS:-}

@@ -198,10 +198,10 @@ static int exhaust_child(void *arg) {
   return 0;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_ASAN 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define UNDER_ASAN 1
 #endif
 #endif
@@ -210,7 +210,7 @@ static void test_out_of_memory(void **state) {
   (void)state;
   assert_code(shmval_arena_stat(NULL), SHMVAL_EINVAL);
 #ifdef UNDER_ASAN
-  /* ASan reserves terabytes of address space: RLIMIT_AS cannot work there. */
+  /* ASan and TSan reserve terabytes of address space: RLIMIT_AS cannot work there. */
   skip();
 #endif
   pid_t pid = spawn(exhaust_child, NULL);

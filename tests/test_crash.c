@@ -273,6 +273,7 @@ static void test_fuzz_finds(void **state) {
 
   /* 4. A free-list link out of the heap: allocation fails cleanly, nothing changes. */
   seg = victim_segment(name, sizeof name, &v);
+  o.segment = seg;
   shm_check_report r;
   assert_ok(shm_segment_check(seg, &r));
   for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)

@@ -665,13 +665,15 @@ static void test_fork_child_attaches(void **state) {
 
 static int tiny_devshm(void *arg) {
   (void)arg;
-  if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+  if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
       mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0)
     return 77;
   shm_segment *s;
   int rc = shm_segment_create(&s, "/shmval-test-full", 4 * MIB, NULL);
-  if (rc != SHMVAL_ENOSPC)
+  if (rc != SHMVAL_ENOSPC) {
+    fprintf(stderr, "tiny /dev/shm: create returned %s, not SHMVAL_ENOSPC\n", shmval_err_name(rc));
     return 1;
+  }
   return access("/dev/shm/shmval-test-full", F_OK) == 0 ? 2 : 0; /* and no file left */
 }
 
