@@ -86,6 +86,8 @@ SHMVAL_API const char *shmval_version(void);
   XX(EBUSY, SHMVAL__ESYS(16), "lock or object is busy")                                            \
   XX(EEXIST, SHMVAL__ESYS(17), "object or segment already exists")                                 \
   XX(EINVAL, SHMVAL__ESYS(22), "invalid argument")                                                 \
+  XX(ENFILE, SHMVAL__ESYS(23), "too many open files in the system")                                \
+  XX(EMFILE, SHMVAL__ESYS(24), "too many open files in this process")                              \
   XX(ENOSPC, SHMVAL__ESYS(28), "no space left in shared memory")                                   \
   XX(ERANGE, SHMVAL__ESYS(34), "index, slice or string out of range")                              \
   XX(EDEADLK, SHMVAL__ESYS(35), "non-recursive lock already held by this thread")                  \
@@ -716,7 +718,9 @@ typedef struct shm_object_info {
  * @return 0; #SHMVAL_EINVAL (bad name, size too small for the header and
  *         tables, unknown flags, mode beyond 0777); #SHMVAL_EEXIST (the name
  *         exists and #SHMVAL_OPEN_OR_CREATE was not given); #SHMVAL_ENOSPC
- *         (no room in /dev/shm); #SHMVAL_EACCES; #SHMVAL_ENOMEM; other -errno.
+ *         (no room in /dev/shm); #SHMVAL_EACCES; #SHMVAL_EMFILE or #SHMVAL_ENFILE
+ *         (out of file descriptors: nothing is left behind); #SHMVAL_ENOMEM;
+ *         other -errno.
  *         With #SHMVAL_OPEN_OR_CREATE, anything shm_segment_open() returns.
  * @note The creator holds the segment's initialisation lock until the header
  *       (written last) is complete. Two processes racing with
@@ -738,7 +742,8 @@ SHMVAL_API int shm_segment_create(shm_segment **out, const char *name, size_t si
  *         #SHMVAL_EUNINIT (its creator did not finish in time, or died);
  *         #SHMVAL_ENOTSHMVAL (not a libshmval segment); #SHMVAL_EVERSION;
  *         #SHMVAL_EABI; #SHMVAL_ECORRUPT; #SHMVAL_EAGAIN (all attacher slots in
- *         use); #SHMVAL_ENOMEM.
+ *         use); #SHMVAL_EMFILE or #SHMVAL_ENFILE (out of file descriptors);
+ *         #SHMVAL_ENOMEM.
  */
 SHMVAL_API int shm_segment_open(shm_segment **out, const char *name, const shm_segment_opts *o);
 

@@ -380,6 +380,8 @@ static inline int shmval__lock_leave(shmval__lock *l) {
 }
 /* Lock a robust mutex, mapping the result; 0, SHMVAL_OWNERDEAD or error. */
 int shmval__mutex_init(pthread_mutex_t *m);
+/* Whether @p m, read from shared memory, has the type the library gives its mutexes. */
+bool shmval__mutex_sane(const pthread_mutex_t *m);
 int shmval__mutex_lock(pthread_mutex_t *m);
 
 /*

@@ -60,6 +60,37 @@ int shmval__mutex_init(pthread_mutex_t *m) {
   return -rc;
 }
 
+#ifdef __GLIBC__
+static int expected_kind;
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+
+static void learn_kind(void) {
+  pthread_mutex_t m;
+  if (shmval__mutex_init(&m) == 0) {
+    expected_kind = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+  }
+}
+#endif
+
+/*
+ * glibc keeps a mutex's type in the mutex itself and dispatches on it: a
+ * damaged type word can send a lock call down the priority-inheritance or
+ * lock-elision paths (the latter executes transactional-memory instructions,
+ * which fault on CPUs without them). Every mutex the library makes has the
+ * same type (robust, process-shared, normal), so one read of that word tells
+ * a sound mutex from a damaged one before it is used.
+ */
+bool shmval__mutex_sane(const pthread_mutex_t *m) {
+#ifdef __GLIBC__
+  pthread_once(&kind_once, learn_kind);
+  return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == expected_kind;
+#else
+  (void)m;
+  return true;
+#endif
+}
+
 int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back) {
   int rc = shmval__mutex_init(&l->mutex);
   if (rc != 0)

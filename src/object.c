@@ -883,7 +883,8 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
     return false;
   const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
   if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=
-      SHMVAL__LOCK_MAGIC)
+          SHMVAL__LOCK_MAGIC ||
+      !shmval__mutex_sane(&l->mutex))
     return false;
   return host_ok(seg, (uint64_t)at, l->host_back);
 }

@@ -231,7 +231,8 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
   if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->size != fsize || seg->heap_start != hdr_bytes() ||
       seg->heap_end > fsize || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
-      seg->max_attach > MAX_ATTACH || attach_table(seg) == NULL)
+      seg->max_attach > MAX_ATTACH || attach_table(seg) == NULL ||
+      !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
     return SHMVAL_ECORRUPT;
   return shmval__dir_check(seg);
 }
@@ -456,11 +457,17 @@ static void unlink_if_same(const char *name, uint64_t dev, uint64_t ino) {
  * The segment's state word, writable: a read-only handle maps the header's
  * page through @p gfd, a writable open, into *tmp (unmap it after).
  */
+static size_t state_map_len(void) {
+  size_t ps = shmval__prim_page_size();
+  return (offsetof(shmval__seg, state) + sizeof(uint32_t) + ps - 1) & ~(ps - 1);
+}
+
 static _Atomic uint32_t *state_rw(shm_segment *sg, int gfd, void **tmp) {
   *tmp = NULL;
   if (!(sg->flags & SHMVAL_RDONLY))
     return &sg->base->state;
-  if (shmval__prim_map(gfd, shmval__prim_page_size(), false, tmp) != 0)
+  /* The header is bigger than a page: map as far as the state word. */
+  if (shmval__prim_map(gfd, state_map_len(), false, tmp) != 0)
     return NULL;
   return &((shmval__seg *)*tmp)->state;
 }
@@ -497,7 +504,7 @@ static void close_auto_unlink(shm_segment *sg) {
   }
   atomic_fetch_and(state, ~SHMVAL__STATE_CLOSING);
   if (tmp != NULL)
-    shmval__prim_unmap(tmp, shmval__prim_page_size());
+    shmval__prim_unmap(tmp, state_map_len());
   shmval__prim_flock(gfd, GATE_OFF, SHMVAL__FLOCK_UN, false);
   if (gfd != sg->fd)
     shmval__prim_close(gfd);

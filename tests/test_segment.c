@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define MIB ((size_t)1 << 20)
@@ -120,6 +121,106 @@ static void test_mode_ignores_umask(void **state) {
   assert_ok(shm_segment_close(s));
   assert_ok(shm_segment_unlink(name));
   umask(old);
+}
+
+/* As nobody: a 0600 segment is refused, a 0644 one opens read-only only. */
+static int as_nobody(void *arg) {
+  const char **names = arg;
+  shm_segment *s;
+  shm_segment_info info;
+  shm_segment_opts ro = {.flags = SHMVAL_RDONLY};
+  if (setgid(65534) != 0 || setuid(65534) != 0)
+    return 10;
+  if (shm_segment_open(&s, names[0], NULL) != SHMVAL_EACCES)
+    return 11;
+  if (shm_segment_open(&s, names[0], &ro) != SHMVAL_EACCES)
+    return 12;
+  if (shm_segment_inspect(names[0], &info) != SHMVAL_EACCES)
+    return 13;
+  if (shm_segment_unlink(names[0]) != SHMVAL_EACCES)
+    return 14;
+  if (shm_segment_open(&s, names[1], NULL) != SHMVAL_EACCES)
+    return 15;
+  if (shm_segment_open(&s, names[1], &ro) != 0)
+    return 16;
+  shm_value *v;
+  int x = 0;
+  if (shm_value_open(&v, s, "x", SHMVAL_INT) != 0 || shm_value_get(v, &x) != SHMVAL_EACCES)
+    return 17; /* a locked Value cannot be read without its lock */
+  shm_segment_close(s);
+  return 0;
+}
+
+static void test_other_uid_refused(void **state) {
+  (void)state;
+  if (getuid() != 0) {
+    print_message("not root: cannot switch to another uid; skipped\n");
+    skip();
+  }
+  char n2[128];
+  const char *names[2] = {NAME("private"), test_name(n2, sizeof n2, "public")};
+  shm_segment *a, *b;
+  shm_segment_opts pub = {.mode = 0644};
+  assert_ok(shm_segment_create(&a, names[0], MIB, NULL));
+  assert_ok(shm_segment_create(&b, names[1], MIB, &pub));
+  shm_opts o = {.segment = b, .name = "x"};
+  shm_value *v;
+  assert_ok(shm_value_create(&v, SHMVAL_INT, &(int){5}, &o));
+  assert_int_equal(reap(spawn(as_nobody, names)), 0);
+  assert_true(shm_exists(names[0]));
+  assert_ok(shm_segment_close(a));
+  assert_ok(shm_segment_close(b));
+  assert_ok(shm_segment_unlink(names[0]));
+  assert_ok(shm_segment_unlink(names[1]));
+}
+
+/*
+ * Out of descriptors: create and open fail with EMFILE, leave no file and no
+ * descriptor behind, and work again once descriptors are free.
+ */
+static int exhaust_fds(void *arg) {
+  const char *name = arg;
+  char other[160];
+  snprintf(other, sizeof other, "%s-new", name);
+  int spare[8], n = 0;
+  struct rlimit lim = {64, 64}; /* a small table, whatever the system allows */
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return 19;
+  for (int fd; (fd = open("/dev/null", O_RDONLY)) >= 0;)
+    if (n < 8)
+      spare[n++] = fd;
+  if (errno != EMFILE || n < 2)
+    return 20;
+  shm_segment *s;
+  if (shm_segment_open(&s, name, NULL) != SHMVAL_EMFILE)
+    return 21;
+  if (shm_segment_create(&s, other, MIB, NULL) != SHMVAL_EMFILE || shm_exists(other))
+    return 22;
+  shm_segment_info info;
+  if (shm_segment_inspect(name, &info) != SHMVAL_EMFILE)
+    return 23;
+  close(spare[0]); /* one descriptor: enough for an open */
+  if (shm_segment_open(&s, name, NULL) != 0)
+    return 24;
+  if (open("/dev/null", O_RDONLY) >= 0)
+    return 25; /* the open used exactly the one descriptor it keeps */
+  if (shm_segment_close(s) != 0)
+    return 26;
+  int fd = open("/dev/null", O_RDONLY); /* and gave it back */
+  if (fd < 0)
+    return 27;
+  close(fd);
+  return 0;
+}
+
+static void test_descriptor_exhaustion(void **state) {
+  (void)state;
+  const char *name = NAME("fds");
+  shm_segment *s;
+  assert_ok(shm_segment_create(&s, name, MIB, NULL));
+  assert_int_equal(reap(spawn(exhaust_fds, (void *)name)), 0);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
 }
 
 static void test_cloexec(void **state) {
@@ -599,6 +700,25 @@ static void test_opener_waits_for_closer(void **state) {
   }
 }
 
+/*
+ * A read-only attacher closing an auto-unlink segment last: it maps the header
+ * writable for the state word, which lies past the first page (the fuzzer
+ * found a one-page mapping written past its end).
+ */
+static void test_read_only_last_closer(void **state) {
+  (void)state;
+  shm_segment *s, *ro;
+  const char *name = NAME("rolast");
+  shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
+  assert_ok(shm_segment_create(&s, name, MIB, &au));
+  shm_segment_opts roo = {.flags = SHMVAL_RDONLY};
+  assert_ok(shm_segment_open(&ro, name, &roo));
+  assert_ok(shm_segment_close(s));
+  assert_true(shm_exists(name)); /* the read-only attacher still counts */
+  assert_ok(shm_segment_close(ro));
+  assert_false(shm_exists(name)); /* and it unlinked it as the last one */
+}
+
 static void test_read_only(void **state) {
   (void)state;
   shm_segment *s, *ro;
@@ -692,6 +812,9 @@ int main(void) {
       cmocka_unit_test(test_exists_and_open_or_create),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_mode_ignores_umask),
+      cmocka_unit_test(test_read_only_last_closer),
+      cmocka_unit_test(test_other_uid_refused),
+      cmocka_unit_test(test_descriptor_exhaustion),
       cmocka_unit_test(test_cloexec),
       cmocka_unit_test(test_foreign_file),
       cmocka_unit_test(test_version_abi_truncation),
