@@ -183,9 +183,20 @@ static int exhaust_fds(void *arg) {
   char other[160];
   snprintf(other, sizeof other, "%s-new", name);
   int spare[8], n = 0;
-  struct rlimit lim = {64, 64}; /* a small table, whatever the system allows */
-  if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+  /*
+   * valgrind applies its own descriptor limit after the system call: a
+   * shm_open(O_CREAT) over the limit creates the file, then valgrind closes
+   * the descriptor and reports EMFILE. The kernel refuses before creating.
+   */
+  const char *pre = getenv("LD_PRELOAD");
+  if (pre != NULL && strstr(pre, "vgpreload") != NULL)
+    return 77;
+  struct rlimit lim; /* a small table, whatever the system allows */
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
     return 19;
+  lim.rlim_cur = 64;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return 77; /* valgrind, for one, keeps the limit to itself */
   for (int fd; (fd = open("/dev/null", O_RDONLY)) >= 0;)
     if (n < 8)
       spare[n++] = fd;
@@ -218,9 +229,14 @@ static void test_descriptor_exhaustion(void **state) {
   const char *name = NAME("fds");
   shm_segment *s;
   assert_ok(shm_segment_create(&s, name, MIB, NULL));
-  assert_int_equal(reap(spawn(exhaust_fds, (void *)name)), 0);
+  int rc = reap(spawn(exhaust_fds, (void *)name));
   assert_ok(shm_segment_close(s));
   assert_ok(shm_segment_unlink(name));
+  if (rc == 77) {
+    print_message("the descriptor limit cannot be lowered or is emulated here; skipped\n");
+    skip();
+  }
+  assert_int_equal(rc, 0);
 }
 
 static void test_cloexec(void **state) {
