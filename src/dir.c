@@ -428,7 +428,7 @@ static int dir_rebuild(shmval__seg *seg) {
 }
 
 int shmval__dir_lock(shmval__seg *seg) {
-  int rc = pthread_mutex_lock(&seg->dir_lock);
+  int rc = shmval__mutex_wait(&seg->dir_lock, NULL);
   if (SHMVAL__LIKELY(rc == 0))
     return 0;
   if (rc == EOWNERDEAD) {

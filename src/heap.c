@@ -205,7 +205,7 @@ static int heap_rebuild(shmval__seg *seg) {
 }
 
 int shmval__heap_lock(shmval__seg *seg) {
-  int rc = pthread_mutex_lock(&seg->heap_lock);
+  int rc = shmval__mutex_wait(&seg->heap_lock, NULL);
   if (SHMVAL__LIKELY(rc == 0))
     return 0;
   if (rc == EOWNERDEAD) {

@@ -340,6 +340,14 @@ bool shmval__lock_owned(const shmval__lock *l);
 /* The calling thread's owner token (lock.c); 0 until it first needs one. */
 extern _Thread_local uint64_t shmval__tls_token __attribute__((tls_model("initial-exec")));
 uint64_t shmval__token_new(void);
+/*
+ * Lock a robust mutex in shared memory, waiting until the absolute
+ * CLOCK_MONOTONIC @p deadline (NULL: for as long as it takes); the pthread
+ * result (0, EOWNERDEAD, ENOTRECOVERABLE, ETIMEDOUT, ...). Every blocking
+ * lock of a shared mutex goes through here: see lock.c for why the wait is
+ * cut into slices.
+ */
+int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline);
 /* Map a pthread lock result, taking ownership with token @p tok. */
 int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc);
 int shmval__lock_reenter(shmval__lock *l, int busy);
@@ -360,7 +368,7 @@ static inline int shmval__lock_enter(shmval__lock *l) {
   if (SHMVAL__UNLIKELY(rc == EBUSY)) {
     if (atomic_load_explicit(&l->owner, memory_order_relaxed) == tok)
       return shmval__lock_reenter(l, SHMVAL_EDEADLK);
-    rc = pthread_mutex_lock(&l->mutex);
+    rc = shmval__mutex_wait(&l->mutex, NULL);
   }
   if (SHMVAL__UNLIKELY(rc != 0 || (l->flags & SHMVAL__LOCK_DEAD_PENDING)))
     return shmval__lock_took(l, tok, rc);
@@ -378,11 +386,10 @@ static inline int shmval__lock_leave(shmval__lock *l) {
   atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
   return -pthread_mutex_unlock(&l->mutex);
 }
-/* Lock a robust mutex, mapping the result; 0, SHMVAL_OWNERDEAD or error. */
+/* Initialise a robust, process-shared mutex: 0 or -errno. */
 int shmval__mutex_init(pthread_mutex_t *m);
 /* Whether @p m, read from shared memory, has the type the library gives its mutexes. */
 bool shmval__mutex_sane(const pthread_mutex_t *m);
-int shmval__mutex_lock(pthread_mutex_t *m);
 
 /*
  * Handles. Objects and locks reached through a read-only segment carry a tag

@@ -91,6 +91,38 @@ bool shmval__mutex_sane(const pthread_mutex_t *m) {
 #endif
 }
 
+/*
+ * When the holder of a robust mutex dies, the kernel marks the mutex
+ * owner-dead and wakes ONE waiter. If that waiter dies too before it takes the
+ * mutex, the others sleep on and nobody wakes them: the mutex is free to take
+ * (owner-dead) but no one looks. The kill torture hit this (a worker asleep
+ * on the directory lock of a dead TID). So no wait on a shared mutex is
+ * longer than a slice: after each, the waiter looks at the mutex again and
+ * takes it if its owner died. A live holder costs a waiter one wake-up per
+ * slice.
+ */
+#define WAIT_SLICE_NS 20000000L /* 20 ms */
+
+static bool before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
+  for (;;) {
+    struct timespec slice;
+    clock_gettime(CLOCK_MONOTONIC, &slice);
+    slice.tv_nsec += WAIT_SLICE_NS;
+    if (slice.tv_nsec >= 1000000000L) {
+      slice.tv_sec++;
+      slice.tv_nsec -= 1000000000L;
+    }
+    bool last = deadline != NULL && !before(&slice, deadline);
+    int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, last ? deadline : &slice);
+    if (rc != ETIMEDOUT || last)
+      return rc;
+  }
+}
+
 int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back) {
   int rc = shmval__mutex_init(&l->mutex);
   if (rc != 0)
@@ -220,7 +252,7 @@ int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
     return shmval__lock_reenter(l, SHMVAL_EDEADLK);
   struct timespec ts;
   shmval__prim_deadline(seconds, &ts);
-  return shmval__lock_took(l, tok, pthread_mutex_clocklock(&l->mutex, CLOCK_MONOTONIC, &ts));
+  return shmval__lock_took(l, tok, shmval__mutex_wait(&l->mutex, &ts));
 }
 
 int shm_lock_release(shm_lock *lock) {

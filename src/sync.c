@@ -315,7 +315,7 @@ int shm_cond_wait(shm_cond *c, double timeout) {
     atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
     pthread_mutex_unlock(&l->mutex);
     int r = w.try_only ? SHMVAL_ETIMEDOUT : futex_wait(&st->seq, seq, &w);
-    rc = shmval__lock_took(l, tok, pthread_mutex_lock(&l->mutex));
+    rc = shmval__lock_took(l, tok, shmval__mutex_wait(&l->mutex, NULL));
     if (rc < 0)
       return rc; /* the lock is gone for good (ENOTRECOVERABLE): not held */
     owner_died |= rc == SHMVAL_OWNERDEAD;

@@ -258,6 +258,29 @@ static uint64_t total_ops(int k) {
   return n;
 }
 
+/* Say what a hung worker is doing: its phase, its kernel wait, its stack. */
+static void describe_hang(int id) {
+  char path[64], buf[256];
+  printf("torture: worker %d (pid %d) phase %llu\n", id, (int)pids[id],
+         (unsigned long long)get(&slots[id].phase));
+  const char *files[] = {"wchan", "syscall", "stack"};
+  for (int f = 0; f < 3; f++) {
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pids[id], files[f]);
+    FILE *fp = fopen(path, "r");
+    size_t n = fp != NULL ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    buf[n] = '\0';
+    printf("  %s: %s\n", files[f], buf);
+    if (fp != NULL)
+      fclose(fp);
+  }
+  fflush(stdout);
+  snprintf(buf, sizeof buf,
+           "command -v gdb >/dev/null && gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | "
+           "grep -E '^#' >&2",
+           (int)pids[id]);
+  (void)!system(buf);
+}
+
 /* Ask the workers to stop and wait for them; 3 if one hangs. */
 static int stop_all(int k, shm_value *stop) {
   shm_value_set(stop, &(int){1});
@@ -269,6 +292,7 @@ static int stop_all(int k, shm_value *stop) {
       nap(0.005);
     if (r == 0) {
       fprintf(stderr, "torture: worker %d did not stop within 10 s: hung\n", i);
+      describe_hang(i);
       kill_all(k);
       return 3;
     }
@@ -479,6 +503,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   rng_state = c.seed != 0 ? c.seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  setvbuf(stdout, NULL, _IOLBF, 0);
   printf("torture: seed %llu\n", (unsigned long long)rng_state);
   rng_state |= 1;
   snprintf(seg_name, sizeof seg_name, "/shmval-torture-%d", (int)getpid());
