@@ -840,6 +840,30 @@ typedef struct shm_check_report {
 SHMVAL_API int shm_segment_check(shm_segment *seg, shm_check_report *rep);
 
 /**
+ * @brief Free the blocks that processes which died halfway through creating
+ *        or destroying an object of this segment left allocated.
+ *
+ * Each process attached read-write notes in its attacher slot the one block
+ * it is creating or destroying, until the object is published or its block
+ * freed. This call frees such a block for every slot whose process is gone:
+ * one not yet published, or one retired whose lock no other object uses.
+ * Objects that were published stay (their names, or handles a dead process's
+ * children hold, may still reach them). A process that takes over a slot
+ * frees its previous holder's block in the same way when it attaches, so
+ * this call is for segments whose dead processes are not replaced.
+ * @param seg    A segment opened read-write.
+ * @param blocks Receives the blocks freed; may be NULL.
+ * @param bytes  Receives their bytes; may be NULL.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_EACCES (read-only); #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE.
+ * @note Thread-safe; it holds the directory lock while it runs and the
+ *       allocator lock for each block. A few narrow windows are not
+ *       journaled (between clearing the journal and putting the block on a
+ *       free list); shm_segment_check() still counts what they leave.
+ */
+SHMVAL_API int shm_segment_reclaim(shm_segment *seg, size_t *blocks, size_t *bytes);
+
+/**
  * @brief Open a named Value of a segment.
  * @param out      Receives the handle (read-only if the segment was opened
  *                 #SHMVAL_RDONLY).

@@ -28,7 +28,8 @@ static int check_own_lock(walk_ctx *w, const shmval__obj *h, uint64_t off) {
       (const shmval__lock *)(const void *)((const char *)w->seg + off + (uint64_t)h->lock_rel);
   if ((int64_t)l->host_back != h->lock_rel)
     return shmval__bad(w->pb, off, "an object's lock does not point back at it");
-  if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->refs, memory_order_relaxed) == 0)
+  if ((atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->refs, memory_order_relaxed) &
+       SHMVAL__REFS_COUNT) == 0)
     return shmval__bad(w->pb, off, "a live object's lock has no reference");
   return 0;
 }
@@ -115,5 +116,98 @@ int shm_segment_check(shm_segment *sg, shm_check_report *rep) {
   rep->problem_offset = pb.off;
   if (rc == SHMVAL_ECORRUPT && rep->problem == NULL)
     rep->problem = "the segment's locks could not repair what a dead holder left";
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reclaiming what dead processes left halfway (see shmval__attach_ent). */
+
+/*
+ * With the heap lock held: the block that journal value @p j shows may be
+ * freed, or 0. A published object stays (its name or a handle may reach it);
+ * a retired one whose own lock other objects still use stays too.
+ */
+static uint64_t reclaimable(shmval__seg *seg, uint64_t j, uint64_t *size) {
+  uint64_t off = j & ~SHMVAL__J_STAGE, stage = j & SHMVAL__J_STAGE;
+  if (!shmval__heap_used_block(seg, off, size) || *size < SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj))
+    return 0;
+  shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
+  uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
+  if (stage == SHMVAL__J_CREATE)
+    return m == SHMVAL__OBJ_MAGIC ? 0 : off;
+  if (m != SHMVAL__OBJ_DEAD || (stage != SHMVAL__J_DESTROY && stage != SHMVAL__J_UNREF))
+    return 0;
+  if (!(o->flags & SHMVAL__OBJ_OWN_LOCK))
+    return stage == SHMVAL__J_DESTROY ? off : 0;
+  /*
+   * Its own lock: the block goes with the lock's last reference. Whether the
+   * dead process dropped the host's reference cannot be told from the count,
+   * so the block is freed only if no other object ever took one (then the
+   * count is 1 or 0, the host's alone); otherwise it stays.
+   */
+  int64_t rel = o->lock_rel;
+  if (rel < (int64_t)sizeof *o ||
+      (uint64_t)rel + sizeof(shmval__lock) > *size - SHMVAL__OBJ_HDR_OFF)
+    return 0;
+  shmval__lock *l = (shmval__lock *)(void *)((char *)o + rel);
+  uint32_t refs = atomic_load_explicit(&l->refs, memory_order_acquire);
+  if (!(refs & SHMVAL__REFS_SHARED) && (refs & SHMVAL__REFS_COUNT) <= 1) {
+    atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+    return off;
+  }
+  return 0;
+}
+
+int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks, size_t *bytes) {
+  int rc = shmval__heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  uint64_t j = __atomic_load_n(pending, __ATOMIC_ACQUIRE), size = 0;
+  uint64_t off = j != 0 ? reclaimable(seg, j, &size) : 0;
+  if (off != 0) {
+    /* Retire it for good: a stale handle must see a dead object, not a half-made one. */
+    shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
+    atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+  }
+  shmval__heap_unlock(seg);
+  /* The block is allocated and nobody else's: freeing it after the unlock is safe. */
+  if (off != 0 && (rc = shmval__heap_free(seg, off)) == 0) {
+    ++*blocks;
+    *bytes += (size_t)size;
+  }
+  __atomic_store_n(pending, 0, __ATOMIC_RELEASE);
+  return rc;
+}
+
+int shm_segment_reclaim(shm_segment *sg, size_t *blocks, size_t *bytes) {
+  size_t nb = 0, nby = 0;
+  if (sg == NULL)
+    return SHMVAL_EINVAL;
+  if (sg->flags & SHMVAL_RDONLY)
+    return SHMVAL_EACCES;
+  shmval__seg *seg = sg->base;
+  shmval__attach_ent *t = shmval__attach_table(seg);
+  if (t == NULL)
+    return SHMVAL_ECORRUPT;
+  /*
+   * Under the directory lock a slot found free stays without a journal of a
+   * live process: whoever takes the slot reclaims its journal first, and
+   * needs this lock to do it.
+   */
+  int rc = shmval__dir_lock(seg);
+  if (rc != 0)
+    return rc;
+  for (uint32_t i = 0; rc == 0 && i < seg->max_attach; i++) {
+    if ((int)i == sg->slot || __atomic_load_n(&t[i].pending, __ATOMIC_ACQUIRE) == 0)
+      continue;
+    if (shmval__prim_flock_probe(sg->fd, SHMVAL__SLOT_OFF(i), 1) != -1)
+      continue; /* held by a live process (or the probe failed) */
+    rc = shmval__reclaim_journal(seg, &t[i].pending, &nb, &nby);
+  }
+  shmval__dir_unlock(seg);
+  if (blocks != NULL)
+    *blocks = nb;
+  if (bytes != NULL)
+    *bytes = nby;
   return rc;
 }

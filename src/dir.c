@@ -270,7 +270,8 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
   if (rc != 0)
     return rc;
   oldt = (shmval__obj *)(void *)((char *)seg + seg->dir_off);
-  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), newcap, &t);
+  rc =
+      shmval__obj_alloc_table_j(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), newcap, &t, &seg->dir_new);
   if (rc != 0)
     return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
   ents = (uint64_t *)(void *)((char *)t + t->payload_rel);
@@ -278,6 +279,7 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
     if (!ent_live(old[i]))
       continue;
     if ((rc = ent_hash(seg, old[i], &h)) != 0) {
+      shmval__journal_set(&seg->dir_new, 0);
       shmval__obj_free_table(t);
       return rc;
     }
@@ -291,6 +293,7 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
   seg->dir_cap = newcap;
   seg->dir_tombs = 0;
   SHMVAL__CRASH_POINT();
+  shmval__journal_set(&seg->dir_new, 0);
   shmval__obj_free_table(oldt);
   SHMVAL__CRASH_POINT();
   gen_end(seg);
@@ -394,8 +397,34 @@ static int scan_block(void *ctx, uint64_t off, uint64_t size) {
  * Lookups retry from the start, and for good if the rebuild fails: they then
  * take the lock and hear that the directory is not recoverable.
  */
+/*
+ * A table whose allocator died before it was complete (no magic yet) is
+ * freed; a complete one is a table like any other, which the rebuild frees.
+ */
+static int drop_unfinished_table(shmval__seg *seg) {
+  uint64_t j = __atomic_load_n(&seg->dir_new, __ATOMIC_ACQUIRE), size = 0;
+  uint64_t off = j & ~SHMVAL__J_STAGE;
+  if (j == 0)
+    return 0;
+  int rc = shmval__heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  bool used = shmval__heap_used_block(seg, off, &size);
+  const _Atomic uint32_t *m =
+      (const _Atomic uint32_t *)(const void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
+  bool unfinished = used && atomic_load_explicit(m, memory_order_acquire) != SHMVAL__OBJ_MAGIC;
+  shmval__heap_unlock(seg);
+  if (unfinished && (rc = shmval__heap_free_j(seg, off, &seg->dir_new)) != 0)
+    return rc;
+  shmval__journal_set(&seg->dir_new, 0);
+  return 0;
+}
+
 static int dir_rebuild(shmval__seg *seg) {
   scan sc = {.seg = seg};
+  int rc0 = drop_unfinished_table(seg);
+  if (rc0 != 0)
+    return rc0;
   gen_begin(seg);
   int rc = shmval__heap_walk(seg, scan_block, &sc);
   uint64_t cap = DIR_MIN;
@@ -403,7 +432,7 @@ static int dir_rebuild(shmval__seg *seg) {
     cap *= 2;
   shmval__obj *t = NULL;
   if (rc == 0)
-    rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t);
+    rc = shmval__obj_alloc_table_j(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t, &seg->dir_new);
   if (rc == 0) {
     /* Every older table, the current one included, is replaced. */
     for (size_t i = 0; i < sc.n_tables; i++) {
@@ -412,6 +441,7 @@ static int dir_rebuild(shmval__seg *seg) {
         shmval__obj_free_table(old);
     }
     __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
+    shmval__journal_set(&seg->dir_new, 0);
     seg->dir_cap = cap;
     seg->dir_count = seg->dir_tombs = 0;
     for (size_t i = 0; rc == 0 && i < sc.n_named; i++) {

@@ -351,6 +351,10 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
 }
 
 int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
+  return shmval__heap_alloc_j(seg, bytes, off, NULL);
+}
+
+int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal) {
   if (bytes == 0 || bytes > HEAP_MAX)
     return bytes == 0 ? SHMVAL_EINVAL : SHMVAL_ENOMEM;
   uint64_t size = align_up(bytes, BLK_MIN);
@@ -372,6 +376,9 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
+  /* Noted before it is taken: a death from here on leaves the journal pointing at it. */
+  shmval__journal_set(journal, b | SHMVAL__J_CREATE);
+  SHMVAL__CRASH_POINT();
   carve(seg, b, size);
   shmval__heap_unlock(seg);
   *off = b;
@@ -416,6 +423,10 @@ static bool free_ok(shmval__seg *seg, uint64_t off, uint64_t w, uint64_t *nsize,
 }
 
 int shmval__heap_free(shmval__seg *seg, uint64_t off) {
+  return shmval__heap_free_j(seg, off, NULL);
+}
+
+int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   if (!blk_off_ok(seg, off))
     return SHMVAL_ECORRUPT;
   /*
@@ -444,7 +455,12 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
     list_remove(seg, start, psize);
     SHMVAL__CRASH_POINT();
   }
-  /* One store makes the merged block; the rest is derived data. */
+  /*
+   * One store makes the merged block; the rest is derived data. The journal is
+   * cleared just before it: a freed block may be reused at once, and a journal
+   * pointing at someone else's block would have it freed under them.
+   */
+  shmval__journal_set(journal, 0);
   *word_at(seg, start) = total | SHMVAL__BLK_FREE;
   SHMVAL__CRASH_POINT();
   set_footer(seg, start, total);
@@ -457,6 +473,20 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
   seg->blocks--;
   shmval__heap_unlock(seg);
   return 0;
+}
+
+bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size) {
+  for (uint64_t at = seg->heap_start; at < seg->heap_end && at <= off;) {
+    uint64_t w = *word_at(seg, at), sz = w & ~SHMVAL__BLK_FLAGS;
+    if (!blk_ok(seg, at, sz))
+      return false;
+    if (at == off) {
+      *size = sz;
+      return !(w & SHMVAL__BLK_FREE);
+    }
+    at += sz;
+  }
+  return false;
 }
 
 /* ------------------------------------------------------------------------ */

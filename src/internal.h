@@ -119,7 +119,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 2u
+#define SHMVAL__LAYOUT_VERSION 3u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -141,6 +141,8 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__STATE_CLOSING 2u  /* a closer holding the gate is deciding to unlink */
 /* The file offset of a named segment's gate byte lock (segment.c). */
 #define SHMVAL__GATE_OFF (UINT64_C(1) << 40)
+/* The file offset of attacher slot @p i's byte lock. */
+#define SHMVAL__SLOT_OFF(i) (SHMVAL__GATE_OFF + 1 + (uint64_t)(i))
 
 /*
  * The segment header at offset 0. The creator fills it in and stores the
@@ -172,6 +174,12 @@ typedef struct shmval__seg {
    * lookups can run without the lock and retry (a sequence lock).
    */
   uint64_t dir_gen;
+  /*
+   * The directory table a holder of dir_lock is allocating (a crash journal
+   * with SHMVAL__J_CREATE in the low bits), or 0: a rebuild frees it if its
+   * allocator died before the table was complete.
+   */
+  uint64_t dir_new;
   uint64_t attach_off; /* the attacher table's object header */
   uint32_t max_attach; /* attacher slots */
   uint32_t policy;     /* shm_segment_flags lifetime bits */
@@ -221,8 +229,17 @@ int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t o
  * *off is the block's offset from the segment base.
  */
 int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off);
+/*
+ * The same, noting the block in the crash journal word @p journal (when not
+ * NULL) under the heap lock, before the block is taken: see segment.c.
+ */
+int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal);
+/* With the heap lock held: whether @p off starts an allocated block; its size. */
+bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size);
 /* Free the block at @p off. */
 int shmval__heap_free(shmval__seg *seg, uint64_t off);
+/* The same, clearing the crash journal word @p journal as the block becomes free. */
+int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal);
 /* Walk and verify the heap under its lock, filling @p st. */
 int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st);
 /* The same with the lock held by the caller, describing the first problem. */
@@ -308,6 +325,14 @@ typedef struct shmval__obj {
   uint64_t self_off;    /* this header's offset from the segment base */
   uint64_t name_off;    /* the object's name in a named segment; 0 = none */
 } shmval__obj;
+
+/*
+ * A lock's reference count, and a sticky bit set the first time a second
+ * object takes a reference: the crash journal frees a dead host's block with
+ * its lock only if no other object ever used that lock.
+ */
+#define SHMVAL__REFS_SHARED UINT32_C(0x80000000)
+#define SHMVAL__REFS_COUNT UINT32_C(0x7fffffff)
 
 /* Lock flags. DEAD_PENDING is changed only by the holder. */
 #define SHMVAL__LOCK_RECURSIVE 1u
@@ -441,6 +466,9 @@ const char *shmval__obj_name(const shmval__obj *o);
 /* Allocate an internal object (a table) of @p length zeroed elements. */
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
                             shmval__obj **out);
+/* The same, journaled in @p journal while it is made (see shmval__heap_alloc_j). */
+int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
+                              shmval__obj **out, uint64_t *journal);
 void shmval__obj_free_table(shmval__obj *o);
 /* Describe the object at @p off of @p sg; ENOENT if it is not a Value or Array. */
 int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info);
@@ -480,11 +508,47 @@ int shmval__dir_name_ok(const char *name, size_t *len);
 /* ------------------------------------------------------------------------ */
 /* Named segments (segment.c).                                               */
 
+/*
+ * An attacher slot's entry in a named segment's attacher table (one cache
+ * line). `pending` is the crash journal of the process holding the slot: the
+ * block it is creating or destroying, with a stage in the low bits (blocks
+ * are 64-aligned), or 0. A process that takes the slot after its holder died,
+ * or shm_segment_reclaim(), frees what the journal shows was left half-done.
+ */
+typedef struct shmval__attach_ent {
+  int32_t pid;
+  uint32_t spare;
+  uint64_t since_ns;
+  uint64_t pending;
+  uint64_t reserved[5];
+} shmval__attach_ent;
+
+#define SHMVAL__J_CREATE 1u  /* allocated for an object not yet published */
+#define SHMVAL__J_DESTROY 2u /* being retired; its own lock's host reference still held */
+#define SHMVAL__J_UNREF 3u   /* retired; its own lock's host reference being dropped */
+#define SHMVAL__J_STAGE UINT64_C(63)
+
+static inline void shmval__journal_set(uint64_t *j, uint64_t v) {
+  if (j != NULL)
+    __atomic_store_n(j, v, __ATOMIC_RELEASE);
+}
+
+/* The validated attacher table of @p seg, or NULL. */
+shmval__attach_ent *shmval__attach_table(shmval__seg *seg);
+/* This process's journal word for the named segment mapped at @p seg, or NULL. */
+uint64_t *shmval__journal_for(const shmval__seg *seg);
+/*
+ * Free the block the journal word @p pending shows its dead writer left, and
+ * clear it; the caller holds the directory lock. *blocks and *bytes grow.
+ */
+int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks, size_t *bytes);
+
 struct shm_segment {
   shmval__seg *base;
-  size_t size; /* bytes mapped: the file's size when it was opened */
-  int fd;      /* holds this process's attacher lock */
-  int slot;    /* attacher slot, or -1 (observer, or none after fork) */
+  uint64_t *journal; /* this process's crash journal word in the segment, or NULL */
+  size_t size;       /* bytes mapped: the file's size when it was opened */
+  int fd;            /* holds this process's attacher lock */
+  int slot;          /* attacher slot, or -1 (observer, or none after fork) */
   unsigned flags;
   int pid; /* the process that attached */
   uint64_t dev, ino;

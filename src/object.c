@@ -143,31 +143,37 @@ static int lock_ref(shmval__lock *l) {
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   uint32_t r = atomic_load_explicit(&l->refs, memory_order_relaxed);
   do {
-    if (r == 0 || r == UINT32_MAX)
-      return r == 0 ? SHMVAL_ESTALE : SHMVAL_EAGAIN;
-  } while (!atomic_compare_exchange_weak_explicit(&l->refs, &r, r + 1, memory_order_acq_rel,
-                                                  memory_order_relaxed));
+    uint32_t n = r & SHMVAL__REFS_COUNT;
+    if (n == 0 || n == SHMVAL__REFS_COUNT)
+      return n == 0 ? SHMVAL_ESTALE : SHMVAL_EAGAIN;
+  } while (!atomic_compare_exchange_weak_explicit(&l->refs, &r, (r + 1) | SHMVAL__REFS_SHARED,
+                                                  memory_order_acq_rel, memory_order_relaxed));
   return 0;
 }
 
 /*
  * Drop a reference on @p l; the last one frees the block of the lock's host
- * object (already dead by then).
+ * object (already dead by then). @p journal, when given, is cleared as the
+ * block becomes free, or at once if other objects still use the lock.
  */
-static int lock_unref(shmval__lock *l) {
-  if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
+static int lock_unref(shmval__lock *l, uint64_t *journal) {
+  if ((atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) & SHMVAL__REFS_COUNT) != 1) {
+    shmval__journal_set(journal, 0);
     return 0;
+  }
+  SHMVAL__CRASH_POINT();
   shmval__obj *host = (shmval__obj *)((char *)l - l->host_back);
   atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-  return shmval__heap_free(shmval__obj_seg(host), block_off(host));
+  return shmval__heap_free_j(shmval__obj_seg(host), block_off(host), journal);
 }
 
 /* Allocate a block of @p bytes in @p target, or in the arena when NULL. */
-static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uint64_t *off) {
+static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uint64_t *off,
+                     uint64_t *journal) {
   if (target == NULL)
     return shmval__arena_alloc((size_t)bytes, seg, off);
   *seg = target;
-  int rc = shmval__heap_alloc(target, (size_t)bytes, off);
+  int rc = shmval__heap_alloc_j(target, (size_t)bytes, off, journal);
   return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
 }
 
@@ -219,7 +225,9 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     goto unlock;
   shmval__seg *seg;
   uint64_t off;
-  if ((rc = obj_alloc(target, lo.block, &seg, &off)) != 0)
+  /* A named segment's creator notes the block in its journal until it is published. */
+  uint64_t *journal = opts != NULL && opts->segment != NULL ? opts->segment->journal : NULL;
+  if ((rc = obj_alloc(target, lo.block, &seg, &off, journal)) != 0)
     goto unref;
   char *blk = (char *)seg + off;
   SHMVAL__CRASH_POINT();
@@ -250,15 +258,16 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     goto free_block;
   }
+  shmval__journal_set(journal, 0);
   if (named)
     shmval__dir_unlock(target);
   *out = o;
   return 0;
 free_block:
-  (void)shmval__heap_free(seg, off);
+  (void)shmval__heap_free_j(seg, off, journal);
 unref:
   if (shared != NULL)
-    (void)lock_unref(shared);
+    (void)lock_unref(shared, NULL);
 unlock:
   if (named)
     shmval__dir_unlock(target);
@@ -319,12 +328,18 @@ static int destroy_locked(shmval__obj *o) {
    * Freeing memory that holds a locked robust mutex would corrupt its
    * holder's robust list, so the last user of a lock must find it free.
    */
-  bool last = l != NULL && atomic_load_explicit(&l->refs, memory_order_acquire) == 1;
+  bool last =
+      l != NULL && (atomic_load_explicit(&l->refs, memory_order_acquire) & SHMVAL__REFS_COUNT) == 1;
   if (last && (rc = shmval__lock_try_exclusive(l)) != 0)
     return rc;
+  /* The journal shows the block from before it is retired until it is freed. */
+  uint64_t *journal = shmval__journal_for(seg);
+  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
+  SHMVAL__CRASH_POINT();
   uint32_t expect = SHMVAL__OBJ_MAGIC;
   if (!atomic_compare_exchange_strong_explicit(&o->magic, &expect, SHMVAL__OBJ_DEAD,
                                                memory_order_acq_rel, memory_order_acquire)) {
+    shmval__journal_set(journal, 0);
     if (last)
       (void)shmval__lock_release(l);
     return SHMVAL_ESTALE; /* another thread destroyed it first */
@@ -335,12 +350,15 @@ static int destroy_locked(shmval__obj *o) {
   if (o->name_off != 0 && (seg->flags & SHMVAL__SEG_NAMED))
     (void)shmval__dir_remove(seg, o);
   SHMVAL__CRASH_POINT();
-  if (l == NULL)
-    return shmval__heap_free(seg, block_off(o));
+  if (l == NULL || !(o->flags & SHMVAL__OBJ_OWN_LOCK)) {
+    if ((rc = shmval__heap_free_j(seg, block_off(o), journal)) != 0 || l == NULL)
+      return rc;
+    return lock_unref(l, NULL);
+  }
   /* A block holding its own lock is freed by that lock's last reference. */
-  if (!(o->flags & SHMVAL__OBJ_OWN_LOCK) && (rc = shmval__heap_free(seg, block_off(o))) != 0)
-    return rc;
-  return lock_unref(l);
+  shmval__journal_set(journal, block_off(o) | SHMVAL__J_UNREF);
+  SHMVAL__CRASH_POINT();
+  return lock_unref(l, journal);
 }
 
 int shmval__obj_destroy(const void *h, unsigned kind) {
@@ -834,8 +852,9 @@ static bool elem_ok(const shmval__obj *o) {
            (o->kind == SHMVAL__KIND_ARRAY || o->length == 1);
   case SHMVAL__KIND_DIR:
   case SHMVAL__KIND_ATTACH:
-    return o->elem_size == (o->kind == SHMVAL__KIND_DIR ? 8u : 16u) && o->lock_rel == 0 &&
-           o->name_off == 0;
+    return o->elem_size ==
+               (o->kind == SHMVAL__KIND_DIR ? 8u : (uint32_t)sizeof(shmval__attach_ent)) &&
+           o->lock_rel == 0 && o->name_off == 0;
   case SHMVAL__KIND_LOCK:
     return o->elem_size == 0 && o->length == 0 && (o->flags & SHMVAL__OBJ_OWN_LOCK);
   case SHMVAL__KIND_SEM:
@@ -944,10 +963,15 @@ const char *shmval__obj_name(const shmval__obj *o) {
 
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
                             shmval__obj **out) {
+  return shmval__obj_alloc_table_j(seg, kind, elem_size, length, out, NULL);
+}
+
+int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
+                              shmval__obj **out, uint64_t *journal) {
   layout lo;
   uint64_t off;
   plan((uint64_t)elem_size * length, 8, false, 0, &lo);
-  int rc = shmval__heap_alloc(seg, (size_t)lo.block, &off);
+  int rc = shmval__heap_alloc_j(seg, (size_t)lo.block, &off, journal);
   if (rc != 0)
     return rc;
   shmval__obj *o = obj_init(seg, off, &lo, kind, 0, elem_size, length);

@@ -26,17 +26,13 @@
 #include <unistd.h>
 
 #define GATE_OFF SHMVAL__GATE_OFF
-#define SLOT_OFF(i) (GATE_OFF + 1 + (uint64_t)(i))
+#define SLOT_OFF(i) SHMVAL__SLOT_OFF(i)
 #define DEFAULT_ATTACH 64u
 #define MAX_ATTACH 65536u
 #define DEFAULT_WAIT 2.0
 #define SEG_MAX (UINT64_C(1) << 40)
 
-typedef struct attach_ent {
-  int32_t pid;
-  uint32_t spare;
-  uint64_t since_ns;
-} attach_ent;
+typedef shmval__attach_ent attach_ent;
 
 /* ------------------------------------------------------------------------ */
 /* The process's list of open segments, for the fork handler. */
@@ -71,6 +67,7 @@ static void reattach(shm_segment *sg) {
   bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
   int old_fd = sg->fd;
   sg->slot = -1; /* until a slot of its own is held */
+  sg->journal = NULL;
   if (shmval__prim_shm_open(sg->name, ro, &fd) != 0)
     return;
   if (shmval__prim_fd_info(fd, &size, &dev, &ino) != 0 || dev != sg->dev || ino != sg->ino ||
@@ -140,8 +137,7 @@ static int norm_name(const char *in, char out[258]) {
   return 0;
 }
 
-/* The validated attacher table, or NULL. */
-static attach_ent *attach_table(shmval__seg *seg) {
+shmval__attach_ent *shmval__attach_table(shmval__seg *seg) {
   shmval__obj *t;
   if (shmval__obj_at(seg, seg->attach_off, &t) != 0 || t->kind != SHMVAL__KIND_ATTACH ||
       t->length != seg->max_attach)
@@ -150,11 +146,42 @@ static attach_ent *attach_table(shmval__seg *seg) {
 }
 
 static void note_slot(shm_segment *sg, int pid) {
-  attach_ent *t = (sg->flags & SHMVAL_RDONLY) ? NULL : attach_table(sg->base);
+  attach_ent *t = (sg->flags & SHMVAL_RDONLY) ? NULL : shmval__attach_table(sg->base);
   if (t != NULL && sg->slot >= 0) {
     t[sg->slot].pid = pid;
     t[sg->slot].since_ns = pid != 0 ? shmval__prim_wall_ns() : 0;
   }
+}
+
+/*
+ * Make the journal word of the slot just taken this process's; if the slot's
+ * previous holder died halfway through a creation or destruction, free what
+ * it left first (under the directory lock, like shm_segment_reclaim()).
+ */
+static void take_journal(shm_segment *sg) {
+  attach_ent *t = shmval__attach_table(sg->base);
+  if (t == NULL)
+    return;
+  uint64_t *j = &t[sg->slot].pending;
+  if (__atomic_load_n(j, __ATOMIC_ACQUIRE) != 0 && shmval__dir_lock(sg->base) == 0) {
+    size_t blocks = 0, bytes = 0;
+    (void)shmval__reclaim_journal(sg->base, j, &blocks, &bytes);
+    shmval__dir_unlock(sg->base);
+  }
+  sg->journal = __atomic_load_n(j, __ATOMIC_ACQUIRE) == 0 ? j : NULL;
+}
+
+uint64_t *shmval__journal_for(const shmval__seg *seg) {
+  uint64_t *j = NULL;
+  if (!(seg->flags & SHMVAL__SEG_NAMED))
+    return NULL;
+  int pid = my_pid();
+  pthread_mutex_lock(&reg.mu);
+  for (shm_segment *sg = reg.head; sg != NULL && j == NULL; sg = sg->next)
+    if (sg->base == seg && sg->pid == pid)
+      j = sg->journal;
+  pthread_mutex_unlock(&reg.mu);
+  return j;
 }
 
 /*
@@ -179,6 +206,8 @@ static int claim_slot(shm_segment *sg) {
       sg->slot = (int)i;
       sg->pid = pid;
       note_slot(sg, pid);
+      if (!ro)
+        take_journal(sg);
       return 0;
     }
     if (rc != SHMVAL_EBUSY)
@@ -231,7 +260,7 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
   if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->size != fsize || seg->heap_start != hdr_bytes() ||
       seg->heap_end > fsize || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
-      seg->max_attach > MAX_ATTACH || attach_table(seg) == NULL ||
+      seg->max_attach > MAX_ATTACH || shmval__attach_table(seg) == NULL ||
       !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
     return SHMVAL_ECORRUPT;
   return shmval__dir_check(seg);

@@ -108,10 +108,20 @@ static bool round_at(long n, size_t *max_leaked) {
   if (rc != 0)
     fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
              r.problem_offset, r.problem != NULL ? r.problem : "?");
-  /* A kill leaves at most the one block of the operation it interrupted. */
+  /* A kill leaves at most the one block of the operation it interrupted, */
   assert_true(r.leaked_blocks <= 1);
   if (r.leaked_blocks > *max_leaked)
     *max_leaked = r.leaked_blocks;
+  /* and the dead child's journal lets it be freed. */
+  size_t blocks = 9, bytes = 9;
+  assert_ok(shm_segment_reclaim(seg, &blocks, &bytes));
+  if (blocks != r.leaked_blocks)
+    fail_msg("after a kill at step %ld: %zu leaked blocks, %zu reclaimed", n, r.leaked_blocks,
+             blocks);
+  rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0)
+    fail_msg("after a kill at step %ld and a reclaim: %s, %zu leaked blocks (%s)", n,
+             shmval_err_name(rc), r.leaked_blocks, r.problem != NULL ? r.problem : "");
   int done = 0, x = 0;
   assert_ok(shm_value_get(progress, &done));
   assert_ok(shm_value_get(keep, &x));
@@ -359,6 +369,51 @@ static void test_owner_death_wakeup_lost(void **state) {
   drop(seg, name);
 }
 
+static long die_at;
+
+static int die_creating(void *arg) {
+  shm_opts o = {.segment = arg};
+  shm_array *a;
+  shmval__crash_countdown = die_at;
+  (void)shm_array_create(&a, SHMVAL_DOUBLE, 100, NULL, &o);
+  return 1;
+}
+
+/* A fork child takes an attacher slot of its own: the only free one. */
+static int attach_and_count(void *arg) {
+  shm_check_report r;
+  return shm_segment_check(arg, &r) != 0 ? 11 : (int)r.leaked_blocks;
+}
+
+/*
+ * The process that takes over a dead process's attacher slot frees the block
+ * the dead one was creating: with two slots, the one the dead child held is
+ * the only one free.
+ */
+static void test_new_attacher_reclaims(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *seg;
+  shm_check_report r;
+  test_name(name, sizeof name, "takeover");
+  shm_segment_opts so = {.max_attach = 2};
+  assert_ok(shm_segment_create(&seg, name, 1 << 18, &so));
+  /* The first step at which a killed creator leaves its block taken. */
+  r.leaked_blocks = 0;
+  for (die_at = 1; die_at < 100 && r.leaked_blocks == 0; die_at++) {
+    assert_int_equal(reap(spawn(die_creating, seg)), 128 + SIGKILL);
+    assert_ok(shm_segment_check(seg, &r));
+  }
+  assert_int_equal(r.leaked_blocks, 1);
+  assert_int_equal(reap(spawn(attach_and_count, seg)), 0); /* it saw none left */
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  size_t blocks = 7;
+  assert_ok(shm_segment_reclaim(seg, &blocks, NULL));
+  assert_int_equal(blocks, 0);
+  drop(seg, name);
+}
+
 static void test_check_args(void **state) {
   (void)state;
   char name[96];
@@ -371,6 +426,8 @@ static void test_check_args(void **state) {
   assert_code(shm_segment_check(NULL, &r), SHMVAL_EINVAL);
   assert_code(shm_segment_check(seg, NULL), SHMVAL_EINVAL);
   assert_code(shm_segment_check(ro, &r), SHMVAL_EACCES);
+  assert_code(shm_segment_reclaim(ro, NULL, NULL), SHMVAL_EACCES);
+  assert_ok(shm_segment_reclaim(seg, NULL, NULL));
   assert_ok(shm_segment_check(seg, &r));
   assert_int_equal(r.objects, 0);
   assert_int_equal(r.used + r.free, seg->base->heap_end - seg->base->heap_start);
@@ -381,8 +438,11 @@ static void test_check_args(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_check_args),         cmocka_unit_test(test_check_finds_damage),
-      cmocka_unit_test(test_fuzz_finds),         cmocka_unit_test(test_owner_death_wakeup_lost),
+      cmocka_unit_test(test_check_args),
+      cmocka_unit_test(test_check_finds_damage),
+      cmocka_unit_test(test_fuzz_finds),
+      cmocka_unit_test(test_owner_death_wakeup_lost),
+      cmocka_unit_test(test_new_attacher_reclaims),
       cmocka_unit_test(test_kill_at_every_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

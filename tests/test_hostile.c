@@ -195,6 +195,7 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shm_segment_foreach(seg, NULL, NULL), SHMVAL_EINVAL)                                           \
   X(shm_segment_check(NULL, &creport), SHMVAL_EINVAL)                                              \
   X(shm_segment_check(seg, NULL), SHMVAL_EINVAL)                                                   \
+  X(shm_segment_reclaim(NULL, NULL, NULL), SHMVAL_EINVAL)                                          \
   X(shm_segment_name(NULL) == NULL, 1)                                                             \
   X(shm_value_open(NULL, seg, "v", 0), SHMVAL_EINVAL)                                              \
   X(shm_value_open(&val, NULL, "v", 0), SHMVAL_EINVAL)                                             \

@@ -173,6 +173,10 @@ static void test_check(void **state) {
   munmap(hdr, sizeof *hdr);
   assert_int_equal(tool("check", name, NULL, NULL), 0);
 
+  assert_int_equal(tool("reclaim", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, "0 blocks (0 bytes) reclaimed"));
+  assert_int_equal(tool("reclaim", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("reclaim", "/shmval-test-no-such-segment", NULL, NULL), 1);
   assert_int_equal(tool("check", NULL, NULL, NULL), 2);
   assert_int_equal(tool("check", name, name, NULL), 2);
   assert_int_equal(tool("check", "/shmval-test-no-such-segment", NULL, NULL), 1);

@@ -38,6 +38,8 @@ static const char usage[] =
     "                                  read-write and holds the segment's allocator\n"
     "                                  and directory locks while it runs. Exit status\n"
     "                                  1 if the segment is corrupt\n"
+    "  reclaim SEGMENT                 free the blocks that processes which died while\n"
+    "                                  creating or destroying an object left allocated\n"
     "  gc [--dry-run]                  remove orphaned segments: auto-unlink segments\n"
     "                                  whose attached processes all died, and leftovers\n"
     "                                  of creators that died while initialising;\n"
@@ -533,6 +535,25 @@ static int cmd_check(int argc, char **argv) {
   return rc != 0;
 }
 
+static int cmd_reclaim(int argc, char **argv) {
+  if (argc != 1 || argv[0][0] == '-')
+    return usage_error("reclaim takes one SEGMENT");
+  shm_segment *seg;
+  shm_segment_opts o = {.flags = SHMVAL_OBSERVE};
+  int rc = shm_segment_open(&seg, argv[0], &o);
+  size_t blocks = 0, bytes = 0;
+  if (rc == 0) {
+    rc = shm_segment_reclaim(seg, &blocks, &bytes);
+    shm_segment_close(seg);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "shmval: %s: %s\n", argv[0], shmval_strerror(rc));
+    return 1;
+  }
+  printf("%s: %zu blocks (%zu bytes) reclaimed\n", argv[0], blocks, bytes);
+  return 0;
+}
+
 static int cmd_gc(int argc, char **argv) {
   gc_ctx c = {0};
   for (int i = 0; i < argc; i++) {
@@ -564,6 +585,8 @@ int main(int argc, char **argv) {
     return cmd_rm(argc - 2, argv + 2);
   if (strcmp(cmd, "check") == 0)
     return cmd_check(argc - 2, argv + 2);
+  if (strcmp(cmd, "reclaim") == 0)
+    return cmd_reclaim(argc - 2, argv + 2);
   if (strcmp(cmd, "gc") == 0)
     return cmd_gc(argc - 2, argv + 2);
   return usage_error("unknown COMMAND");
