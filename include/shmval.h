@@ -857,9 +857,11 @@ SHMVAL_API int shm_segment_check(shm_segment *seg, shm_check_report *rep);
  * @return 0; #SHMVAL_EINVAL; #SHMVAL_EACCES (read-only); #SHMVAL_ECORRUPT;
  *         #SHMVAL_ENOTRECOVERABLE.
  * @note Thread-safe; it holds the directory lock while it runs and the
- *       allocator lock for each block. A few narrow windows are not
- *       journaled (between clearing the journal and putting the block on a
- *       free list); shm_segment_check() still counts what they leave.
+ *       allocator lock for each block. A process has one journal per
+ *       attachment, so of several threads creating or destroying at once
+ *       when it dies, only the last one noted is covered; the one-store
+ *       windows around the journal are not either. shm_segment_check() still
+ *       counts what they leave.
  */
 SHMVAL_API int shm_segment_reclaim(shm_segment *seg, size_t *blocks, size_t *bytes);
 

@@ -107,17 +107,49 @@ static bool before(const struct timespec *a, const struct timespec *b) {
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define SHMVAL__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMVAL__TSAN 1
+#endif
+#endif
+
+static void add_ns(struct timespec *t, long ns) {
+  t->tv_nsec += ns;
+  while (t->tv_nsec >= 1000000000L) {
+    t->tv_sec++;
+    t->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Lock @p m waiting until the CLOCK_MONOTONIC time @p until at the latest. */
+static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
+#ifdef SHMVAL__TSAN
+  /*
+   * ThreadSanitizer (clang 14) does not intercept pthread_mutex_clocklock and
+   * would miss the lock: the same wait on the real-time clock, which it sees.
+   */
+  struct timespec now, rt;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  clock_gettime(CLOCK_REALTIME, &rt);
+  long long left =
+      (long long)(until->tv_sec - now.tv_sec) * 1000000000LL + (until->tv_nsec - now.tv_nsec);
+  add_ns(&rt, left > 0 ? (long)(left % 1000000000LL) : 0);
+  rt.tv_sec += left > 0 ? (time_t)(left / 1000000000LL) : 0;
+  return pthread_mutex_timedlock(m, &rt);
+#else
+  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, until);
+#endif
+}
+
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
   for (;;) {
     struct timespec slice;
     clock_gettime(CLOCK_MONOTONIC, &slice);
-    slice.tv_nsec += WAIT_SLICE_NS;
-    if (slice.tv_nsec >= 1000000000L) {
-      slice.tv_sec++;
-      slice.tv_nsec -= 1000000000L;
-    }
+    add_ns(&slice, WAIT_SLICE_NS);
     bool last = deadline != NULL && !before(&slice, deadline);
-    int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, last ? deadline : &slice);
+    int rc = lock_until(m, last ? deadline : &slice);
     if (rc != ETIMEDOUT || last)
       return rc;
   }

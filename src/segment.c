@@ -17,7 +17,8 @@
  * either the closer sees the opener's slot (and keeps the segment) or the
  * opener sees CLOSING; it then lets its slot go and waits on the gate, shared,
  * for the closer's verdict. That spares every open two of its system calls.
- * Slot table entries in the segment (pid, time) are for display only.
+ * Slot table entries in the segment hold the pid and time (for display) and
+ * the holder's crash journal (see shmval__attach_ent in internal.h).
  */
 #include "internal.h"
 
