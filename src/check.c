@@ -170,12 +170,19 @@ int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks,
     atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
   }
   shmval__heap_unlock(seg);
-  /* The block is allocated and nobody else's: freeing it after the unlock is safe. */
-  if (off != 0 && (rc = shmval__heap_free(seg, off)) == 0) {
+  /*
+   * The block is allocated and nobody else's: freeing it after the unlock is
+   * safe. The journal is cleared as the block becomes free, never after: a
+   * journal left naming a free block could later name someone else's.
+   */
+  if (off == 0) {
+    __atomic_store_n(pending, 0, __ATOMIC_RELEASE);
+    return 0;
+  }
+  if ((rc = shmval__heap_free_j(seg, off, pending)) == 0) {
     ++*blocks;
     *bytes += (size_t)size;
   }
-  __atomic_store_n(pending, 0, __ATOMIC_RELEASE);
   return rc;
 }
 

@@ -322,8 +322,14 @@ static uint64_t find_in_own_class(const shmval__seg *seg, uint64_t size) {
   return 0;
 }
 
-/* Take @p size bytes from the front of the free block at @p off. */
-static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
+/*
+ * Take @p size bytes from the front of the free block at @p off. The crash
+ * journal @p journal (or NULL) is set in the store right after the one that
+ * makes the block allocated: not before, or a death in between would leave it
+ * naming a block that is still free, which someone else may then allocate and
+ * a reclaimer would free under them.
+ */
+static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journal) {
   uint64_t w = *word_at(seg, off), bsize = w & ~SHMVAL__BLK_FLAGS;
   uint64_t prev_bit = w & SHMVAL__BLK_PREV_FREE;
   list_remove(seg, off, bsize);
@@ -335,11 +341,13 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size) {
     set_footer(seg, tail, tsize);
     SHMVAL__CRASH_POINT();
     set_used_word(seg, off, size | prev_bit);
+    shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     list_insert(seg, tail, tsize);
   } else {
     size = bsize;
     set_used_word(seg, off, size | prev_bit);
+    shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
       set_used_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
@@ -376,10 +384,7 @@ int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
-  /* Noted before it is taken: a death from here on leaves the journal pointing at it. */
-  shmval__journal_set(journal, b | SHMVAL__J_CREATE);
-  SHMVAL__CRASH_POINT();
-  carve(seg, b, size);
+  carve(seg, b, size, journal);
   shmval__heap_unlock(seg);
   *off = b;
   return 0;

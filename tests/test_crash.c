@@ -103,6 +103,23 @@ static bool round_at(long n, size_t *max_leaked) {
   int st = reap(pid);
   assert_true(st == 0 || st == 128 + SIGKILL);
 
+  /*
+   * A journal never names a block that is not allocated: one that is still
+   * free could be allocated by someone else, and a reclaim would free it
+   * under them. (The directory lock first: it repairs what the child left.)
+   */
+  shmval__attach_ent *t = shmval__attach_table(seg->base);
+  assert_non_null(t);
+  assert_ok(shmval__dir_lock(seg->base));
+  assert_ok(shmval__heap_lock(seg->base));
+  for (uint32_t i = 0; i < seg->base->max_attach; i++) {
+    uint64_t j = t[i].pending, size;
+    if (j != 0 && !shmval__heap_used_block(seg->base, j & ~SHMVAL__J_STAGE, &size))
+      fail_msg("after a kill at step %ld: a journal names %#llx, not an allocated block", n,
+               (unsigned long long)j);
+  }
+  shmval__heap_unlock(seg->base);
+  shmval__dir_unlock(seg->base);
   shm_check_report r;
   int rc = shm_segment_check(seg, &r);
   if (rc != 0)
