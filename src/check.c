@@ -28,8 +28,7 @@ static int check_own_lock(walk_ctx *w, const shmval__obj *h, uint64_t off) {
       (const shmval__lock *)(const void *)((const char *)w->seg + off + (uint64_t)h->lock_rel);
   if ((int64_t)l->host_back != h->lock_rel)
     return shmval__bad(w->pb, off, "an object's lock does not point back at it");
-  if ((atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->refs, memory_order_relaxed) &
-       SHMVAL__REFS_COUNT) == 0)
+  if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->refs, memory_order_relaxed) == 0)
     return shmval__bad(w->pb, off, "a live object's lock has no reference");
   return 0;
 }
@@ -140,10 +139,10 @@ static uint64_t reclaimable(shmval__seg *seg, uint64_t j, uint64_t *size) {
   if (!(o->flags & SHMVAL__OBJ_OWN_LOCK))
     return stage == SHMVAL__J_DESTROY ? off : 0;
   /*
-   * Its own lock: the block goes with the lock's last reference. Whether the
-   * dead process dropped the host's reference cannot be told from the count,
-   * so the block is freed only if no other object ever took one (then the
-   * count is 1 or 0, the host's alone); otherwise it stays.
+   * Its own lock: the block goes with the lock's last reference. In DESTROY
+   * the host's reference is still held (the journal is cleared before it is
+   * dropped): a count of 1 is the host's alone. UNREF is noted only by the
+   * holder of the last reference.
    */
   int64_t rel = o->lock_rel;
   if (rel < (int64_t)sizeof *o ||
@@ -151,7 +150,7 @@ static uint64_t reclaimable(shmval__seg *seg, uint64_t j, uint64_t *size) {
     return 0;
   shmval__lock *l = (shmval__lock *)(void *)((char *)o + rel);
   uint32_t refs = atomic_load_explicit(&l->refs, memory_order_acquire);
-  if (!(refs & SHMVAL__REFS_SHARED) && (refs & SHMVAL__REFS_COUNT) <= 1) {
+  if ((stage == SHMVAL__J_DESTROY && refs == 1) || (stage == SHMVAL__J_UNREF && refs == 0)) {
     atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     return off;
   }

@@ -326,14 +326,6 @@ typedef struct shmval__obj {
   uint64_t name_off;    /* the object's name in a named segment; 0 = none */
 } shmval__obj;
 
-/*
- * A lock's reference count, and a sticky bit set the first time a second
- * object takes a reference: the crash journal frees a dead host's block with
- * its lock only if no other object ever used that lock.
- */
-#define SHMVAL__REFS_SHARED UINT32_C(0x80000000)
-#define SHMVAL__REFS_COUNT UINT32_C(0x7fffffff)
-
 /* Lock flags. DEAD_PENDING is changed only by the holder. */
 #define SHMVAL__LOCK_RECURSIVE 1u
 #define SHMVAL__LOCK_DEAD_PENDING 2u /* an owner died; the next acquirer must hear of it */
@@ -523,9 +515,13 @@ typedef struct shmval__attach_ent {
   uint64_t reserved[5];
 } shmval__attach_ent;
 
+/*
+ * A journal names a block only while the block is this process's alone, so
+ * that no one else can free it and its reuse can never be mistaken for it.
+ */
 #define SHMVAL__J_CREATE 1u  /* allocated for an object not yet published */
-#define SHMVAL__J_DESTROY 2u /* being retired; its own lock's host reference still held */
-#define SHMVAL__J_UNREF 3u   /* retired; its own lock's host reference being dropped */
+#define SHMVAL__J_DESTROY 2u /* retired by this process; its own lock's host reference held */
+#define SHMVAL__J_UNREF 3u   /* its own lock's last reference dropped: being freed */
 #define SHMVAL__J_STAGE UINT64_C(63)
 
 static inline void shmval__journal_set(uint64_t *j, uint64_t v) {

@@ -143,26 +143,25 @@ static int lock_ref(shmval__lock *l) {
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   uint32_t r = atomic_load_explicit(&l->refs, memory_order_relaxed);
   do {
-    uint32_t n = r & SHMVAL__REFS_COUNT;
-    if (n == 0 || n == SHMVAL__REFS_COUNT)
-      return n == 0 ? SHMVAL_ESTALE : SHMVAL_EAGAIN;
-  } while (!atomic_compare_exchange_weak_explicit(&l->refs, &r, (r + 1) | SHMVAL__REFS_SHARED,
-                                                  memory_order_acq_rel, memory_order_relaxed));
+    if (r == 0 || r == UINT32_MAX)
+      return r == 0 ? SHMVAL_ESTALE : SHMVAL_EAGAIN;
+  } while (!atomic_compare_exchange_weak_explicit(&l->refs, &r, r + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed));
   return 0;
 }
 
 /*
  * Drop a reference on @p l; the last one frees the block of the lock's host
- * object (already dead by then). @p journal, when given, is cleared as the
- * block becomes free, or at once if other objects still use the lock.
+ * object (already dead by then), noting it in @p journal (when given) from
+ * then until it is free: only the last reference makes the block this
+ * process's alone.
  */
 static int lock_unref(shmval__lock *l, uint64_t *journal) {
-  if ((atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) & SHMVAL__REFS_COUNT) != 1) {
-    shmval__journal_set(journal, 0);
+  if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
     return 0;
-  }
-  SHMVAL__CRASH_POINT();
   shmval__obj *host = (shmval__obj *)((char *)l - l->host_back);
+  shmval__journal_set(journal, block_off(host) | SHMVAL__J_UNREF);
+  SHMVAL__CRASH_POINT();
   atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
   return shmval__heap_free_j(shmval__obj_seg(host), block_off(host), journal);
 }
@@ -251,14 +250,19 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   if (named)
     memcpy(blk + lo.name_at, opts->name, name_len + 1);
   SHMVAL__CRASH_POINT();
-  /* Published last: a handle is valid, and a name findable, once its magic is. */
+  /*
+   * Published last: a handle is valid, and a name findable, once its magic is.
+   * The journal lets go of the block just before: a published object may be
+   * destroyed by others and its block reused, and a journal must never name a
+   * block that is not this process's alone.
+   */
+  shmval__journal_set(journal, 0);
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
   SHMVAL__CRASH_POINT();
   if (named && (rc = shmval__dir_insert(target, o)) != 0) {
     atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     goto free_block;
   }
-  shmval__journal_set(journal, 0);
   if (named)
     shmval__dir_unlock(target);
   *out = o;
@@ -328,22 +332,23 @@ static int destroy_locked(shmval__obj *o) {
    * Freeing memory that holds a locked robust mutex would corrupt its
    * holder's robust list, so the last user of a lock must find it free.
    */
-  bool last =
-      l != NULL && (atomic_load_explicit(&l->refs, memory_order_acquire) & SHMVAL__REFS_COUNT) == 1;
+  bool last = l != NULL && atomic_load_explicit(&l->refs, memory_order_acquire) == 1;
   if (last && (rc = shmval__lock_try_exclusive(l)) != 0)
     return rc;
-  /* The journal shows the block from before it is retired until it is freed. */
   uint64_t *journal = shmval__journal_for(seg);
-  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
-  SHMVAL__CRASH_POINT();
   uint32_t expect = SHMVAL__OBJ_MAGIC;
   if (!atomic_compare_exchange_strong_explicit(&o->magic, &expect, SHMVAL__OBJ_DEAD,
                                                memory_order_acq_rel, memory_order_acquire)) {
-    shmval__journal_set(journal, 0);
     if (last)
       (void)shmval__lock_release(l);
     return SHMVAL_ESTALE; /* another thread destroyed it first */
   }
+  /*
+   * Retired by this process alone from here, so the journal may name it (not
+   * before: a live object may be destroyed by another process and its block
+   * reused) until it is freed or its lock's host reference is dropped.
+   */
+  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
   if (last)
     (void)shmval__lock_release(l);
   SHMVAL__CRASH_POINT();
@@ -353,11 +358,13 @@ static int destroy_locked(shmval__obj *o) {
   if (l == NULL || !(o->flags & SHMVAL__OBJ_OWN_LOCK)) {
     if ((rc = shmval__heap_free_j(seg, block_off(o), journal)) != 0 || l == NULL)
       return rc;
-    return lock_unref(l, NULL);
+    return lock_unref(l, journal);
   }
-  /* A block holding its own lock is freed by that lock's last reference. */
-  shmval__journal_set(journal, block_off(o) | SHMVAL__J_UNREF);
-  SHMVAL__CRASH_POINT();
+  /*
+   * A block holding its own lock is freed by that lock's last reference;
+   * once the host's reference is dropped, another user may free it.
+   */
+  shmval__journal_set(journal, 0);
   return lock_unref(l, journal);
 }
 

@@ -104,9 +104,11 @@ static bool round_at(long n, size_t *max_leaked) {
   assert_true(st == 0 || st == 128 + SIGKILL);
 
   /*
-   * A journal never names a block that is not allocated: one that is still
-   * free could be allocated by someone else, and a reclaim would free it
-   * under them. (The directory lock first: it repairs what the child left.)
+   * A journal names only a block that is the dead child's alone: allocated
+   * (a free one could be allocated by someone else) and not a published
+   * object (anyone may destroy that, and its block be reused), else a reclaim
+   * could free another process's block under it. (The directory lock first:
+   * it repairs what the child left.)
    */
   shmval__attach_ent *t = shmval__attach_table(seg->base);
   assert_non_null(t);
@@ -116,6 +118,11 @@ static bool round_at(long n, size_t *max_leaked) {
     uint64_t j = t[i].pending, size;
     if (j != 0 && !shmval__heap_used_block(seg->base, j & ~SHMVAL__J_STAGE, &size))
       fail_msg("after a kill at step %ld: a journal names %#llx, not an allocated block", n,
+               (unsigned long long)j);
+    const shmval__obj *h =
+        (const shmval__obj *)(const void *)((const char *)seg->base + (j & ~SHMVAL__J_STAGE) + 8);
+    if (j != 0 && h->magic == SHMVAL__OBJ_MAGIC)
+      fail_msg("after a kill at step %ld: a journal names %#llx, a published object", n,
                (unsigned long long)j);
   }
   shmval__heap_unlock(seg->base);

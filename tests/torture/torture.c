@@ -124,6 +124,11 @@ static int op_atomic(world *w, slot *s) {
   return 0;
 }
 
+static int failed(int id, const char *what, int rc, int code) {
+  fprintf(stderr, "torture: worker %d: %s: %s\n", id, what, shmval_err_name(rc));
+  return code;
+}
+
 /* A named Value and an unnamed Array of a random size, made and unmade. */
 static int op_create(world *w, slot *s, int id) {
   char name[32];
@@ -139,16 +144,16 @@ static int op_create(world *w, slot *s, int id) {
     return 41;
   }
   int x = -1;
-  if (shm_value_get(v, &x) != 0 || x != id)
-    return 42;
+  if ((rc = shm_value_get(v, &x)) != 0 || x != id)
+    return failed(id, "get", rc, 42);
   o.name = NULL;
   if ((rc = shm_array_create(&a, SHMVAL_DOUBLE, 1 + rnd() % 2000, NULL, &o)) != 0 &&
       rc != SHMVAL_ENOSPC)
-    return 43;
-  if (rc == 0 && shm_array_destroy(a) != 0)
-    return 44;
-  if (shm_value_destroy(v) != 0)
-    return 45;
+    return failed(id, "array create", rc, 43);
+  if (rc == 0 && (rc = shm_array_destroy(a)) != 0)
+    return failed(id, "array destroy", rc, 44);
+  if ((rc = shm_value_destroy(v)) != 0)
+    return failed(id, "value destroy", rc, 45);
   put(&s->creates, s->creates + 1);
   return 0;
 }
