@@ -3,9 +3,10 @@
  * /dev/shm file. Each input is written to a fresh named segment file and
  * handed to the library the way another process's segment would be.
  *
- *   fuzz_attach   (FUZZ_ATTACH): open it read-write, run the integrity check,
- *                 visit every object (take and release its lock, read and
- *                 write its value), open objects by name, allocate and free.
+ *   fuzz_attach   (FUZZ_ATTACH): open it read-write (which reclaims its slot's
+ *                 journal), run the integrity check, visit every object (take
+ *                 and release its lock, read and write its value), open
+ *                 objects by name, allocate and free, reclaim every journal.
  *   fuzz_inspect  (otherwise): describe it without attaching, open it
  *                 read-only, list and read its objects, look names up.
  *
@@ -145,6 +146,9 @@ static void run(void) {
   if (shm_value_create(&n, SHMVAL_LLONG, NULL, &no) == 0)
     (void)shm_value_destroy(n);
   (void)shm_object_remove(seg, "x");
+  /* The attacher table's journals are bytes from the image too. */
+  size_t blocks, bytes;
+  (void)shm_segment_reclaim(seg, &blocks, &bytes);
   (void)shm_segment_check(seg, &r);
   shm_segment_info info;
   (void)shm_segment_stat(seg, &info);
