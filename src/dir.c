@@ -182,7 +182,7 @@ int shmval__dir_check(shmval__seg *seg) {
   return SHMVAL_ECORRUPT;
 }
 
-/* Check one live entry @p e at index @p i: it must lead a probe to its object. */
+/* Check one live entry @p e: it must lead a probe for its name to its object. */
 static int verify_entry(shmval__seg *seg, uint64_t e, shmval__problem *pb) {
   shmval__obj h, found;
   uint64_t off = ent_obj(e), at;
@@ -395,34 +395,15 @@ static int scan_block(void *ctx, uint64_t off, uint64_t size) {
 
 /*
  * Lookups retry from the start, and for good if the rebuild fails: they then
- * take the lock and hear that the directory is not recoverable.
+ * take the lock and hear that the directory is not recoverable. A table its
+ * maker died making is freed first if it never got its magic (the journal in
+ * dir_new, reclaimed like an attacher's); a complete one is a table like any
+ * other, which the rebuild frees.
  */
-/*
- * A table whose allocator died before it was complete (no magic yet) is
- * freed; a complete one is a table like any other, which the rebuild frees.
- */
-static int drop_unfinished_table(shmval__seg *seg) {
-  uint64_t j = __atomic_load_n(&seg->dir_new, __ATOMIC_ACQUIRE), size = 0;
-  uint64_t off = j & ~SHMVAL__J_STAGE;
-  if (j == 0)
-    return 0;
-  int rc = shmval__heap_lock(seg);
-  if (rc != 0)
-    return rc;
-  bool used = shmval__heap_used_block(seg, off, &size);
-  const _Atomic uint32_t *m =
-      (const _Atomic uint32_t *)(const void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
-  bool unfinished = used && atomic_load_explicit(m, memory_order_acquire) != SHMVAL__OBJ_MAGIC;
-  shmval__heap_unlock(seg);
-  if (unfinished && (rc = shmval__heap_free_j(seg, off, &seg->dir_new)) != 0)
-    return rc;
-  shmval__journal_set(&seg->dir_new, 0);
-  return 0;
-}
-
 static int dir_rebuild(shmval__seg *seg) {
   scan sc = {.seg = seg};
-  int rc0 = drop_unfinished_table(seg);
+  size_t blocks = 0, bytes = 0;
+  int rc0 = shmval__reclaim_journal(seg, &seg->dir_new, &blocks, &bytes);
   if (rc0 != 0)
     return rc0;
   gen_begin(seg);

@@ -101,7 +101,7 @@ bool shmval__mutex_sane(const pthread_mutex_t *m) {
  * takes it if its owner died. A live holder costs a waiter one wake-up per
  * slice.
  */
-#define WAIT_SLICE_NS 20000000L /* 20 ms */
+#define WAIT_SLICE 0.02 /* seconds */
 
 static bool before(const struct timespec *a, const struct timespec *b) {
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -115,14 +115,6 @@ static bool before(const struct timespec *a, const struct timespec *b) {
 #endif
 #endif
 
-static void add_ns(struct timespec *t, long ns) {
-  t->tv_nsec += ns;
-  while (t->tv_nsec >= 1000000000L) {
-    t->tv_sec++;
-    t->tv_nsec -= 1000000000L;
-  }
-}
-
 /* Lock @p m waiting until the CLOCK_MONOTONIC time @p until at the latest. */
 static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
 #ifdef SHMVAL__TSAN
@@ -133,10 +125,12 @@ static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
   struct timespec now, rt;
   clock_gettime(CLOCK_MONOTONIC, &now);
   clock_gettime(CLOCK_REALTIME, &rt);
-  long long left =
-      (long long)(until->tv_sec - now.tv_sec) * 1000000000LL + (until->tv_nsec - now.tv_nsec);
-  add_ns(&rt, left > 0 ? (long)(left % 1000000000LL) : 0);
-  rt.tv_sec += left > 0 ? (time_t)(left / 1000000000LL) : 0;
+  long long ns = (long long)(until->tv_sec - now.tv_sec) * 1000000000LL +
+                 (until->tv_nsec - now.tv_nsec) + rt.tv_nsec;
+  if (ns < rt.tv_nsec)
+    ns = rt.tv_nsec; /* already past: do not wait */
+  rt.tv_sec += (time_t)(ns / 1000000000LL);
+  rt.tv_nsec = (long)(ns % 1000000000LL);
   return pthread_mutex_timedlock(m, &rt);
 #else
   return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, until);
@@ -146,8 +140,7 @@ static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
   for (;;) {
     struct timespec slice;
-    clock_gettime(CLOCK_MONOTONIC, &slice);
-    add_ns(&slice, WAIT_SLICE_NS);
+    shmval__prim_deadline(WAIT_SLICE, &slice);
     bool last = deadline != NULL && !before(&slice, deadline);
     int rc = lock_until(m, last ? deadline : &slice);
     if (rc != ETIMEDOUT || last)
