@@ -414,23 +414,32 @@ static int dir_rebuild(shmval__seg *seg) {
   shmval__obj *t = NULL;
   if (rc == 0)
     rc = shmval__obj_alloc_table_j(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t, &seg->dir_new);
+  SHMVAL__CRASH_POINT();
   if (rc == 0) {
-    /* Every older table, the current one included, is replaced. */
+    /*
+     * The new table is current before any older one, the current one
+     * included, is freed: seg->dir_off always names a live table, which
+     * openers check (a rebuild killed halfway must not make the segment
+     * look corrupt to a process that would attach and finish it).
+     */
+    __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
+    SHMVAL__CRASH_POINT();
+    shmval__journal_set(&seg->dir_new, 0);
+    seg->dir_cap = cap;
+    seg->dir_count = seg->dir_tombs = 0;
     for (size_t i = 0; i < sc.n_tables; i++) {
       shmval__obj *old;
       if (shmval__obj_at(seg, sc.tables[i], &old) == 0)
         shmval__obj_free_table(old);
+      SHMVAL__CRASH_POINT();
     }
-    __atomic_store_n(&seg->dir_off, t->self_off, __ATOMIC_RELEASE);
-    shmval__journal_set(&seg->dir_new, 0);
-    seg->dir_cap = cap;
-    seg->dir_count = seg->dir_tombs = 0;
     for (size_t i = 0; rc == 0 && i < sc.n_named; i++) {
       shmval__obj *o;
       if (shmval__obj_at(seg, sc.named[i], &o) == 0)
         rc = shmval__dir_insert(seg, o);
     }
   }
+  SHMVAL__CRASH_POINT();
   if (rc == 0)
     gen_end(seg);
   free(sc.named);

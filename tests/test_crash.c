@@ -438,6 +438,79 @@ static void test_new_attacher_reclaims(void **state) {
   drop(seg, name);
 }
 
+/* Die holding the directory lock: its next holder rebuilds the directory. */
+static int die_holding_dir(void *arg) { return shmval__dir_lock(((shm_segment *)arg)->base); }
+
+static long rebuild_die_at;
+static const char *rebuild_seg_name;
+
+/* Take the dead holder's directory lock (rebuilding) and die after a step. */
+static int rebuild_and_die(void *arg) {
+  shmval__crash_countdown = rebuild_die_at;
+  return shm_object_remove(arg, "n0") == 0 ? 0 : 20;
+}
+
+/* A process that never had the segment opens it and finds every name. */
+static int fresh_opener(void *arg) {
+  (void)arg;
+  shm_segment *seg;
+  char nm[32];
+  int rc = shm_segment_open(&seg, rebuild_seg_name, NULL);
+  if (rc != 0)
+    return 30 + (-rc % 50);
+  for (int i = 1; i < NAMES; i++) {
+    shm_value *v;
+    int x = -1;
+    snprintf(nm, sizeof nm, "n%d", i);
+    if (shm_value_open(&v, seg, nm, SHMVAL_INT) != 0 || shm_value_get(v, &x) != 0 || x != i)
+      return 90;
+  }
+  return shm_segment_close(seg) == 0 ? 0 : 91;
+}
+
+/*
+ * A process that repairs the directory after a dead holder may itself be
+ * killed at any step of the repair. The segment stays attachable by a
+ * process that never had it, with every name, and the next holder finishes
+ * the repair. (A rebuild killed between freeing the old table and installing
+ * the new one left every open failing with ECORRUPT.)
+ */
+static void test_kill_during_rebuild(void **state) {
+  (void)state;
+  char name[96];
+  rebuild_seg_name = name;
+  bool finished = false;
+  for (rebuild_die_at = 1; !finished && rebuild_die_at < 400; rebuild_die_at++) {
+    shm_segment *seg;
+    shm_check_report r;
+    test_name(name, sizeof name, "rebuild");
+    assert_ok(shm_segment_create(&seg, name, 1 << 18, NULL));
+    for (int i = 0; i < NAMES; i++) {
+      char nm[32];
+      shm_value *v;
+      snprintf(nm, sizeof nm, "n%d", i);
+      shm_opts o = {.segment = seg, .name = nm};
+      assert_ok(shm_value_create(&v, SHMVAL_INT, &i, &o));
+    }
+    assert_int_equal(reap(spawn(die_holding_dir, seg)), 0);
+    int st = reap(spawn(rebuild_and_die, seg));
+    assert_true(st == 0 || st == 128 + SIGKILL);
+    finished = st == 0;
+    int fresh = reap(spawn(fresh_opener, NULL));
+    if (fresh != 0)
+      fail_msg("a rebuild killed after step %ld: a fresh opener failed with %d", rebuild_die_at,
+               fresh);
+    int rc = shm_segment_check(seg, &r);
+    if (rc != 0)
+      fail_msg("a rebuild killed after step %ld: %s (%s)", rebuild_die_at, shmval_err_name(rc),
+               r.problem != NULL ? r.problem : "");
+    assert_true(r.leaked_blocks <= 1);
+    drop(seg, name);
+  }
+  assert_true(finished);
+  assert_true(rebuild_die_at > 10); /* the repair has steps to be killed at */
+}
+
 static void test_check_args(void **state) {
   (void)state;
   char name[96];
@@ -467,6 +540,7 @@ int main(void) {
       cmocka_unit_test(test_fuzz_finds),
       cmocka_unit_test(test_owner_death_wakeup_lost),
       cmocka_unit_test(test_new_attacher_reclaims),
+      cmocka_unit_test(test_kill_during_rebuild),
       cmocka_unit_test(test_kill_at_every_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
