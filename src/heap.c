@@ -18,6 +18,8 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
+
 #include <errno.h>
 #include <string.h>
 
@@ -204,12 +206,66 @@ static int heap_rebuild(shmval__seg *seg) {
   return 0;
 }
 
+static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal);
+
+/*
+ * Note the operation on the block at @p off that the heap lock's holder
+ * starts, and its journal word, before the first store that changes the heap
+ * (the fence keeps the compiler and the processor from moving those first).
+ */
+static void op_begin(shmval__seg *seg, uint64_t off, uint64_t op, uint64_t *journal) {
+  uint64_t joff = journal != NULL ? (uint64_t)((char *)journal - (char *)seg) : 0;
+  __atomic_store_n(&seg->heap_op_j, joff, __ATOMIC_RELAXED);
+  __atomic_store_n(&seg->heap_op, off | op, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+/* After the operation's last store. */
+static void op_end(shmval__seg *seg) { __atomic_store_n(&seg->heap_op, 0, __ATOMIC_RELEASE); }
+
+/*
+ * The journal word at offset @p joff, validated: the directory's table
+ * journal or an attacher slot's, else NULL.
+ */
+static uint64_t *journal_word(shmval__seg *seg, uint64_t joff) {
+  if (joff == offsetof(shmval__seg, dir_new))
+    return &seg->dir_new;
+  shmval__attach_ent *t = joff != 0 ? shmval__attach_table(seg) : NULL;
+  if (t == NULL)
+    return NULL;
+  uint64_t base = (uint64_t)((char *)t - (char *)seg), rel = joff - base;
+  if (joff < base || rel % sizeof *t != offsetof(shmval__attach_ent, pending) ||
+      rel / sizeof *t >= seg->max_attach)
+    return NULL;
+  return &t[rel / sizeof *t].pending;
+}
+
+/*
+ * After a rebuild: finish the operation the dead holder was in. Its block,
+ * still allocated, is freed either way: an allocation never reached its
+ * caller, and a free had been decided. A journal still naming the block is
+ * cleared as it becomes free, so that nobody frees it twice.
+ */
+static int finish_op(shmval__seg *seg) {
+  uint64_t op = __atomic_load_n(&seg->heap_op, __ATOMIC_ACQUIRE), size;
+  if (op == 0)
+    return 0;
+  uint64_t off = op & ~SHMVAL__BLK_FLAGS, *j = journal_word(seg, seg->heap_op_j);
+  if (j != NULL && (__atomic_load_n(j, __ATOMIC_ACQUIRE) & ~SHMVAL__J_STAGE) != off)
+    j = NULL;
+  int rc = 0;
+  if (shmval__heap_used_block(seg, off, &size))
+    rc = free_locked(seg, off, j);
+  op_end(seg);
+  return rc;
+}
+
 int shmval__heap_lock(shmval__seg *seg) {
   int rc = shmval__mutex_wait(&seg->heap_lock, NULL);
   if (SHMVAL__LIKELY(rc == 0))
     return 0;
   if (rc == EOWNERDEAD) {
-    if (heap_rebuild(seg) != 0) {
+    if (heap_rebuild(seg) != 0 || finish_op(seg) != 0) {
       /* Unlocking without making it consistent fences the segment off. */
       pthread_mutex_unlock(&seg->heap_lock);
       return SHMVAL_ECORRUPT;
@@ -341,12 +397,14 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journ
     set_footer(seg, tail, tsize);
     SHMVAL__CRASH_POINT();
     set_used_word(seg, off, size | prev_bit);
+    SHMVAL__CRASH_POINT();
     shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     list_insert(seg, tail, tsize);
   } else {
     size = bsize;
     set_used_word(seg, off, size | prev_bit);
+    SHMVAL__CRASH_POINT();
     shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
@@ -384,7 +442,9 @@ int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
+  op_begin(seg, b, SHMVAL__HOP_ALLOC, journal);
   carve(seg, b, size, journal);
+  op_end(seg);
   shmval__heap_unlock(seg);
   *off = b;
   return 0;
@@ -431,6 +491,45 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off) {
   return shmval__heap_free_j(seg, off, NULL);
 }
 
+/*
+ * Free the allocated block at @p off with the heap lock held, clearing
+ * @p journal (when given) just before the block becomes free.
+ */
+static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal) {
+  uint64_t w = *word_at(seg, off), nsize, psize;
+  if (!free_ok(seg, off, w, &nsize, &psize))
+    return SHMVAL_ECORRUPT;
+  uint64_t size = w & ~SHMVAL__BLK_FLAGS;
+  if (nsize != 0) {
+    list_remove(seg, off + size, nsize);
+    SHMVAL__CRASH_POINT();
+  }
+  uint64_t start = off - psize, total = psize + size + nsize;
+  if (psize != 0) {
+    list_remove(seg, start, psize);
+    SHMVAL__CRASH_POINT();
+  }
+  /*
+   * One store makes the merged block; the rest is derived data. The journal is
+   * cleared just before it: a freed block may be reused at once, and a journal
+   * pointing at someone else's block would have it freed under them. (A death
+   * in between is the heap operation's to finish: see finish_op().)
+   */
+  shmval__journal_set(journal, 0);
+  SHMVAL__CRASH_POINT();
+  *word_at(seg, start) = total | SHMVAL__BLK_FREE;
+  SHMVAL__CRASH_POINT();
+  set_footer(seg, start, total);
+  list_insert(seg, start, total);
+  if (start + total < seg->heap_end)
+    set_used_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
+  SHMVAL__CRASH_POINT();
+  seg->used -= size;
+  SHMVAL__CRASH_POINT();
+  seg->blocks--;
+  return 0;
+}
+
 int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   if (!blk_off_ok(seg, off))
     return SHMVAL_ECORRUPT;
@@ -445,39 +544,11 @@ int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
-  uint64_t w = *word_at(seg, off), nsize, psize;
-  if (!free_ok(seg, off, w, &nsize, &psize)) {
-    shmval__heap_unlock(seg);
-    return SHMVAL_ECORRUPT;
-  }
-  size = w & ~SHMVAL__BLK_FLAGS;
-  if (nsize != 0) {
-    list_remove(seg, off + size, nsize);
-    SHMVAL__CRASH_POINT();
-  }
-  uint64_t start = off - psize, total = psize + size + nsize;
-  if (psize != 0) {
-    list_remove(seg, start, psize);
-    SHMVAL__CRASH_POINT();
-  }
-  /*
-   * One store makes the merged block; the rest is derived data. The journal is
-   * cleared just before it: a freed block may be reused at once, and a journal
-   * pointing at someone else's block would have it freed under them.
-   */
-  shmval__journal_set(journal, 0);
-  *word_at(seg, start) = total | SHMVAL__BLK_FREE;
-  SHMVAL__CRASH_POINT();
-  set_footer(seg, start, total);
-  list_insert(seg, start, total);
-  if (start + total < seg->heap_end)
-    set_used_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
-  SHMVAL__CRASH_POINT();
-  seg->used -= size;
-  SHMVAL__CRASH_POINT();
-  seg->blocks--;
+  op_begin(seg, off, SHMVAL__HOP_FREE, journal);
+  rc = free_locked(seg, off, journal);
+  op_end(seg);
   shmval__heap_unlock(seg);
-  return 0;
+  return rc;
 }
 
 bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size) {

@@ -119,7 +119,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 3u
+#define SHMVAL__LAYOUT_VERSION 4u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -131,6 +131,10 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__BLK_FREE UINT64_C(1)
 #define SHMVAL__BLK_PREV_FREE UINT64_C(2)
 #define SHMVAL__BLK_FLAGS UINT64_C(63)
+
+/* The operations in seg->heap_op. */
+#define SHMVAL__HOP_ALLOC UINT64_C(1)
+#define SHMVAL__HOP_FREE UINT64_C(2)
 
 /* Segment flags. */
 #define SHMVAL__SEG_ANON 1u
@@ -164,6 +168,15 @@ typedef struct shmval__seg {
   uint32_t fl_bitmap;
   uint32_t sl_bitmap[SHMVAL__FL_COUNT];
   uint64_t free_head[SHMVAL__FL_COUNT][SHMVAL__SL_COUNT];
+  /*
+   * The operation a holder of heap_lock is in the middle of: the block's
+   * offset with SHMVAL__HOP_ALLOC or SHMVAL__HOP_FREE in the low bits, or 0,
+   * and the offset of the operation's crash journal word, or 0. The next
+   * holder after a death undoes an allocation (its caller never got the
+   * block) and completes a free (its caller had let go of the block).
+   */
+  uint64_t heap_op;
+  uint64_t heap_op_j;
   /* Named segments: the name directory, guarded by dir_lock. */
   uint64_t dir_off; /* the directory table's object header; 0 = none */
   uint64_t dir_cap; /* entries, a power of two */
