@@ -126,23 +126,27 @@ int shm_segment_check(shm_segment *sg, shm_check_report *rep) {
  * freed, or 0. A published object stays (its name or a handle may reach it);
  * a retired one whose own lock other objects still use stays too.
  */
-static uint64_t reclaimable(shmval__seg *seg, uint64_t j, uint64_t *size) {
+static uint64_t reclaimable(shmval__seg *seg, const uint64_t *pending, uint64_t *size) {
+  uint64_t j = __atomic_load_n(pending, __ATOMIC_ACQUIRE);
   uint64_t off = j & ~SHMVAL__J_STAGE, stage = j & SHMVAL__J_STAGE;
-  if (!shmval__heap_used_block(seg, off, size) || *size < SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj))
+  if (j == 0 || !shmval__heap_used_block(seg, off, size) ||
+      *size < SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj))
     return 0;
   shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
   if (stage == SHMVAL__J_CREATE)
     return m == SHMVAL__OBJ_MAGIC ? 0 : off;
-  if (m != SHMVAL__OBJ_DEAD || (stage != SHMVAL__J_DESTROY && stage != SHMVAL__J_UNREF))
+  /* DESTROY: only if the journal's writer retired it (see destroy_locked()). */
+  if (stage == SHMVAL__J_DESTROY ? m != shmval__dead_magic(seg, pending)
+                                 : stage != SHMVAL__J_UNREF || !shmval__magic_dead(m))
     return 0;
   if (!(o->flags & SHMVAL__OBJ_OWN_LOCK))
     return stage == SHMVAL__J_DESTROY ? off : 0;
   /*
    * Its own lock: the block goes with the lock's last reference. In DESTROY
-   * the host's reference is still held (the journal is cleared before it is
-   * dropped): a count of 1 is the host's alone. UNREF is noted only by the
-   * holder of the last reference.
+   * the host's reference is still held (1; the journal is cleared before it
+   * is dropped when others share the lock), or was taken to 0 from 1 by the
+   * journal's writer. UNREF is noted only by the holder of the last reference.
    */
   int64_t rel = o->lock_rel;
   if (rel < (int64_t)sizeof *o ||
@@ -150,7 +154,7 @@ static uint64_t reclaimable(shmval__seg *seg, uint64_t j, uint64_t *size) {
     return 0;
   shmval__lock *l = (shmval__lock *)(void *)((char *)o + rel);
   uint32_t refs = atomic_load_explicit(&l->refs, memory_order_acquire);
-  if ((stage == SHMVAL__J_DESTROY && refs == 1) || (stage == SHMVAL__J_UNREF && refs == 0)) {
+  if ((stage == SHMVAL__J_DESTROY && refs <= 1) || (stage == SHMVAL__J_UNREF && refs == 0)) {
     atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     return off;
   }
@@ -161,8 +165,7 @@ int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks,
   int rc = shmval__heap_lock(seg);
   if (rc != 0)
     return rc;
-  uint64_t j = __atomic_load_n(pending, __ATOMIC_ACQUIRE), size = 0;
-  uint64_t off = j != 0 ? reclaimable(seg, j, &size) : 0;
+  uint64_t size = 0, off = reclaimable(seg, pending, &size);
   if (off != 0) {
     /* Retire it for good: a stale handle must see a dead object, not a half-made one. */
     shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);

@@ -230,14 +230,8 @@ static void op_end(shmval__seg *seg) { __atomic_store_n(&seg->heap_op, 0, __ATOM
 static uint64_t *journal_word(shmval__seg *seg, uint64_t joff) {
   if (joff == offsetof(shmval__seg, dir_new))
     return &seg->dir_new;
-  shmval__attach_ent *t = joff != 0 ? shmval__attach_table(seg) : NULL;
-  if (t == NULL)
-    return NULL;
-  uint64_t base = (uint64_t)((char *)t - (char *)seg), rel = joff - base;
-  if (joff < base || rel % sizeof *t != offsetof(shmval__attach_ent, pending) ||
-      rel / sizeof *t >= seg->max_attach)
-    return NULL;
-  return &t[rel / sizeof *t].pending;
+  long slot = joff != 0 ? shmval__journal_slot(seg, joff) : -1;
+  return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
 }
 
 /*

@@ -87,11 +87,13 @@ int64_t shmval__prim_flock_probe(int fd, uint64_t off, uint64_t len);
 /*
  * Crash points, compiled in only for the crash-consistency tests (the
  * shmval_objects_hooked library): a process-local countdown set by a test; the
- * step that takes it to zero kills the process with SIGKILL, so a test can
- * stop a change to shared memory after any of its stores.
+ * step that takes it to zero kills the process with SIGKILL (or raises
+ * shmval__crash_signal when a test set it), so a test can stop a change to
+ * shared memory after any of its stores.
  */
 #ifdef SHMVAL_CRASH_HOOKS
 extern long shmval__crash_countdown;
+extern int shmval__crash_signal;
 void shmval__crash_point(void);
 #define SHMVAL__CRASH_POINT() shmval__crash_point()
 #else
@@ -275,6 +277,18 @@ static inline uint64_t shmval__blk_size(const shmval__seg *seg, uint64_t off) {
 #define SHMVAL__OBJ_MAGIC UINT32_C(0x4a424f53)  /* "SOBJ" */
 #define SHMVAL__OBJ_DEAD UINT32_C(0x44414544)   /* "DEAD" */
 #define SHMVAL__LOCK_MAGIC UINT32_C(0x4b434c53) /* "SLCK" */
+/*
+ * An object that a process attached to a named segment destroys gets the
+ * magic SHMVAL__OBJ_DEAD_BY(its attacher slot): with the journal noted before
+ * that compare-and-swap, a reclaimer can tell that the journal's dead writer,
+ * and nobody else, retired the object.
+ */
+#define SHMVAL__OBJ_DEAD_BY(slot) (UINT32_C(0xdead0000) | (uint32_t)(slot))
+
+/* Whether @p m is the magic of a destroyed object. */
+static inline bool shmval__magic_dead(uint32_t m) {
+  return m == SHMVAL__OBJ_DEAD || (m >> 16) == 0xdeadu;
+}
 
 enum shmval__kind {
   SHMVAL__KIND_VALUE = 1,
@@ -442,7 +456,7 @@ static inline int shmval__obj_check(const shmval__obj *o, unsigned kind) {
     return SHMVAL_EINVAL;
   uint32_t m = atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire);
   if (SHMVAL__UNLIKELY(m != SHMVAL__OBJ_MAGIC))
-    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+    return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   return SHMVAL__LIKELY(o->kind == kind) ? 0 : SHMVAL_EINVAL;
 }
 
@@ -546,6 +560,13 @@ static inline void shmval__journal_set(uint64_t *j, uint64_t v) {
 shmval__attach_ent *shmval__attach_table(shmval__seg *seg);
 /* This process's journal word for the named segment mapped at @p seg, or NULL. */
 uint64_t *shmval__journal_for(const shmval__seg *seg);
+/* The attacher slot whose journal word lies at offset @p joff in @p seg, or -1. */
+long shmval__journal_slot(shmval__seg *seg, uint64_t joff);
+/*
+ * The magic that an object destroyed under the attacher journal @p journal
+ * gets: SHMVAL__OBJ_DEAD_BY(its slot), or SHMVAL__OBJ_DEAD without one.
+ */
+uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal);
 /*
  * Free the block the journal word @p pending shows its dead writer left, and
  * clear it; the caller holds the directory lock. *blocks and *bytes grow.

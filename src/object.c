@@ -336,19 +336,23 @@ static int destroy_locked(shmval__obj *o) {
   if (last && (rc = shmval__lock_try_exclusive(l)) != 0)
     return rc;
   uint64_t *journal = shmval__journal_for(seg);
+  /*
+   * The journal names the block before the retiring compare-and-swap, whose
+   * dead magic names this process's attacher slot. A reclaimer frees the
+   * block only if that magic is there: a death on either side of the swap
+   * is then told apart, and a swap lost to another destroyer (whose block
+   * may be reused at once) leaves the journal harmless.
+   */
+  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
+  SHMVAL__CRASH_POINT();
   uint32_t expect = SHMVAL__OBJ_MAGIC;
-  if (!atomic_compare_exchange_strong_explicit(&o->magic, &expect, SHMVAL__OBJ_DEAD,
+  if (!atomic_compare_exchange_strong_explicit(&o->magic, &expect, shmval__dead_magic(seg, journal),
                                                memory_order_acq_rel, memory_order_acquire)) {
+    shmval__journal_set(journal, 0);
     if (last)
       (void)shmval__lock_release(l);
     return SHMVAL_ESTALE; /* another thread destroyed it first */
   }
-  /*
-   * Retired by this process alone from here, so the journal may name it (not
-   * before: a live object may be destroyed by another process and its block
-   * reused) until it is freed or its lock's host reference is dropped.
-   */
-  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
   if (last)
     (void)shmval__lock_release(l);
   SHMVAL__CRASH_POINT();
@@ -361,9 +365,19 @@ static int destroy_locked(shmval__obj *o) {
     return lock_unref(l, journal);
   }
   /*
-   * A block holding its own lock is freed by that lock's last reference;
-   * once the host's reference is dropped, another user may free it.
+   * A block holding its own lock is freed by that lock's last reference.
+   * Taking the host's reference, the only one, from 1 to 0 in one step keeps
+   * the block this process's, journal and all; when other objects share the
+   * lock, the journal lets go first, as once the host's reference is dropped
+   * another user may free the block.
    */
+  uint32_t one = 1;
+  if (atomic_compare_exchange_strong_explicit(&l->refs, &one, 0, memory_order_acq_rel,
+                                              memory_order_relaxed)) {
+    SHMVAL__CRASH_POINT();
+    atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+    return shmval__heap_free_j(seg, block_off(o), journal);
+  }
   shmval__journal_set(journal, 0);
   return lock_unref(l, journal);
 }
@@ -935,7 +949,7 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
   if (m != SHMVAL__OBJ_MAGIC)
-    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
+    return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
   memcpy(copy, o, sizeof *copy);
   const shmval__obj *h = copy;
   uint64_t room = blk_end - off, bytes;

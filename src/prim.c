@@ -227,9 +227,10 @@ bool shmval__prim_past(const struct timespec *deadline) {
 
 #ifdef SHMVAL_CRASH_HOOKS
 long shmval__crash_countdown;
+int shmval__crash_signal;
 
 void shmval__crash_point(void) {
   if (shmval__crash_countdown > 0 && --shmval__crash_countdown == 0)
-    raise(SIGKILL);
+    raise(shmval__crash_signal != 0 ? shmval__crash_signal : SIGKILL);
 }
 #endif

@@ -22,6 +22,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,6 +184,24 @@ uint64_t *shmval__journal_for(const shmval__seg *seg) {
       j = sg->journal;
   pthread_mutex_unlock(&reg.mu);
   return j;
+}
+
+long shmval__journal_slot(shmval__seg *seg, uint64_t joff) {
+  attach_ent *t = shmval__attach_table(seg);
+  uint64_t base = t != NULL ? (uint64_t)((char *)t - (char *)seg) : 0;
+  if (t == NULL || joff < base)
+    return -1;
+  uint64_t rel = joff - base;
+  if (rel % sizeof *t != offsetof(attach_ent, pending) || rel / sizeof *t >= seg->max_attach)
+    return -1;
+  return (long)(rel / sizeof *t);
+}
+
+uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal) {
+  long slot = journal != NULL
+                  ? shmval__journal_slot(seg, (uint64_t)((const char *)journal - (char *)seg))
+                  : -1;
+  return slot >= 0 ? SHMVAL__OBJ_DEAD_BY(slot) : SHMVAL__OBJ_DEAD;
 }
 
 /*

@@ -109,7 +109,7 @@ int shm_lock_destroy(shm_lock *lock) {
     return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   shmval__obj *host = (shmval__obj *)(void *)((char *)l - l->host_back);
   if (shmval__obj_check(host, SHMVAL__KIND_LOCK) != 0)
-    return atomic_load(&host->magic) == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+    return shmval__magic_dead(atomic_load(&host->magic)) ? SHMVAL_ESTALE : SHMVAL_EINVAL;
   return shmval__obj_destroy(host, SHMVAL__KIND_LOCK);
 }
 
