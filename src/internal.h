@@ -170,15 +170,6 @@ typedef struct shmval__seg {
   uint32_t fl_bitmap;
   uint32_t sl_bitmap[SHMVAL__FL_COUNT];
   uint64_t free_head[SHMVAL__FL_COUNT][SHMVAL__SL_COUNT];
-  /*
-   * The operation a holder of heap_lock is in the middle of: the block's
-   * offset with SHMVAL__HOP_ALLOC or SHMVAL__HOP_FREE in the low bits, or 0,
-   * and the offset of the operation's crash journal word, or 0. The next
-   * holder after a death undoes an allocation (its caller never got the
-   * block) and completes a free (its caller had let go of the block).
-   */
-  uint64_t heap_op;
-  uint64_t heap_op_j;
   /* Named segments: the name directory, guarded by dir_lock. */
   uint64_t dir_off; /* the directory table's object header; 0 = none */
   uint64_t dir_cap; /* entries, a power of two */
@@ -201,6 +192,17 @@ typedef struct shmval__seg {
   _Atomic uint32_t state;
   uint32_t reserved0b;
   uint64_t created_ns; /* CLOCK_REALTIME at creation */
+  /*
+   * Guarded by heap_lock (kept here, in what was padding before layout 4, so
+   * that the fields above kept their offsets): the operation a holder of
+   * heap_lock is in the middle of, as the block's offset with
+   * SHMVAL__HOP_ALLOC or SHMVAL__HOP_FREE in the low bits, or 0; and the
+   * offset of the operation's crash journal word, or 0. The next holder after
+   * a death undoes an allocation (its caller never got the block) and
+   * completes a free (its caller had let go of the block).
+   */
+  uint64_t heap_op;
+  uint64_t heap_op_j;
   pthread_mutex_t heap_lock __attribute__((aligned(SHMVAL__CACHELINE)));
   pthread_mutex_t dir_lock __attribute__((aligned(SHMVAL__CACHELINE)));
 } shmval__seg;

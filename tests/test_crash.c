@@ -270,7 +270,7 @@ static void drop(shm_segment *seg, const char *name) {
 }
 
 /*
- * What the fuzzers found (inputs in tests/fuzz/regressions), each as the
+ * What the fuzzers found (the regression inputs of fuzz_make_seeds), each as the
  * damage that caused it and the clean answer the library now gives.
  */
 static void test_fuzz_finds(void **state) {

@@ -4,19 +4,30 @@
  * each copied byte for byte from /dev/shm into DIR.
  *
  *   make_seeds DIR
+ *   make_seeds --regressions DIR
+ *
+ * The second form writes the regression inputs: segments of the current
+ * layout carrying, each, the damage of an input with which the fuzzers once
+ * crashed the library (all fixed). They are made afresh rather than kept as
+ * files because an image of an older layout is refused at the version check
+ * and would test nothing (the first inputs, kept as files, did that from
+ * layout 3 on). The file names say which harness replays them.
  */
 #include <shmval.h>
+
+#include "../../src/internal.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int copy_out(const char *name, const char *dir, int n) {
-  char src[300], dst[4096];
+/* Copy the segment file of @p name to the file @p dst. */
+static int copy_to(const char *name, const char *dst) {
+  char src[300];
   snprintf(src, sizeof src, "/dev/shm%s", name);
-  snprintf(dst, sizeof dst, "%s/seed-%02d", dir, n);
   int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   char b[65536];
   ssize_t r;
@@ -28,6 +39,12 @@ static int copy_out(const char *name, const char *dir, int n) {
   if (out >= 0)
     close(out);
   return rc;
+}
+
+static int copy_out(const char *name, const char *dir, int n) {
+  char dst[4096];
+  snprintf(dst, sizeof dst, "%s/seed-%02d", dir, n);
+  return copy_to(name, dst);
 }
 
 #define TRY(x)                                                                                     \
@@ -92,9 +109,73 @@ static int fill(shm_segment *s, int variant) {
   return 0;
 }
 
+/* The header of the live object named @p name in @p s, or NULL. */
+static shmval__obj *obj_named(shm_segment *s, const char *name) {
+  shm_value *v;
+  return shm_value_open(&v, s, name, SHMVAL_INT) == 0 ? (shmval__obj *)(void *)v : NULL;
+}
+
+static shmval__lock *own_lock(shmval__obj *o) {
+  return (shmval__lock *)(void *)((char *)o + o->lock_rel);
+}
+
+/* What the fuzzers found, as damage done to a real segment. */
+static int damage(shm_segment *s, int which) {
+  shmval__seg *b = s->base;
+  shmval__obj *x = obj_named(s, "x");
+  if (x == NULL)
+    return 1;
+  switch (which) {
+  case 0: /* a table whose payload is misaligned */
+    ((shmval__obj *)(void *)((char *)b + b->attach_off))->payload_rel += 4;
+    return 0;
+  case 1: /* bitmap bits for size classes that do not exist */
+    for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
+      b->sl_bitmap[fl] |= 0xffff0000u;
+    return 0;
+  case 2: /* a lock whose "host" is not an object */
+    own_lock(x)->host_back -= 1;
+    return 0;
+  case 3:                                   /* a mutex type word that means glibc's lock elision */
+    own_lock(x)->mutex.__data.__kind = 256; /* PTHREAD_MUTEX_TIMED_ELISION_NP */
+    return 0;
+  default: /* 4: an auto-unlink segment, whose last closer here reads only */
+    return 0;
+  }
+}
+
+static int make_regressions(const char *dir) {
+  static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
+                                      "attach-lock-host", "attach-mutex-kind",
+                                      "inspect-ro-last-closer"};
+  int status = 0;
+  for (int i = 0; i < 5; i++) {
+    char name[64], dst[4096];
+    shm_segment *s;
+    shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
+    snprintf(name, sizeof name, "/shmval-seed-%d-r%d", (int)getpid(), i);
+    int rc = shm_segment_create(&s, name, 16384, &so);
+    if (rc != 0) {
+      fprintf(stderr, "make_seeds: create: %s\n", shmval_strerror(rc));
+      return 1;
+    }
+    status |= fill(s, 0) | damage(s, i);
+    snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+    status |= copy_to(name, dst);
+    shm_segment_close(s);
+    shm_segment_unlink(name);
+  }
+  printf("make_seeds: 5 regression inputs in %s\n", dir);
+  return status;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--regressions") == 0) {
+    mkdir(argv[2], 0755);
+    return make_regressions(argv[2]);
+  }
   if (argc != 2) {
-    fprintf(stderr, "usage: make_seeds DIR\n");
+    fprintf(stderr, "usage: make_seeds [--regressions] DIR\n");
     return 2;
   }
   mkdir(argv[1], 0755);

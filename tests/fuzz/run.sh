@@ -21,17 +21,20 @@ CC=clang cmake -S . -B "$build" -DSHMVAL_FUZZ=ON -DSHMVAL_SANITIZER=address,unde
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)"
 "$build/tests/fuzz/fuzz_make_seeds" "$build/seeds"
 mkdir -p "$build/artifacts"
-# First the inputs earlier runs found crashes with (each fixed since).
-for f in tests/fuzz/regressions/*; do
+# First the inputs earlier runs found crashes with (each fixed since), made
+# afresh in the current layout (see make_seeds.c).
+"$build/tests/fuzz/fuzz_make_seeds" --regressions "$build/regressions"
+for f in "$build"/regressions/*; do
   h=${f##*/}
   h=${h%%-*}
   "$build/tests/fuzz/fuzz_$h" "$f" 2>"$build/regression.log" || {
+    rm -f /dev/shm/shmval-fuzz-*
     cat "$build/regression.log"
     echo "regression input $f FAILED" >&2
     exit 1
   }
 done
-echo "regression inputs: $(ls tests/fuzz/regressions | wc -l) passed"
+echo "regression inputs: $(ls "$build/regressions" | wc -l) passed"
 for h in attach inspect; do
   mkdir -p "$build/corpus-$h"
   echo "== fuzz_$h for ${secs}s"
