@@ -279,8 +279,7 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
     if (!ent_live(old[i]))
       continue;
     if ((rc = ent_hash(seg, old[i], &h)) != 0) {
-      shmval__journal_set(&seg->dir_new, 0);
-      shmval__obj_free_table(t);
+      shmval__obj_free_table(t, &seg->dir_new);
       return rc;
     }
     place(ents, newcap, h, old[i]);
@@ -293,8 +292,7 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
   seg->dir_cap = newcap;
   seg->dir_tombs = 0;
   SHMVAL__CRASH_POINT();
-  shmval__journal_set(&seg->dir_new, 0);
-  shmval__obj_free_table(oldt);
+  shmval__obj_free_table(oldt, &seg->dir_new); /* the journal passes to the old table */
   SHMVAL__CRASH_POINT();
   gen_end(seg);
   return 0;
@@ -430,7 +428,7 @@ static int dir_rebuild(shmval__seg *seg) {
     for (size_t i = 0; i < sc.n_tables; i++) {
       shmval__obj *old;
       if (shmval__obj_at(seg, sc.tables[i], &old) == 0)
-        shmval__obj_free_table(old);
+        shmval__obj_free_table(old, &seg->dir_new);
       SHMVAL__CRASH_POINT();
     }
     for (size_t i = 0; rc == 0 && i < sc.n_named; i++) {

@@ -181,9 +181,10 @@ typedef struct shmval__seg {
    */
   uint64_t dir_gen;
   /*
-   * The directory table a holder of dir_lock is allocating (a crash journal
-   * with SHMVAL__J_CREATE in the low bits), or 0: a rebuild frees it if its
-   * allocator died before the table was complete.
+   * The directory table a holder of dir_lock is allocating or freeing (a
+   * crash journal with SHMVAL__J_CREATE in the low bits), or 0: a rebuild
+   * frees it unless it is a live table (the current one, or one the rebuild
+   * frees anyway).
    */
   uint64_t dir_new;
   uint64_t attach_off; /* the attacher table's object header */
@@ -490,7 +491,8 @@ int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size,
 /* The same, journaled in @p journal while it is made (see shmval__heap_alloc_j). */
 int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
                               shmval__obj **out, uint64_t *journal);
-void shmval__obj_free_table(shmval__obj *o);
+/* Free a table, noting it in the crash journal @p journal (or NULL) until it is free. */
+void shmval__obj_free_table(shmval__obj *o, uint64_t *journal);
 /* Describe the object at @p off of @p sg; ENOENT if it is not a Value or Array. */
 int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info);
 

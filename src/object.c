@@ -1002,9 +1002,17 @@ int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_siz
   return 0;
 }
 
-void shmval__obj_free_table(shmval__obj *o) {
+void shmval__obj_free_table(shmval__obj *o, uint64_t *journal) {
+  /*
+   * Noted before the magic goes: a death before that leaves a live table,
+   * which the directory rebuild frees (it is not the current one); after
+   * it, a dead one, which the journal frees.
+   */
+  shmval__journal_set(journal, block_off(o) | SHMVAL__J_CREATE);
+  SHMVAL__CRASH_POINT();
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-  (void)shmval__heap_free(shmval__obj_seg(o), block_off(o));
+  SHMVAL__CRASH_POINT();
+  (void)shmval__heap_free_j(shmval__obj_seg(o), block_off(o), journal);
 }
 
 /* ------------------------------------------------------------------------ */
