@@ -47,6 +47,8 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     return m == SHMVAL__OBJ_MAGIC ? shmval__bad(w->pb, off, "an object header is not valid")
                                   : leaked(w, size);
   }
+  if (h.name_off == 0 && shmval__in_creation(w->seg, off))
+    return leaked(w, size); /* its create never returned: a reclaim frees it */
   switch (h.kind) {
   case SHMVAL__KIND_DIR:
     return off == w->seg->dir_off ? 0 : leaked(w, size);
@@ -126,6 +128,27 @@ int shm_segment_check(shm_segment *sg, shm_check_report *rep) {
  * freed, or 0. A published object stays (its name or a handle may reach it);
  * a retired one whose own lock other objects still use stays too.
  */
+/*
+ * A CREATE journal's block holds a published object: its creator died before
+ * the create returned. An unnamed one is then nobody's (shm_segment_foreach()
+ * skips it) and goes, unless it holds a reference on a lock another object
+ * owns, which is left (a live object, as before). A named one is a committed
+ * object: its journal is cleared (normally by the directory lock's next
+ * holder) and the object kept.
+ */
+static uint64_t published_unreturned(shmval__seg *seg, uint64_t off) {
+  shmval__obj h;
+  if (shmval__obj_peek(seg, off + SHMVAL__OBJ_HDR_OFF, &h) != 0 || h.name_off != 0 ||
+      (h.lock_rel != 0 && !(h.flags & SHMVAL__OBJ_OWN_LOCK)))
+    return 0;
+  if (h.flags & SHMVAL__OBJ_OWN_LOCK) {
+    shmval__lock *l =
+        (shmval__lock *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF + h.lock_rel);
+    atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+  }
+  return off;
+}
+
 static uint64_t reclaimable(shmval__seg *seg, const uint64_t *pending, uint64_t *size) {
   uint64_t j = __atomic_load_n(pending, __ATOMIC_ACQUIRE);
   uint64_t off = j & ~SHMVAL__J_STAGE, stage = j & SHMVAL__J_STAGE;
@@ -135,7 +158,7 @@ static uint64_t reclaimable(shmval__seg *seg, const uint64_t *pending, uint64_t 
   shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
   if (stage == SHMVAL__J_CREATE)
-    return m == SHMVAL__OBJ_MAGIC ? 0 : off;
+    return m == SHMVAL__OBJ_MAGIC ? published_unreturned(seg, off) : off;
   /* DESTROY: only if the journal's writer retired it (see destroy_locked()). */
   if (stage == SHMVAL__J_DESTROY ? m != shmval__dead_magic(seg, pending)
                                  : stage != SHMVAL__J_UNREF || !shmval__magic_dead(m))

@@ -445,6 +445,27 @@ static int dir_rebuild(shmval__seg *seg) {
   return rc;
 }
 
+void shmval__dir_note_creator(shmval__seg *seg, const uint64_t *journal) {
+  __atomic_store_n(&seg->dir_op_j, shmval__journal_off(seg, journal), __ATOMIC_RELAXED);
+}
+
+/*
+ * After a rebuild: a dead holder that was creating a named object and had
+ * published it made a committed object (the rebuild listed it), which its
+ * journal must stop naming before anyone can destroy it and reuse the block.
+ */
+static void settle_creator(shmval__seg *seg) {
+  uint64_t *j = shmval__journal_at(seg, seg->dir_op_j), v;
+  shmval__obj *o;
+  seg->dir_op_j = 0;
+  if (j == NULL ||
+      ((v = __atomic_load_n(j, __ATOMIC_ACQUIRE)) & SHMVAL__J_STAGE) != SHMVAL__J_CREATE)
+    return;
+  if (shmval__obj_at(seg, (v & ~SHMVAL__J_STAGE) + SHMVAL__OBJ_HDR_OFF, &o) == 0 &&
+      shmval__obj_name(o) != NULL)
+    __atomic_store_n(j, 0, __ATOMIC_RELEASE);
+}
+
 int shmval__dir_lock(shmval__seg *seg) {
   int rc = shmval__mutex_wait(&seg->dir_lock, NULL);
   if (SHMVAL__LIKELY(rc == 0))
@@ -454,6 +475,7 @@ int shmval__dir_lock(shmval__seg *seg) {
       pthread_mutex_unlock(&seg->dir_lock); /* fenced: ENOTRECOVERABLE from now on */
       return SHMVAL_ECORRUPT;
     }
+    settle_creator(seg);
     pthread_mutex_consistent(&seg->dir_lock);
     return 0;
   }

@@ -214,25 +214,13 @@ static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal);
  * (the fence keeps the compiler and the processor from moving those first).
  */
 static void op_begin(shmval__seg *seg, uint64_t off, uint64_t op, uint64_t *journal) {
-  uint64_t joff = journal != NULL ? (uint64_t)((char *)journal - (char *)seg) : 0;
-  __atomic_store_n(&seg->heap_op_j, joff, __ATOMIC_RELAXED);
+  __atomic_store_n(&seg->heap_op_j, shmval__journal_off(seg, journal), __ATOMIC_RELAXED);
   __atomic_store_n(&seg->heap_op, off | op, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 /* After the operation's last store. */
 static void op_end(shmval__seg *seg) { __atomic_store_n(&seg->heap_op, 0, __ATOMIC_RELEASE); }
-
-/*
- * The journal word at offset @p joff, validated: the directory's table
- * journal or an attacher slot's, else NULL.
- */
-static uint64_t *journal_word(shmval__seg *seg, uint64_t joff) {
-  if (joff == offsetof(shmval__seg, dir_new))
-    return &seg->dir_new;
-  long slot = joff != 0 ? shmval__journal_slot(seg, joff) : -1;
-  return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
-}
 
 /*
  * After a rebuild: finish the operation the dead holder was in. Its block,
@@ -244,7 +232,7 @@ static int finish_op(shmval__seg *seg) {
   uint64_t op = __atomic_load_n(&seg->heap_op, __ATOMIC_ACQUIRE), size;
   if (op == 0)
     return 0;
-  uint64_t off = op & ~SHMVAL__BLK_FLAGS, *j = journal_word(seg, seg->heap_op_j);
+  uint64_t off = op & ~SHMVAL__BLK_FLAGS, *j = shmval__journal_at(seg, seg->heap_op_j);
   if (j != NULL && (__atomic_load_n(j, __ATOMIC_ACQUIRE) & ~SHMVAL__J_STAGE) != off)
     j = NULL;
   int rc = 0;

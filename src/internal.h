@@ -204,6 +204,13 @@ typedef struct shmval__seg {
    */
   uint64_t heap_op;
   uint64_t heap_op_j;
+  /*
+   * Guarded by dir_lock: the offset of the crash journal word of a holder
+   * creating a named object, or 0. After that holder dies, the object, if it
+   * was published, is a committed one (the rebuild lists it): the next holder
+   * clears the journal before anyone can destroy the object.
+   */
+  uint64_t dir_op_j;
   pthread_mutex_t heap_lock __attribute__((aligned(SHMVAL__CACHELINE)));
   pthread_mutex_t dir_lock __attribute__((aligned(SHMVAL__CACHELINE)));
 } shmval__seg;
@@ -503,6 +510,8 @@ int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info
 int shmval__dir_init(shmval__seg *seg);
 /* Lock the directory; rebuilds it from a heap walk after an owner died. */
 int shmval__dir_lock(shmval__seg *seg);
+/* Note (or with NULL, forget) the journal of the dir_lock holder creating a named object. */
+void shmval__dir_note_creator(shmval__seg *seg, const uint64_t *journal);
 void shmval__dir_unlock(shmval__seg *seg);
 /*
  * Find @p name without the lock, retrying while a peer changes the table;
@@ -566,6 +575,19 @@ shmval__attach_ent *shmval__attach_table(shmval__seg *seg);
 uint64_t *shmval__journal_for(const shmval__seg *seg);
 /* The attacher slot whose journal word lies at offset @p joff in @p seg, or -1. */
 long shmval__journal_slot(shmval__seg *seg, uint64_t joff);
+/*
+ * Whether an attacher's journal names the object at @p off as being created:
+ * it may be published, but its create has not returned (and if its creator
+ * died, a reclaim frees it), so it is nobody else's yet.
+ */
+bool shmval__in_creation(shmval__seg *seg, uint64_t off);
+/* The offset of the journal word @p journal in @p seg; 0 for NULL. */
+uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal);
+/*
+ * The journal word at offset @p joff (read from shared memory), validated:
+ * the header's dir_new or an attacher slot's; NULL otherwise.
+ */
+uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff);
 /*
  * The magic that an object destroyed under the attacher journal @p journal
  * gets: SHMVAL__OBJ_DEAD_BY(its slot), or SHMVAL__OBJ_DEAD without one.

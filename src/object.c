@@ -224,8 +224,14 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     goto unlock;
   shmval__seg *seg;
   uint64_t off;
-  /* A named segment's creator notes the block in its journal until it is published. */
+  /*
+   * A named segment's creator notes the block in its journal until the
+   * object is published; the directory's next holder must know whose
+   * journal it is if this one dies holding the directory lock.
+   */
   uint64_t *journal = opts != NULL && opts->segment != NULL ? opts->segment->journal : NULL;
+  if (named)
+    shmval__dir_note_creator(target, journal);
   if ((rc = obj_alloc(target, lo.block, &seg, &off, journal)) != 0)
     goto unref;
   char *blk = (char *)seg + off;
@@ -252,19 +258,26 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   SHMVAL__CRASH_POINT();
   /*
    * Published last: a handle is valid, and a name findable, once its magic is.
-   * The journal lets go of the block just before: a published object may be
-   * destroyed by others and its block reused, and a journal must never name a
-   * block that is not this process's alone.
+   * The journal lets go of the block only after: until this call returns, no
+   * other process can destroy the object (an unnamed one is not yet anyone
+   * else's: shm_segment_foreach() skips an object a creator's journal names;
+   * a named one needs the directory lock to be destroyed, and the lock's next
+   * holder after a death here clears the journal first), so its block cannot
+   * be reused while the journal names it. A reclaim frees an unnamed object
+   * left so and keeps a named one.
    */
-  shmval__journal_set(journal, 0);
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
   SHMVAL__CRASH_POINT();
   if (named && (rc = shmval__dir_insert(target, o)) != 0) {
     atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
     goto free_block;
   }
-  if (named)
+  SHMVAL__CRASH_POINT();
+  shmval__journal_set(journal, 0);
+  if (named) {
+    shmval__dir_note_creator(target, NULL);
     shmval__dir_unlock(target);
+  }
   *out = o;
   return 0;
 free_block:
@@ -273,8 +286,10 @@ unref:
   if (shared != NULL)
     (void)lock_unref(shared, NULL);
 unlock:
-  if (named)
+  if (named) {
+    shmval__dir_note_creator(target, NULL);
     shmval__dir_unlock(target);
+  }
   return rc;
 }
 

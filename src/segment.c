@@ -197,10 +197,19 @@ long shmval__journal_slot(shmval__seg *seg, uint64_t joff) {
   return (long)(rel / sizeof *t);
 }
 
+uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal) {
+  return journal != NULL ? (uint64_t)((const char *)journal - (const char *)seg) : 0;
+}
+
+uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff) {
+  if (joff == offsetof(shmval__seg, dir_new))
+    return &seg->dir_new;
+  long slot = joff != 0 ? shmval__journal_slot(seg, joff) : -1;
+  return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
+}
+
 uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal) {
-  long slot = journal != NULL
-                  ? shmval__journal_slot(seg, (uint64_t)((const char *)journal - (char *)seg))
-                  : -1;
+  long slot = journal != NULL ? shmval__journal_slot(seg, shmval__journal_off(seg, journal)) : -1;
   return slot >= 0 ? SHMVAL__OBJ_DEAD_BY(slot) : SHMVAL__OBJ_DEAD;
 }
 
@@ -725,6 +734,15 @@ static int collect(void *ctx, uint64_t off, uint64_t size) {
   return 0;
 }
 
+bool shmval__in_creation(shmval__seg *seg, uint64_t off) {
+  attach_ent *t = shmval__attach_table(seg);
+  uint64_t want = (off - SHMVAL__OBJ_HDR_OFF) | SHMVAL__J_CREATE;
+  for (uint32_t i = 0; t != NULL && i < seg->max_attach; i++)
+    if (__atomic_load_n(&t[i].pending, __ATOMIC_ACQUIRE) == want)
+      return true;
+  return false;
+}
+
 int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void *), void *ctx) {
   if (sg == NULL || fn == NULL)
     return SHMVAL_EINVAL;
@@ -733,7 +751,8 @@ int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void
                                        : shmval__heap_walk(sg->base, collect, &list);
   for (size_t i = 0; rc == 0 && i < list.n; i++) {
     shm_object_info info;
-    if (shmval__obj_info(sg, list.v[i], &info) == 0)
+    /* A creation the walk saw has its journal noted by now (see the function's doc). */
+    if (!shmval__in_creation(sg->base, list.v[i]) && shmval__obj_info(sg, list.v[i], &info) == 0)
       rc = fn(&info, ctx);
   }
   free(list.v);
