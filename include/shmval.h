@@ -787,7 +787,9 @@ SHMVAL_API int shm_segment_inspect(const char *name, shm_segment_info *info);
  *        primitives) in the segment.
  *
  * The objects are listed first (under the allocator lock), then @p fn runs
- * without any library lock held, so it may create or destroy objects.
+ * without any library lock held, so it may create or destroy objects. An
+ * object whose create has not returned is not listed (nor, if its creator
+ * died before the create returned, ever: shm_segment_reclaim() frees it).
  * @return 0; the first non-zero value @p fn returned; #SHMVAL_EINVAL;
  *         #SHMVAL_ECORRUPT; #SHMVAL_ENOMEM.
  */
@@ -823,9 +825,9 @@ typedef struct shm_check_report {
  * so it sees a state no change is halfway through; like any taker of those
  * locks, it first repairs what a process that died holding them left behind.
  * Blocks that hold no live object are counted as leaked, not as a problem: a
- * process killed between allocating a block and publishing its object, or
- * between retiring an object and freeing its block, leaves one (a creation or
- * destruction in progress in another process right now looks the same).
+ * process killed during a create (before it returned) or a destroy leaves
+ * one, which shm_segment_reclaim() frees (a creation or destruction in
+ * progress in another process right now looks the same).
  * @param seg A segment opened read-write.
  * @param rep Receives the figures and the first problem found.
  * @return 0 if the segment is consistent; #SHMVAL_ECORRUPT with
@@ -844,13 +846,15 @@ SHMVAL_API int shm_segment_check(shm_segment *seg, shm_check_report *rep);
  *        or destroying an object of this segment left allocated.
  *
  * Each process attached read-write notes in its attacher slot the one block
- * it is creating or destroying, until the object is published or its block
+ * it is creating or destroying, until the create returns or the block is
  * freed. This call frees such a block for every slot whose process is gone:
- * one not yet published, or one retired whose lock no other object uses.
- * Objects that were published stay (their names, or handles a dead process's
- * children hold, may still reach them). A process that takes over a slot
- * frees its previous holder's block in the same way when it attaches, so
- * this call is for segments whose dead processes are not replaced.
+ * an object whose create never returned (unnamed; a named one that was
+ * published is a committed object and stays), or one the dead process
+ * retired whose lock no other object uses. Objects whose create returned
+ * stay (their names, or handles a dead process's children hold, may still
+ * reach them). A process that takes over a slot frees its previous holder's
+ * block in the same way when it attaches, so this call is for segments
+ * whose dead processes are not replaced.
  * @param seg    A segment opened read-write.
  * @param blocks Receives the blocks freed; may be NULL.
  * @param bytes  Receives their bytes; may be NULL.
@@ -859,9 +863,10 @@ SHMVAL_API int shm_segment_check(shm_segment *seg, shm_check_report *rep);
  * @note Thread-safe; it holds the directory lock while it runs and the
  *       allocator lock for each block. A process has one journal per
  *       attachment, so of several threads creating or destroying at once
- *       when it dies, only the last one noted is covered; the one-store
- *       windows around the journal are not either. shm_segment_check() still
- *       counts what they leave.
+ *       when it dies, only the last one noted is covered; nor is the block of
+ *       a lock shared by several objects whose last user died between
+ *       dropping its reference and noting the block. shm_segment_check()
+ *       still counts what they leave.
  */
 SHMVAL_API int shm_segment_reclaim(shm_segment *seg, size_t *blocks, size_t *bytes);
 
