@@ -190,10 +190,16 @@ int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks,
     return rc;
   uint64_t size = 0, off = reclaimable(seg, pending, &size);
   if (off != 0) {
-    /* Retire it for good: a stale handle must see a dead object, not a half-made one. */
+    /*
+     * Retire it for good: a stale handle must see a dead object, not a
+     * half-made one. A dead magic stays as it is: a destroyer's names its
+     * slot, which a reclaim killed before the free below must find again.
+     */
     shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off + SHMVAL__OBJ_HDR_OFF);
-    atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
+    if (!shmval__magic_dead(atomic_load_explicit(&o->magic, memory_order_acquire)))
+      atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
   }
+  SHMVAL__CRASH_POINT();
   shmval__heap_unlock(seg);
   /*
    * The block is allocated and nobody else's: freeing it after the unlock is

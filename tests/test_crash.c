@@ -537,6 +537,62 @@ static void test_unreturned_object(void **state) {
   drop(seg, name);
 }
 
+/* Destroy the Value @p arg and die right after the retiring swap. */
+static int die_after_swap(void *arg) {
+  shmval__crash_countdown = 2; /* 1: the journal noted; 2: the swap done */
+  (void)shm_value_destroy(arg);
+  return 1;
+}
+
+static int just_exit(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+/*
+ * The process that takes over a dead destroyer's slot reclaims its journal
+ * when it attaches (in its fork handler here), and may itself be killed at
+ * any step of that: the block must still be reclaimed by the next one. (A
+ * reclaim that overwrote the destroyer's dead magic before freeing left a
+ * journal that no later reclaim would honour.)
+ */
+static void test_kill_during_takeover(void **state) {
+  (void)state;
+  char name[96];
+  bool finished = false;
+  long k;
+  for (k = 1; !finished && k < 200; k++) {
+    shm_segment *seg;
+    shm_value *u;
+    shm_check_report r;
+    test_name(name, sizeof name, "takeover-kill");
+    shm_segment_opts so = {.max_attach = 2};
+    assert_ok(shm_segment_create(&seg, name, 1 << 18, &so));
+    shm_opts uo = {.segment = seg};
+    assert_ok(shm_value_create(&u, SHMVAL_INT, NULL, &uo));
+    assert_int_equal(reap(spawn(die_after_swap, u)), 128 + SIGKILL);
+    /* The only free slot is the dead one's: the child's fork handler takes it over. */
+    shmval__crash_countdown = k;
+    pid_t pid = spawn(just_exit, NULL);
+    shmval__crash_countdown = 0;
+    int st = reap(pid);
+    assert_true(st == 0 || st == 128 + SIGKILL);
+    finished = st == 0;
+    assert_ok(shm_segment_check(seg, &r));
+    assert_true(r.leaked_blocks <= 1);
+    size_t blocks = 9;
+    assert_ok(shm_segment_reclaim(seg, &blocks, NULL));
+    if (blocks != r.leaked_blocks)
+      fail_msg("a takeover killed after step %ld: %zu leaked blocks, %zu reclaimed", k,
+               r.leaked_blocks, blocks);
+    assert_ok(shm_segment_check(seg, &r));
+    assert_int_equal(r.leaked_blocks, 0);
+    drop(seg, name);
+  }
+  assert_true(finished);
+  assert_true(k > 4); /* the takeover had steps to be killed at */
+}
+
 /* Die holding the directory lock: its next holder rebuilds the directory. */
 static int die_holding_dir(void *arg) { return shmval__dir_lock(((shm_segment *)arg)->base); }
 
@@ -642,6 +698,7 @@ int main(void) {
       cmocka_unit_test(test_kill_during_rebuild),
       cmocka_unit_test(test_reclaim_spares_other_destroyer),
       cmocka_unit_test(test_unreturned_object),
+      cmocka_unit_test(test_kill_during_takeover),
       cmocka_unit_test(test_kill_at_every_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
