@@ -4,7 +4,7 @@
  * program, the supervisor, SIGKILLs random workers at random moments and
  * restarts them. At the end it checks that no committed update was lost, that
  * every lock can still be taken, that the segment passes shm_segment_check(),
- * and it reports the blocks that killed workers leaked.
+ * and that the blocks killed workers left behind are all reclaimed.
  *
  *   torture [--workers K] [--seconds S] [--kills N] [--min-kills M] [--soak] [--seed X]
  *
@@ -380,13 +380,17 @@ static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_valu
             r.leaked_blocks, (unsigned long long)t->in_call[IN_CREATE]);
     bad = 1;
   }
-  /* The dead workers' journals free what they left; the rest is the few-store windows. */
+  /*
+   * The dead workers' journals free all they left: the windows the journal
+   * does not cover need locks shared by several objects or several threads
+   * per attachment, which the workers do not use.
+   */
   size_t freed = 0, before = r.leaked_blocks;
   rc = shm_segment_reclaim(seg, &freed, NULL);
   int rc2 = rc == 0 ? shm_segment_check(seg, &r) : rc;
   printf("  reclaim: %zu blocks freed at the end (%llu during the run); %zu leaked blocks left\n",
          freed, (unsigned long long)t->reclaimed, rc2 == 0 ? r.leaked_blocks : before);
-  if (rc != 0 || rc2 != 0 || r.leaked_blocks * 100 > t->in_call[IN_CREATE] + 100) {
+  if (rc != 0 || rc2 != 0 || r.leaked_blocks != 0) {
     fprintf(stderr, "torture: reclaim %s, check %s, %zu blocks still leaked\n", shmval_err_name(rc),
             shmval_err_name(rc2), r.leaked_blocks);
     bad = 1;
@@ -512,9 +516,10 @@ static int epoch(const config *c, double seconds, tally *t) {
 }
 
 /*
- * Blocks leaked by kills are not reclaimed (see the README), so a soak runs
- * as a series of one-minute epochs, each on a fresh segment and each checked
- * in full, instead of one run that would fill its segment with leaks.
+ * A soak runs as a series of one-minute epochs, each on a fresh segment and
+ * each checked in full (the end-of-run checks are the thorough ones), with
+ * the unnamed objects that killed workers had created and not yet destroyed
+ * (live objects, not leaks) dropped with each segment.
  */
 #define SOAK_EPOCH 60.0
 
