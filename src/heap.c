@@ -18,8 +18,6 @@
  */
 #include "internal.h"
 
-#include <stddef.h>
-
 #include <errno.h>
 #include <string.h>
 

@@ -226,7 +226,7 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   uint64_t off;
   /*
    * A named segment's creator notes the block in its journal until the
-   * object is published; the directory's next holder must know whose
+   * create returns (see below); the directory's next holder must know whose
    * journal it is if this one dies holding the directory lock.
    */
   uint64_t *journal = opts != NULL && opts->segment != NULL ? opts->segment->journal : NULL;
