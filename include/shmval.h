@@ -834,7 +834,8 @@ typedef struct shm_check_report {
  *         rep->problem and rep->problem_offset describing the first
  *         inconsistency; #SHMVAL_EINVAL (NULL); #SHMVAL_EACCES (opened
  *         #SHMVAL_RDONLY: the check needs the segment's locks);
- *         #SHMVAL_ENOTRECOVERABLE (a lock was fenced off after a failed repair).
+ *         #SHMVAL_ENOTRECOVERABLE (a lock was fenced off after a failed repair);
+ *         #SHMVAL_ENOMEM.
  * @note Thread-safe; the check allocates no shared memory. It takes time
  *       proportional to the heap's blocks, during which other processes wait
  *       to create, destroy or open-with-lock objects of this segment.

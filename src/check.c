@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct walk_ctx {
@@ -13,6 +14,7 @@ typedef struct walk_ctx {
   shm_check_report *rep;
   shmval__problem *pb;
   uint64_t named_objects;
+  shmval__creating creating; /* objects whose create has not returned */
 } walk_ctx;
 
 /* Count a block that holds no live object, or a table that is not in use. */
@@ -47,7 +49,7 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     return m == SHMVAL__OBJ_MAGIC ? shmval__bad(w->pb, off, "an object header is not valid")
                                   : leaked(w, size);
   }
-  if (h.name_off == 0 && shmval__in_creation(w->seg, off))
+  if (h.name_off == 0 && shmval__creating_has(&w->creating, off))
     return leaked(w, size); /* its create never returned: a reclaim frees it */
   switch (h.kind) {
   case SHMVAL__KIND_DIR:
@@ -85,7 +87,11 @@ static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem
   if ((rc = check_attach(seg, pb)) != 0)
     return rc;
   walk_ctx w = {.seg = seg, .rep = rep, .pb = pb};
-  if ((rc = shmval__heap_walk_unlocked(seg, check_block, &w)) != 0)
+  if ((rc = shmval__creations(seg, &w.creating)) != 0)
+    return rc;
+  rc = shmval__heap_walk_unlocked(seg, check_block, &w);
+  free(w.creating.v);
+  if (rc != 0)
     return rc;
   uint64_t named = 0;
   if ((rc = shmval__dir_verify(seg, &named, pb)) != 0)

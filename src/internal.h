@@ -576,11 +576,17 @@ uint64_t *shmval__journal_for(const shmval__seg *seg);
 /* The attacher slot whose journal word lies at offset @p joff in @p seg, or -1. */
 long shmval__journal_slot(shmval__seg *seg, uint64_t joff);
 /*
- * Whether an attacher's journal names the object at @p off as being created:
- * it may be published, but its create has not returned (and if its creator
- * died, a reclaim frees it), so it is nobody else's yet.
+ * The objects that attachers' journals name as being created: published
+ * perhaps, but their create has not returned (and if their creator died, a
+ * reclaim frees them), so they are nobody else's yet. Sorted offsets of
+ * object headers; free v after.
  */
-bool shmval__in_creation(shmval__seg *seg, uint64_t off);
+typedef struct shmval__creating {
+  uint64_t *v;
+  size_t n;
+} shmval__creating;
+int shmval__creations(shmval__seg *seg, shmval__creating *c);
+bool shmval__creating_has(const shmval__creating *c, uint64_t off);
 /* The offset of the journal word @p journal in @p seg; 0 for NULL. */
 uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal);
 /*

@@ -734,27 +734,46 @@ static int collect(void *ctx, uint64_t off, uint64_t size) {
   return 0;
 }
 
-bool shmval__in_creation(shmval__seg *seg, uint64_t off) {
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int shmval__creations(shmval__seg *seg, shmval__creating *c) {
   attach_ent *t = shmval__attach_table(seg);
-  uint64_t want = (off - SHMVAL__OBJ_HDR_OFF) | SHMVAL__J_CREATE;
-  for (uint32_t i = 0; t != NULL && i < seg->max_attach; i++)
-    if (__atomic_load_n(&t[i].pending, __ATOMIC_ACQUIRE) == want)
-      return true;
-  return false;
+  c->n = 0;
+  c->v = t != NULL ? malloc(seg->max_attach * sizeof *c->v) : NULL;
+  if (t != NULL && c->v == NULL)
+    return SHMVAL_ENOMEM;
+  for (uint32_t i = 0; t != NULL && i < seg->max_attach; i++) {
+    uint64_t j = __atomic_load_n(&t[i].pending, __ATOMIC_ACQUIRE);
+    if ((j & SHMVAL__J_STAGE) == SHMVAL__J_CREATE)
+      c->v[c->n++] = (j & ~SHMVAL__J_STAGE) + SHMVAL__OBJ_HDR_OFF;
+  }
+  qsort(c->v, c->n, sizeof *c->v, cmp_u64);
+  return 0;
+}
+
+bool shmval__creating_has(const shmval__creating *c, uint64_t off) {
+  return c->n != 0 && bsearch(&off, c->v, c->n, sizeof *c->v, cmp_u64) != NULL;
 }
 
 int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void *), void *ctx) {
   if (sg == NULL || fn == NULL)
     return SHMVAL_EINVAL;
   offs list = {0};
+  shmval__creating skip = {0};
   int rc = (sg->flags & SHMVAL_RDONLY) ? shmval__heap_walk_unlocked(sg->base, collect, &list)
                                        : shmval__heap_walk(sg->base, collect, &list);
+  /* After the walk: a creation it saw has its journal noted by now. */
+  if (rc == 0)
+    rc = shmval__creations(sg->base, &skip);
   for (size_t i = 0; rc == 0 && i < list.n; i++) {
     shm_object_info info;
-    /* A creation the walk saw has its journal noted by now (see the function's doc). */
-    if (!shmval__in_creation(sg->base, list.v[i]) && shmval__obj_info(sg, list.v[i], &info) == 0)
+    if (!shmval__creating_has(&skip, list.v[i]) && shmval__obj_info(sg, list.v[i], &info) == 0)
       rc = fn(&info, ctx);
   }
   free(list.v);
+  free(skip.v);
   return rc;
 }
