@@ -750,7 +750,8 @@ int shmval__creations(shmval__seg *seg, shmval__creating *c) {
     if ((j & SHMVAL__J_STAGE) == SHMVAL__J_CREATE)
       c->v[c->n++] = (j & ~SHMVAL__J_STAGE) + SHMVAL__OBJ_HDR_OFF;
   }
-  qsort(c->v, c->n, sizeof *c->v, cmp_u64);
+  if (c->n > 1)
+    qsort(c->v, c->n, sizeof *c->v, cmp_u64);
   return 0;
 }
 
