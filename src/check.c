@@ -130,11 +130,6 @@ int shm_segment_check(shm_segment *sg, shm_check_report *rep) {
 /* Reclaiming what dead processes left halfway (see shmval__attach_ent). */
 
 /*
- * With the heap lock held: the block that journal value @p j shows may be
- * freed, or 0. A published object stays (its name or a handle may reach it);
- * a retired one whose own lock other objects still use stays too.
- */
-/*
  * A CREATE journal's block holds a published object: its creator died before
  * the create returned. An unnamed one is then nobody's (shm_segment_foreach()
  * skips it) and goes, unless it holds a reference on a lock another object
@@ -155,6 +150,12 @@ static uint64_t published_unreturned(shmval__seg *seg, uint64_t off) {
   return off;
 }
 
+/*
+ * With the heap lock held: the block that the journal word @p pending shows
+ * may be freed, or 0. An object whose create returned stays (its name or a
+ * handle may reach it); so does one the journal's writer did not retire, and
+ * a retired one whose own lock other objects still use.
+ */
 static uint64_t reclaimable(shmval__seg *seg, const uint64_t *pending, uint64_t *size) {
   uint64_t j = __atomic_load_n(pending, __ATOMIC_ACQUIRE);
   uint64_t off = j & ~SHMVAL__J_STAGE, stage = j & SHMVAL__J_STAGE;

@@ -441,6 +441,22 @@ static void test_new_attacher_reclaims(void **state) {
   drop(seg, name);
 }
 
+/* The block of the object behind handle @p h in @p seg. */
+static uint64_t block_of(shm_segment *seg, void *h) {
+  return (uint64_t)((char *)shmval__obj_of(h) - (char *)seg->base) - SHMVAL__OBJ_HDR_OFF;
+}
+
+/* The journal word of a free attacher slot, as a dead process would have left it. */
+static uint64_t *free_slot_journal(shm_segment *seg) {
+  shmval__attach_ent *t = shmval__attach_table(seg->base);
+  assert_non_null(t);
+  uint32_t k = 0;
+  while (k < seg->base->max_attach && (t[k].pid != 0 || t[k].pending != 0))
+    k++;
+  assert_true(k < seg->base->max_attach);
+  return &t[k].pending;
+}
+
 /* Destroy the Value @p arg, stopping (SIGSTOP) right after the retiring swap. */
 static int stop_after_swap(void *arg) {
   shmval__crash_signal = SIGSTOP;
@@ -465,26 +481,21 @@ static void test_reclaim_spares_other_destroyer(void **state) {
   shm_opts uo = {.segment = seg};
   assert_ok(shm_value_create(&v, SHMVAL_INT, NULL, &uo)); /* unnamed, its own lock */
   shmval__obj *o = shmval__obj_of(v);
-  uint64_t blk = (uint64_t)((char *)o - (char *)seg->base) - SHMVAL__OBJ_HDR_OFF;
+  uint64_t blk = block_of(seg, v);
   pid_t pid = spawn(stop_after_swap, v);
   int st = 0;
   assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
   assert_true(WIFSTOPPED(st));
   assert_true(shmval__magic_dead(o->magic));
-  shmval__attach_ent *t = shmval__attach_table(seg->base);
-  assert_non_null(t);
-  uint32_t k = 0;
-  while (k < seg->base->max_attach && (t[k].pid != 0 || t[k].pending != 0))
-    k++;
-  assert_true(k < seg->base->max_attach);
-  t[k].pending = blk | SHMVAL__J_DESTROY;
+  uint64_t *j = free_slot_journal(seg);
+  *j = blk | SHMVAL__J_DESTROY;
   size_t blocks = 9;
   int rc = shm_segment_reclaim(seg, &blocks, NULL);
   kill(pid, SIGCONT); /* before any assert, so that no stopped child is left */
   assert_int_equal(reap(pid), 0);
   assert_ok(rc);
   assert_int_equal(blocks, 0);
-  assert_int_equal(t[k].pending, 0); /* let go of, as not the dead process's */
+  assert_int_equal(*j, 0); /* let go of, as not the dead process's */
   shm_check_report r;
   assert_ok(shm_segment_check(seg, &r));
   assert_int_equal(r.leaked_blocks, 0);
@@ -513,14 +524,8 @@ static void test_unreturned_object(void **state) {
   assert_ok(shm_value_create(&v, SHMVAL_INT, NULL, &uo));
   int before = 0, after = 0;
   assert_ok(shm_segment_foreach(seg, count_objects, &before));
-  shmval__obj *o = shmval__obj_of(v);
-  uint64_t blk = (uint64_t)((char *)o - (char *)seg->base) - SHMVAL__OBJ_HDR_OFF;
-  shmval__attach_ent *t = shmval__attach_table(seg->base);
-  uint32_t k = 0;
-  while (k < seg->base->max_attach && (t[k].pid != 0 || t[k].pending != 0))
-    k++;
-  assert_true(k < seg->base->max_attach);
-  t[k].pending = blk | SHMVAL__J_CREATE;
+  uint64_t *j = free_slot_journal(seg);
+  *j = block_of(seg, v) | SHMVAL__J_CREATE;
   assert_ok(shm_segment_foreach(seg, count_objects, &after));
   assert_int_equal(after, before - 1);
   shm_check_report r;
@@ -529,7 +534,7 @@ static void test_unreturned_object(void **state) {
   size_t blocks = 0;
   assert_ok(shm_segment_reclaim(seg, &blocks, NULL));
   assert_int_equal(blocks, 1);
-  assert_int_equal(t[k].pending, 0);
+  assert_int_equal(*j, 0);
   assert_code(shm_value_get(v, &(int){0}), SHMVAL_ESTALE);
   assert_ok(shm_value_get(kept, &(int){0}));
   assert_ok(shm_segment_check(seg, &r));
