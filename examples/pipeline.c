@@ -31,7 +31,7 @@ static void report_phase(void *ctx) {
   fflush(stdout);
 }
 
-static int ring_full(void *ctx) {
+static int ring_has_room(void *ctx) {
   struct ring_state *s = ctx;
   return s->head - s->tail < RING;
 }
@@ -45,7 +45,7 @@ static void put(double x) {
   shm_lock *l = shm_cond_get_lock(cond);
   struct ring_state *s = shm_value_ptr(state);
   shm_lock_acquire(l);
-  shm_cond_wait_for(cond, ring_full, s, -1); /* wait for room */
+  shm_cond_wait_for(cond, ring_has_room, s, -1, NULL); /* wait for room */
   shm_array_set(ring, (size_t)(s->head % RING), &x);
   s->head++;
   shm_cond_notify_all(cond);
@@ -57,7 +57,7 @@ static double take(void) {
   struct ring_state *s = shm_value_ptr(state);
   double x;
   shm_lock_acquire(l);
-  shm_cond_wait_for(cond, ring_nonempty, s, -1);
+  shm_cond_wait_for(cond, ring_nonempty, s, -1, NULL);
   shm_array_get(ring, (size_t)(s->tail % RING), &x);
   s->tail++;
   shm_cond_notify_all(cond);

@@ -1017,26 +1017,50 @@ SHMVAL_API shm_lock *shm_cond_get_lock(shm_cond *c);
  * @brief Release the lock (fully, whatever the recursion depth), wait to be
  *        notified or for @p timeout seconds, and take the lock back at the
  *        same depth.
+ * @param c       The condition; the calling thread must hold its lock.
+ * @param timeout Seconds; 0 gives up at once (#SHMVAL_ETIMEDOUT) after
+ *                releasing and retaking the lock; negative waits forever.
  * @return 0 notified; #SHMVAL_ETIMEDOUT; #SHMVAL_OWNERDEAD (notified or not:
  *         the lock's owner died while this thread waited to take it back; the
  *         lock is held); #SHMVAL_EPERM if the caller does not hold the lock;
- *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
- * @note A waiter that is killed while waiting takes nothing with it, but a
- *       notification it was due may wake one later waiter early, which, like
- *       any spurious wakeup, callers tolerate by re-checking their predicate
- *       (shm_cond_wait_for() does).
+ *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES;
+ *         #SHMVAL_ENOTRECOVERABLE (the lock is lost for good: not held).
+ * @note Crashes: each of up to 16 simultaneous waiters holds a slot that a
+ *       notifier can tell is dead (a robust mutex the waiter holds while it
+ *       waits), so a waiter killed while waiting is skipped: it takes no
+ *       notification with it and leaves none behind, and a notify with no
+ *       live waiter is lost, as in Python. Waiters beyond 16 at once share
+ *       an anonymous count: a killed one of those may wake one later waiter
+ *       early, which callers tolerate like any spurious wakeup by re-checking
+ *       their predicate (shm_cond_wait_for() does).
  */
 SHMVAL_API int shm_cond_wait(shm_cond *c, double timeout);
 /**
  * @brief Wait until @p pred(@p ctx) returns non-zero, for at most @p timeout
- *        seconds in all (Python's wait_for).
+ *        seconds in all (Python's wait_for). The predicate runs with the lock
+ *        held, first before any wait.
+ * @param c          The condition; the calling thread must hold its lock.
+ * @param pred       The predicate; not NULL.
+ * @param ctx        Passed to @p pred.
+ * @param timeout    Seconds in all; negative waits forever.
+ * @param owner_died Set to 1 if, during this call, the lock's owner died
+ *                   while this thread waited to take the lock back (the
+ *                   #SHMVAL_OWNERDEAD of shm_cond_wait(): the protected data
+ *                   may be half-updated), otherwise to 0. May be NULL only
+ *                   where no holder of the lock can die mid-update.
  * @return The predicate's last result (0 if it timed out false, 1 or any
- *         positive value it returned); #SHMVAL_EPERM; #SHMVAL_EINVAL.
+ *         positive value it returned); #SHMVAL_EPERM; #SHMVAL_EINVAL;
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES; #SHMVAL_ENOTRECOVERABLE (the lock is
+ *         lost: not held).
  */
-SHMVAL_API int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout);
+SHMVAL_API int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout,
+                                 int *owner_died);
 /**
- * @brief Wake up to @p n threads waiting on the condition.
- * @return 0; #SHMVAL_EPERM if the caller does not hold the lock; #SHMVAL_EINVAL.
+ * @brief Wake up to @p n threads waiting on the condition: the @p n that have
+ *        waited longest among those holding a slot (see shm_cond_wait()). A
+ *        notify with nobody waiting is lost.
+ * @return 0; #SHMVAL_EPERM if the caller does not hold the lock; #SHMVAL_EINVAL;
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES.
  */
 SHMVAL_API int shm_cond_notify(shm_cond *c, unsigned n);
 /** @brief Wake every waiter; as shm_cond_notify(). */

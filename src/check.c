@@ -9,12 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A growable list of offsets in process memory. */
+typedef struct off_list {
+  uint64_t *v;
+  size_t n, cap;
+} off_list;
+
+static int off_push(off_list *l, uint64_t off) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    uint64_t *v = realloc(l->v, cap * sizeof *v);
+    if (v == NULL)
+      return SHMVAL_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = off;
+  return 0;
+}
+
 typedef struct walk_ctx {
   shmval__seg *seg;
   shm_check_report *rep;
   shmval__problem *pb;
   uint64_t named_objects;
   shmval__creating creating; /* objects whose create has not returned */
+  off_list users;            /* the shared locks live objects use, one entry per use */
+  off_list kept; /* destroyed hosts whose lock is still referenced: (lock, block size) pairs */
 } walk_ctx;
 
 /* Count a block that holds no live object, or a table that is not in use. */
@@ -35,13 +56,37 @@ static int check_own_lock(walk_ctx *w, const shmval__obj *h, uint64_t off) {
   return 0;
 }
 
+/*
+ * The lock inside the block of a destroyed object, if the object hosted one
+ * that still has references: the block stays for as long as other objects
+ * use that lock (see kept_or_leaked()). 0 if there is none.
+ */
+static uint64_t retired_host_lock(walk_ctx *w, uint64_t off, uint64_t size) {
+  shmval__obj h;
+  memcpy(&h, (const char *)w->seg + off, sizeof h);
+  uint64_t blk_end = off - SHMVAL__OBJ_HDR_OFF + size;
+  if (!(h.flags & SHMVAL__OBJ_OWN_LOCK) || h.lock_rel < (int64_t)sizeof h ||
+      (h.lock_rel & 7) != 0 || (uint64_t)h.lock_rel > blk_end - off - sizeof(shmval__lock))
+    return 0;
+  shmval__lock *l = (shmval__lock *)(void *)((char *)w->seg + off + (uint64_t)h.lock_rel);
+  if (atomic_load_explicit(&l->magic, memory_order_acquire) != SHMVAL__LOCK_MAGIC ||
+      atomic_load_explicit(&l->refs, memory_order_relaxed) == 0)
+    return 0;
+  return off + (uint64_t)h.lock_rel;
+}
+
 static int check_block(void *ctx, uint64_t blk, uint64_t size) {
   walk_ctx *w = ctx;
   uint64_t off = blk + SHMVAL__OBJ_HDR_OFF;
   shmval__obj h;
   int rc = shmval__obj_peek(w->seg, off, &h);
-  if (rc == SHMVAL_ESTALE)
-    return leaked(w, size); /* retired, not yet freed */
+  if (rc == SHMVAL_ESTALE) {
+    /* Retired, not yet freed: leaked, unless its lock is in use. */
+    uint64_t lock = retired_host_lock(w, off, size);
+    if (lock == 0)
+      return leaked(w, size);
+    return off_push(&w->kept, lock) != 0 ? SHMVAL_ENOMEM : off_push(&w->kept, size);
+  }
   if (rc != 0) {
     /* A header that claims to be live but does not check out is corrupt. */
     uint32_t m = atomic_load_explicit(&((shmval__obj *)(void *)((char *)w->seg + off))->magic,
@@ -49,6 +94,9 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     return m == SHMVAL__OBJ_MAGIC ? shmval__bad(w->pb, off, "an object header is not valid")
                                   : leaked(w, size);
   }
+  if (h.lock_rel != 0 && !(h.flags & SHMVAL__OBJ_OWN_LOCK) &&
+      (rc = off_push(&w->users, off + (uint64_t)h.lock_rel)) != 0)
+    return rc;
   if (h.name_off == 0 && shmval__creating_has(&w->creating, off))
     return leaked(w, size); /* its create never returned: a reclaim frees it */
   switch (h.kind) {
@@ -74,6 +122,47 @@ static int check_attach(shmval__seg *seg, shmval__problem *pb) {
   return 0;
 }
 
+/* How many entries of the sorted list @p l equal @p off. */
+static size_t count_of(const off_list *l, uint64_t off) {
+  size_t lo = 0, hi = l->n, n = 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (l->v[mid] < off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  while (lo + n < l->n && l->v[lo + n] == off)
+    n++;
+  return n;
+}
+
+static int cmp_off(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/*
+ * A destroyed object's block whose lock other objects share stays allocated
+ * until the last of them lets go: it is in use, not leaked, when its
+ * reference count is exactly the number of live objects using the lock. A
+ * count above that holds a reference no one will drop (a process died
+ * between retiring an object and dropping its reference): leaked.
+ */
+static void kept_or_leaked(walk_ctx *w) {
+  if (w->users.n > 0)
+    qsort(w->users.v, w->users.n, sizeof *w->users.v, cmp_off);
+  for (size_t i = 0; i + 1 < w->kept.n; i += 2) {
+    uint64_t lock = w->kept.v[i], size = w->kept.v[i + 1];
+    const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)w->seg + lock);
+    uint32_t refs =
+        atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->refs, memory_order_relaxed);
+    size_t users = count_of(&w->users, lock);
+    if (users == 0 || refs != users)
+      leaked(w, size);
+  }
+}
+
 /* Both locks are held. */
 static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem *pb) {
   shmval__heap_stat st;
@@ -90,7 +179,11 @@ static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem
   if ((rc = shmval__creations(seg, &w.creating)) != 0)
     return rc;
   rc = shmval__heap_walk_unlocked(seg, check_block, &w);
+  if (rc == 0)
+    kept_or_leaked(&w);
   free(w.creating.v);
+  free(w.users.v);
+  free(w.kept.v);
   if (rc != 0)
     return rc;
   uint64_t named = 0;

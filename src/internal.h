@@ -67,6 +67,8 @@ int shmval__prim_shm_open(const char *name, bool rdonly, int *fd);
 int shmval__prim_shm_unlink(const char *name);
 /* Size and identity (device, inode) of an open file. */
 int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);
+/* The permission bits of an open file. */
+int shmval__prim_fd_mode(int fd, unsigned *mode);
 /* Reserve @p size bytes of backing store: ENOSPC now rather than SIGBUS later. */
 int shmval__prim_reserve(int fd, uint64_t size);
 int shmval__prim_map(int fd, size_t size, bool rdonly, void **out);
@@ -121,7 +123,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 4u
+#define SHMVAL__LAYOUT_VERSION 5u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -320,11 +322,26 @@ typedef struct shmval__sem_state {
   uint32_t spare;
 } shmval__sem_state;
 
+/*
+ * A Condition's waiter slot. A waiter holds the slot's robust mutex for as
+ * long as it waits, so a notifier that finds the mutex owner-dead knows the
+ * waiter was killed and frees the slot instead of notifying it. The other
+ * fields are guarded by the Condition's lock.
+ */
+#define SHMVAL__COND_SLOTS 16u
+enum { SHMVAL__CW_FREE = 0, SHMVAL__CW_WAITING = 1, SHMVAL__CW_NOTIFIED = 2 };
+typedef struct shmval__cond_slot {
+  pthread_mutex_t alive;
+  uint32_t state;  /* SHMVAL__CW_* */
+  uint32_t ticket; /* arrival order: notify wakes the oldest waiters first */
+} shmval__cond_slot;
+
 typedef struct shmval__cond_state {
   _Atomic uint32_t seq; /* the futex word: bumped by every notify */
-  uint32_t waiters;     /* waiting now, under the lock */
-  uint32_t permits;     /* notifications not yet taken, under the lock */
-  uint32_t spare;
+  uint32_t waiters;     /* waiting now without a slot (all slots in use), under the lock */
+  uint32_t permits;     /* notifications for those, not yet taken, under the lock */
+  uint32_t next_ticket; /* under the lock */
+  shmval__cond_slot slot[SHMVAL__COND_SLOTS];
 } shmval__cond_state;
 
 typedef struct shmval__event_state {

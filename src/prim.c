@@ -154,6 +154,14 @@ int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino) {
   return 0;
 }
 
+int shmval__prim_fd_mode(int fd, unsigned *mode) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return -errno;
+  *mode = (unsigned)(st.st_mode & 07777);
+  return 0;
+}
+
 int shmval__prim_reserve(int fd, uint64_t size) {
   int e = posix_fallocate(fd, 0, (off_t)size);
   if (e == EOPNOTSUPP || e == ENOSYS) /* a file system without fallocate */

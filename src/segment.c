@@ -666,6 +666,7 @@ int shm_segment_stat(shm_segment *sg, shm_segment_info *info) {
   memset(info, 0, sizeof *info);
   strcpy(info->name, sg->name);
   int rc = describe(sg->base, !(sg->flags & SHMVAL_RDONLY), info);
+  (void)shmval__prim_fd_mode(sg->fd, &info->mode);
   info->attached = count_attached(sg->fd, sg->base->max_attach) + (sg->slot >= 0 ? 1u : 0u);
   return rc;
 }
@@ -684,6 +685,7 @@ int shm_segment_inspect(const char *name, shm_segment_info *info) {
   strcpy(info->name, nm);
   rc = classify(fd, &fsize, &dev, &ino, &mem);
   info->size = (size_t)fsize;
+  (void)shmval__prim_fd_mode(fd, &info->mode);
   if (rc == 0) {
     shmval__seg *seg = mem;
     if (describe(seg, false, info) != 0) {

@@ -28,17 +28,24 @@ typedef struct wait_spec {
   struct timespec deadline;
 } wait_spec;
 
+/*
+ * A zero timeout gets a deadline too (now), so that a wait which tries once
+ * never hands the kernel an unset deadline, whichever path reaches it.
+ */
 static int wait_spec_init(double timeout, wait_spec *w) {
   if (isnan(timeout))
     return SHMVAL_EINVAL;
   w->forever = timeout < 0;
   w->try_only = timeout == 0;
-  if (timeout > 0)
+  if (!w->forever)
     shmval__prim_deadline(timeout, &w->deadline);
   return 0;
 }
 
+/* Wait on @p word while it holds @p seen; a try-only wait times out at once. */
 static int futex_wait(_Atomic uint32_t *word, uint32_t seen, const wait_spec *w) {
+  if (w->try_only)
+    return SHMVAL_ETIMEDOUT;
   return shmval__prim_futex_wait(word, seen, w->forever ? NULL : &w->deadline);
 }
 
@@ -260,8 +267,14 @@ int shm_event_destroy(shm_event *e) { return shmval__obj_destroy(e, SHMVAL__KIND
 
 /* ------------------------------------------------------------------------ */
 /* Conditions. State under the condition's lock; `seq` is the futex word.    */
-/* A notification grants "permits" that any waiter may take, so notify(n)    */
-/* returns exactly min(n, waiting) waiters from wait().                      */
+/*                                                                           */
+/* Each waiter takes a slot and holds the slot's robust mutex while it       */
+/* waits; notify(n) marks the n oldest live waiters' slots notified, and a   */
+/* slot whose mutex is owner-dead belongs to a killed waiter: it is freed,   */
+/* not notified, so a dead waiter neither swallows a notification nor keeps  */
+/* one for a later waiter. Waiters beyond the slots share anonymous          */
+/* "permits", as a fallback: notify(n) still returns min(n, waiting) waiters */
+/* from wait(), but a killed one of those can leave a permit behind.         */
 
 int shm_cond_create(shm_cond **out, shm_lock *lock, const shm_opts *opts) {
   shm_opts o, plain = opts != NULL ? *opts : (shm_opts){0};
@@ -272,9 +285,21 @@ int shm_cond_create(shm_cond **out, shm_lock *lock, const shm_opts *opts) {
   if (rc != 0)
     return rc;
   o.lock = lock; /* NULL: a lock of its own */
-  shmval__cond_state st = {.waiters = 0};
-  atomic_init(&st.seq, 0);
-  return sync_create((void **)out, SHMVAL__KIND_COND, &st, sizeof st, &o);
+  /*
+   * The state is built here and copied into the object before it is
+   * published; a glibc mutex that was initialised and never used holds no
+   * address, so its bytes may be copied.
+   */
+  shmval__cond_state *st = calloc(1, sizeof *st);
+  if (st == NULL)
+    return SHMVAL_ENOMEM;
+  atomic_init(&st->seq, 0);
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS && rc == 0; i++)
+    rc = shmval__mutex_init(&st->slot[i].alive);
+  if (rc == 0)
+    rc = sync_create((void **)out, SHMVAL__KIND_COND, st, sizeof *st, &o);
+  free(st);
+  return rc;
 }
 
 int shm_cond_open(shm_cond **out, shm_segment *seg, const char *name) {
@@ -298,6 +323,68 @@ static int cond_held(shm_cond *c, shmval__cond_state **st, shmval__lock **l) {
   return shmval__lock_owned(*l) ? 0 : SHMVAL_EPERM;
 }
 
+/*
+ * Whether the waiter in a slot (WAITING or NOTIFIED) is alive; a killed
+ * one's slot is freed. Under the condition's lock. A slot whose mutex is
+ * damaged is left alone and counts as taken (shm_segment_check() reports it).
+ */
+static bool slot_alive(shmval__cond_slot *s) {
+  if (!shmval__mutex_sane(&s->alive))
+    return true;
+  int r = pthread_mutex_trylock(&s->alive);
+  if (r == EBUSY)
+    return true;
+  if (r == EOWNERDEAD)
+    pthread_mutex_consistent(&s->alive);
+  if (r == 0 || r == EOWNERDEAD)
+    pthread_mutex_unlock(&s->alive);
+  s->state = SHMVAL__CW_FREE;
+  return false;
+}
+
+/*
+ * Take a slot for the calling waiter (its mutex held): a free one, or one a
+ * killed waiter left. -1 when every slot has a live waiter.
+ */
+static int cond_enter(shmval__cond_state *st) {
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++) {
+    shmval__cond_slot *s = &st->slot[i];
+    if ((s->state != SHMVAL__CW_FREE && slot_alive(s)) || !shmval__mutex_sane(&s->alive))
+      continue;
+    int r = pthread_mutex_trylock(&s->alive);
+    if (r == EOWNERDEAD)
+      r = pthread_mutex_consistent(&s->alive);
+    if (r != 0)
+      continue;
+    s->state = SHMVAL__CW_WAITING;
+    s->ticket = st->next_ticket++;
+    return (int)i;
+  }
+  st->waiters++;
+  return -1;
+}
+
+/* Whether the waiter in @p slot was notified, taking its notification. */
+static bool cond_notified(shmval__cond_state *st, int slot) {
+  if (slot >= 0)
+    return st->slot[slot].state == SHMVAL__CW_NOTIFIED;
+  if (st->permits == 0)
+    return false;
+  st->permits--;
+  return true;
+}
+
+static void cond_leave(shmval__cond_state *st, int slot) {
+  if (slot >= 0) {
+    st->slot[slot].state = SHMVAL__CW_FREE;
+    pthread_mutex_unlock(&st->slot[slot].alive);
+    return;
+  }
+  st->waiters--;
+  if (st->permits > st->waiters) /* left by slotless waiters that died */
+    st->permits = st->waiters;
+}
+
 int shm_cond_wait(shm_cond *c, double timeout) {
   shmval__cond_state *st;
   shmval__lock *l;
@@ -308,19 +395,22 @@ int shm_cond_wait(shm_cond *c, double timeout) {
   uint64_t tok = shmval__my_token();
   uint32_t depth = l->depth, seq = atomic_load(&st->seq);
   bool owner_died = false;
-  st->waiters++;
+  int slot = cond_enter(st);
   for (;;) {
     /* Release the lock fully, whatever the caller's recursion depth. */
     l->depth = 0;
     atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
     pthread_mutex_unlock(&l->mutex);
-    int r = w.try_only ? SHMVAL_ETIMEDOUT : futex_wait(&st->seq, seq, &w);
+    int r = futex_wait(&st->seq, seq, &w);
     rc = shmval__lock_took(l, tok, shmval__mutex_wait(&l->mutex, NULL));
-    if (rc < 0)
-      return rc; /* the lock is gone for good (ENOTRECOVERABLE): not held */
+    if (rc < 0) {
+      /* The lock is gone for good (ENOTRECOVERABLE): not held; let the slot go. */
+      if (slot >= 0)
+        pthread_mutex_unlock(&st->slot[slot].alive);
+      return rc;
+    }
     owner_died |= rc == SHMVAL_OWNERDEAD;
-    if (st->permits > 0) {
-      st->permits--;
+    if (cond_notified(st, slot)) {
       rc = 0;
       break;
     }
@@ -330,14 +420,13 @@ int shm_cond_wait(shm_cond *c, double timeout) {
     }
     seq = atomic_load(&st->seq);
   }
-  st->waiters--;
-  if (st->permits > st->waiters) /* left by waiters that died */
-    st->permits = st->waiters;
+  cond_leave(st, slot);
   l->depth = depth;
   return owner_died ? SHMVAL_OWNERDEAD : rc;
 }
 
-int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout) {
+int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double timeout,
+                      int *owner_died) {
   shmval__cond_state *st;
   shmval__lock *l;
   if (pred == NULL || isnan(timeout))
@@ -345,6 +434,8 @@ int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double tim
   int rc = cond_held(c, &st, &l);
   if (rc != 0)
     return rc;
+  if (owner_died != NULL)
+    *owner_died = 0;
   double end = shmval__prim_now() + timeout;
   int result = pred(ctx);
   while (!result) {
@@ -354,25 +445,50 @@ int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double tim
     rc = shm_cond_wait(c, left);
     if (rc < 0 && rc != SHMVAL_ETIMEDOUT)
       return rc;
+    if (rc == SHMVAL_OWNERDEAD && owner_died != NULL)
+      *owner_died = 1;
     result = pred(ctx);
   }
   return result;
 }
 
+/*
+ * The slots of live waiters not yet notified, oldest first (dead waiters'
+ * slots are freed on the way); their number.
+ */
+static unsigned waiting_slots(shmval__cond_state *st, unsigned *v) {
+  unsigned m = 0;
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++) {
+    shmval__cond_slot *s = &st->slot[i];
+    if (s->state != SHMVAL__CW_WAITING || !slot_alive(s))
+      continue;
+    /* Insertion by ticket; tickets wrap, so compare their distance. */
+    unsigned j = m++;
+    for (; j > 0 && (int32_t)(s->ticket - st->slot[v[j - 1]].ticket) < 0; j--)
+      v[j] = v[j - 1];
+    v[j] = i;
+  }
+  return m;
+}
+
 static int cond_notify(shm_cond *c, uint32_t n) {
   shmval__cond_state *st;
   shmval__lock *l;
+  unsigned v[SHMVAL__COND_SLOTS];
   int rc = cond_held(c, &st, &l);
   if (rc != 0)
     return rc;
+  uint32_t m = waiting_slots(st, v), k = n < m ? n : m;
+  for (uint32_t i = 0; i < k; i++)
+    st->slot[v[i]].state = SHMVAL__CW_NOTIFIED;
   uint32_t idle = st->waiters > st->permits ? st->waiters - st->permits : 0;
-  uint32_t k = n < idle ? n : idle;
-  if (k == 0)
-    return 0;
-  st->permits += k;
-  atomic_fetch_add(&st->seq, 1);
-  /* Everyone re-checks under the lock; only k find a permit. */
-  shmval__prim_futex_wake(&st->seq, INT_MAX);
+  uint32_t extra = n - k < idle ? n - k : idle;
+  st->permits += extra;
+  if (k + extra > 0) {
+    atomic_fetch_add(&st->seq, 1);
+    /* Everyone re-checks under the lock; only the notified find it so. */
+    shmval__prim_futex_wake(&st->seq, INT_MAX);
+  }
   return 0;
 }
 

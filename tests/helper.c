@@ -95,7 +95,7 @@ static int sync_script(const char *seg) {
   if (shm_barrier_wait(b, NULL) != 0)
     return 15;
   shm_lock *cl = shm_cond_get_lock(c);
-  if (shm_lock_acquire(cl) != 0 || shm_cond_wait_for(c, v_is_one, v, 5) != 1 ||
+  if (shm_lock_acquire(cl) != 0 || shm_cond_wait_for(c, v_is_one, v, 5, NULL) != 1 ||
       shm_lock_release(cl) != 0)
     return 16;
   return shm_segment_close(s) == 0 ? 0 : 17;

@@ -693,9 +693,53 @@ static void test_check_args(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+/*
+ * A destroyed lock that other objects still use stays allocated: in use, not
+ * leaked. A reference no live object holds (its dropper died) is leaked.
+ */
+static void test_shared_lock_not_leaked(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *seg;
+  shm_check_report r;
+  shm_lock *lk;
+  shm_value *v, *w;
+  test_name(name, sizeof name, "kept");
+  assert_ok(shm_segment_create(&seg, name, 1 << 16, NULL));
+  shm_opts o = {.segment = seg, .name = "lk"};
+  assert_ok(shm_lock_create(&lk, &o));
+  shm_opts share = {.segment = seg, .lock = lk};
+  assert_ok(shm_value_create(&v, SHMVAL_INT, NULL, &share));
+  assert_ok(shm_value_create(&w, SHMVAL_INT, NULL, &share));
+  assert_ok(shm_lock_destroy(lk));
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_int_equal(r.objects, 2);
+  assert_int_equal(r.blocks, 3 + 2); /* the kept lock, two Values, the segment's two tables */
+  size_t blocks = 9;
+  assert_ok(shm_segment_reclaim(seg, &blocks, NULL));
+  assert_int_equal(blocks, 0);
+  /* One reference more than its users: nobody will drop it. */
+  shmval__lock *l = shmval__obj_lock(shmval__obj_of(v));
+  atomic_fetch_add(&l->refs, 1);
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 1);
+  atomic_fetch_sub(&l->refs, 1);
+  assert_ok(shm_value_destroy(v));
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_ok(shm_value_destroy(w)); /* the last user frees the lock's block */
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_int_equal(r.blocks, 2);
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
+      cmocka_unit_test(test_shared_lock_not_leaked),
       cmocka_unit_test(test_check_finds_damage),
       cmocka_unit_test(test_fuzz_finds),
       cmocka_unit_test(test_owner_death_wakeup_lost),

@@ -142,8 +142,8 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shm_cond_create(NULL, NULL, NULL), SHMVAL_EINVAL)                                              \
   X(shm_cond_wait(NULL, 0.01), SHMVAL_EINVAL)                                                      \
   X(shm_cond_wait(cond, 0.01), SHMVAL_EPERM)                                                       \
-  X(shm_cond_wait_for(cond, NULL, NULL, 0.01), SHMVAL_EINVAL)                                      \
-  X(shm_cond_wait_for(NULL, no_pred, NULL, 0.01), SHMVAL_EINVAL)                                   \
+  X(shm_cond_wait_for(cond, NULL, NULL, 0.01, NULL), SHMVAL_EINVAL)                                \
+  X(shm_cond_wait_for(NULL, no_pred, NULL, 0.01, NULL), SHMVAL_EINVAL)                             \
   X(shm_cond_notify(NULL, 1), SHMVAL_EINVAL)                                                       \
   X(shm_cond_notify(cond, 1), SHMVAL_EPERM)                                                        \
   X(shm_cond_notify_all(AS(shm_cond, sem)), SHMVAL_EINVAL)                                         \

@@ -105,6 +105,14 @@ static unsigned mode_of(const char *name) {
   return stat(path, &st) == 0 ? (unsigned)(st.st_mode & 0777) : 0u;
 }
 
+/* The mode stat and inspect report; 0 if either failed. */
+static unsigned reported_mode(shm_segment *s, const char *name) {
+  shm_segment_info a, b;
+  if (shm_segment_stat(s, &a) != 0 || shm_segment_inspect(name, &b) != 0 || a.mode != b.mode)
+    return 0;
+  return a.mode;
+}
+
 static void test_mode_ignores_umask(void **state) {
   (void)state;
   shm_segment *s;
@@ -112,14 +120,19 @@ static void test_mode_ignores_umask(void **state) {
   const char *name = NAME("mode");
   assert_ok(shm_segment_create(&s, name, MIB, NULL));
   assert_int_equal(mode_of(name), 0600);
+  assert_int_equal(reported_mode(s, name), 0600);
   assert_ok(shm_segment_close(s));
   assert_ok(shm_segment_unlink(name));
   umask(077);
-  shm_segment_opts o = {.mode = 0644};
-  assert_ok(shm_segment_create(&s, name, MIB, &o));
-  assert_int_equal(mode_of(name), 0644);
-  assert_ok(shm_segment_close(s));
-  assert_ok(shm_segment_unlink(name));
+  static const unsigned modes[] = {0640, 0644};
+  for (size_t i = 0; i < 2; i++) {
+    shm_segment_opts o = {.mode = modes[i]};
+    assert_ok(shm_segment_create(&s, name, MIB, &o));
+    assert_int_equal(mode_of(name), modes[i]);
+    assert_int_equal(reported_mode(s, name), modes[i]);
+    assert_ok(shm_segment_close(s));
+    assert_ok(shm_segment_unlink(name));
+  }
   umask(old);
 }
 

@@ -392,17 +392,17 @@ static int waitfor_child(void *arg) {
   (void)arg;
   shm_lock *l = shm_cond_get_lock(cond);
   shm_lock_acquire(l);
-  if (shm_cond_wait_for(cond, state_is, (void *)0, -1) != 1)
+  if (shm_cond_wait_for(cond, state_is, (void *)0, -1, NULL) != 1)
     return 1;
   shm_sem_release(sleeping);
   for (int i = 1; i <= 4; i++) {
-    if (shm_cond_wait_for(cond, state_is, (void *)(intptr_t)i, -1) != 1 ||
+    if (shm_cond_wait_for(cond, state_is, (void *)(intptr_t)i, -1, NULL) != 1 ||
         *(int *)shm_value_ptr(cstate) != i)
       return 2;
   }
   /* wait_for with a timeout returns the predicate's last result. */
   double t0 = now_s();
-  if (shm_cond_wait_for(cond, state_is, (void *)5, T1) != 0 || !near(now_s() - t0, T1))
+  if (shm_cond_wait_for(cond, state_is, (void *)5, T1, NULL) != 0 || !near(now_s() - t0, T1))
     return 3;
   shm_lock_release(l);
   return 0;
@@ -423,7 +423,7 @@ static void test_waitfor(void **state) {
   }
   assert_int_equal(reap(pid), 0);
   assert_ok(shm_value_destroy(cstate));
-  assert_code(shm_cond_wait_for(cond, state_is, NULL, 1), SHMVAL_EPERM);
+  assert_code(shm_cond_wait_for(cond, state_is, NULL, 1, NULL), SHMVAL_EPERM);
 }
 
 static int die_waiting(void *arg) {
@@ -463,6 +463,81 @@ static void test_cond_crashes(void **state) {
   assert_code(shm_lock_acquire(l), SHMVAL_OWNERDEAD);
   assert_ok(shm_cond_notify_all(cond)); /* normal again */
   assert_ok(shm_lock_release(l));
+}
+
+/* A waiter killed while waiting is skipped by notify: nothing is kept for later waiters. */
+static void test_cond_dead_waiter_skipped(void **state) {
+  (void)state;
+  double forever = -1;
+  pid_t pids[4];
+  pthread_t tids[4];
+  shm_lock *l = shm_cond_get_lock(cond);
+  pid_t dead = spawn(die_waiting, NULL);
+  assert_ok(shm_sem_acquire(sleeping, 5));
+  assert_ok(shm_lock_acquire(l)); /* free again only once the child waits */
+  assert_ok(shm_lock_release(l));
+  kill(dead, SIGKILL);
+  assert_int_equal(reap(dead), 128 + SIGKILL);
+  for (int round = 0; round < 3; round++) {
+    assert_ok(shm_lock_acquire(l));
+    assert_ok(shm_cond_notify(cond, 1)); /* no live waiter: lost, as in Python */
+    double t0 = now_s();
+    assert_code(shm_cond_wait(cond, T2), SHMVAL_ETIMEDOUT);
+    assert_true(near(now_s() - t0, T2));
+    assert_ok(shm_lock_release(l));
+  }
+  /* A dead older waiter does not swallow the notification of a live one. */
+  dead = spawn(die_waiting, NULL);
+  assert_ok(shm_sem_acquire(sleeping, 5));
+  assert_ok(shm_lock_acquire(l));
+  assert_ok(shm_lock_release(l));
+  kill(dead, SIGKILL);
+  assert_int_equal(reap(dead), 128 + SIGKILL);
+  reset_woken();
+  start_waiters(1, &forever, pids, tids);
+  notify(1);
+  assert_int_equal(woken_reaches(1), 1);
+  join_waiters(1, pids, tids);
+}
+
+/* wait_for tells its caller when the lock's owner died during the wait. */
+static int waitfor_ownerdead_child(void *arg) {
+  (void)arg;
+  shm_lock *l = shm_cond_get_lock(cond);
+  if (shm_lock_acquire(l) != 0)
+    return 1;
+  shm_sem_release(sleeping);
+  int died = -1, r = shm_cond_wait_for(cond, state_is, (void *)7, 5, &died);
+  shm_lock_release(l);
+  return r == 1 && died == 1 ? 0 : 2;
+}
+
+static int set_notify_and_die(void *arg) {
+  (void)arg;
+  if (shm_lock_acquire(shm_cond_get_lock(cond)) != 0)
+    return 1;
+  *(int *)shm_value_ptr(cstate) = 7;
+  shm_cond_notify(cond, 1);
+  raise(SIGKILL);
+  return 1;
+}
+
+static void test_waitfor_ownerdead(void **state) {
+  (void)state;
+  shm_opts share = {.lock = shm_cond_get_lock(cond)};
+  assert_ok(shm_value_create(&cstate, SHMVAL_INT, NULL, &share));
+  pid_t waiter = spawn(waitfor_ownerdead_child, NULL);
+  assert_ok(shm_sem_acquire(sleeping, 5));
+  assert_int_equal(reap(spawn(set_notify_and_die, NULL)), 128 + SIGKILL);
+  assert_int_equal(reap(waiter), 0);
+  /* Without a death the flag is 0. */
+  shm_lock *l = shm_cond_get_lock(cond);
+  int died = -1;
+  assert_ok(shm_lock_acquire(l));
+  assert_int_equal(shm_cond_wait_for(cond, state_is, (void *)7, 1, &died), 1);
+  assert_int_equal(died, 0);
+  assert_ok(shm_lock_release(l));
+  assert_ok(shm_value_destroy(cstate));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -716,6 +791,39 @@ static void test_barrier_timeout(void **state) {
   assert_ok(shm_barrier_destroy(barrier));
 }
 
+/* Fill the stack below the caller with a pattern, so that a read of an unset local shows. */
+static __attribute__((noinline)) void paint_stack(void) {
+  volatile unsigned char junk[8192];
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = 0x7f;
+}
+
+/* A zero timeout tries once: the party breaks a 2-party barrier at once. */
+static int zero_timeout_child(void *arg) {
+  alarm(5); /* a wait that blocks fails the test instead of hanging it */
+  for (int round = 0; round < 2; round++) {
+    if (shm_barrier_create(&barrier, 2, round == 0 ? -1 : 0, NULL, NULL, NULL) != 0)
+      return 1;
+    paint_stack();
+    double t0 = now_s();
+    int rc =
+        round == 0 ? shm_barrier_wait_timeout(barrier, 0, NULL) : shm_barrier_wait(barrier, NULL);
+    if (rc != SHMVAL_EBROKEN)
+      return 10 + round;
+    if (now_s() - t0 > 1 || shm_barrier_broken(barrier) != 1)
+      return 20 + round;
+    if (shm_barrier_destroy(barrier) != 0)
+      return 30;
+  }
+  (void)arg;
+  return 0;
+}
+
+static void test_barrier_zero_timeout(void **state) {
+  (void)state;
+  assert_int_equal(reap(spawn(zero_timeout_child, NULL)), 0);
+}
+
 static void test_barrier_single_and_errors(void **state) {
   (void)state;
   unsigned idx = 9;
@@ -849,6 +957,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cond_timeout_and_errors, setup_cond, teardown_cond),
       cmocka_unit_test_setup_teardown(test_waitfor, setup_cond, teardown_cond),
       cmocka_unit_test_setup_teardown(test_cond_crashes, setup_cond, teardown_cond),
+      cmocka_unit_test_setup_teardown(test_cond_dead_waiter_skipped, setup_cond, teardown_cond),
+      cmocka_unit_test_setup_teardown(test_waitfor_ownerdead, setup_cond, teardown_cond),
       cmocka_unit_test(test_event),
       cmocka_unit_test(test_event_waiter_killed),
       cmocka_unit_test(test_signal_resumes_wait),
@@ -859,6 +969,7 @@ int main(void) {
       cmocka_unit_test(test_barrier_abort),
       cmocka_unit_test(test_barrier_reset),
       cmocka_unit_test(test_barrier_timeout),
+      cmocka_unit_test(test_barrier_zero_timeout),
       cmocka_unit_test(test_barrier_single_and_errors),
       cmocka_unit_test(test_barrier_party_killed),
       cmocka_unit_test(test_named_from_exec),
