@@ -698,8 +698,8 @@ typedef enum shm_object_kind {
 
 /** One object of a segment, as shm_segment_foreach() reports it. */
 typedef struct shm_object_info {
-  const char *name;     /**< its name, or NULL for an unnamed object */
-  shm_object_kind kind; /**< Value or Array */
+  const char *name;     /**< its name (a copy, see shm_segment_foreach()), or NULL */
+  shm_object_kind kind; /**< the object's kind */
   shm_type type;        /**< element type */
   size_t elem_size;     /**< bytes per element */
   size_t length;        /**< elements (1 for a Value) */
@@ -786,12 +786,22 @@ SHMVAL_API int shm_segment_inspect(const char *name, shm_segment_info *info);
  * @brief Call @p fn for every live object (Values, Arrays and synchronisation
  *        primitives) in the segment.
  *
- * The objects are listed first (under the allocator lock), then @p fn runs
- * without any library lock held, so it may create or destroy objects. An
- * object whose create has not returned is not listed (nor, if its creator
- * died before the create returned, ever: shm_segment_reclaim() frees it).
+ * The objects are listed first (under the allocator lock); then each is
+ * described from a snapshot taken under the allocator lock (its header and a
+ * copy of its name, so that one report never mixes an object destroyed
+ * meanwhile with one created in its place), and @p fn runs without any
+ * library lock held, so it may create or destroy objects. An object destroyed
+ * after the listing is skipped. An object whose create has not returned is
+ * not listed (nor, if its creator died before the create returned, ever:
+ * shm_segment_reclaim() frees it). On a #SHMVAL_RDONLY segment, which cannot
+ * take the lock, each header is read again after the name was copied and the
+ * object skipped if it changed.
+ * @param seg The segment.
+ * @param fn  Called once per object; `info->name` points to a copy that is
+ *            valid until @p fn returns. A non-zero result stops the walk.
+ * @param ctx Passed to @p fn.
  * @return 0; the first non-zero value @p fn returned; #SHMVAL_EINVAL;
- *         #SHMVAL_ECORRUPT; #SHMVAL_ENOMEM.
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE; #SHMVAL_ENOMEM.
  */
 SHMVAL_API int shm_segment_foreach(shm_segment *seg,
                                    int (*fn)(const shm_object_info *info, void *ctx), void *ctx);

@@ -517,8 +517,12 @@ int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_siz
                               shmval__obj **out, uint64_t *journal);
 /* Free a table, noting it in the crash journal @p journal (or NULL) until it is free. */
 void shmval__obj_free_table(shmval__obj *o, uint64_t *journal);
-/* Describe the object at @p off of @p sg; ENOENT if it is not a Value or Array. */
-int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info);
+/*
+ * Describe the object at @p off of @p sg, its name copied into @p name
+ * (SHMVAL_NAME_MAX + 1 bytes): a consistent snapshot when the caller holds
+ * the heap lock. ENOENT for an internal table; ESTALE, ECORRUPT.
+ */
+int shmval__obj_info(struct shm_segment *sg, uint64_t off, shm_object_info *info, char *name);
 
 /* ------------------------------------------------------------------------ */
 /* The name directory of a named segment (dir.c): an open-addressing hash    */

@@ -1074,27 +1074,48 @@ int shm_object_remove(shm_segment *sg, const char *name) {
   return rc;
 }
 
-int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info) {
-  shmval__obj *o;
-  int rc = shmval__obj_at(sg->base, off, &o);
+/* Copy the name of the object @p o (checked by shmval__obj_peek()) into @p buf. */
+static const char *copy_name(const shmval__obj *o, const shmval__obj *hdr, char *buf) {
+  if (hdr->name_off == 0)
+    return NULL;
+  const char *name = (const char *)o + hdr->name_off;
+  size_t n = strnlen(name, SHMVAL_NAME_MAX);
+  memcpy(buf, name, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char *name) {
+  shmval__obj h, again;
+  int rc = shmval__obj_peek(sg->base, off, &h);
   if (rc != 0)
     return rc;
+  shmval__obj *o = (shmval__obj *)(void *)((char *)sg->base + off);
+  info->name = copy_name(o, &h, name);
+  /*
+   * The caller holds the heap lock, so the block cannot be freed and reused
+   * meanwhile, and a live header and its name never change. A read-only
+   * mapping cannot take the lock: the header is read again after the name
+   * was copied and the object skipped if it changed (best effort).
+   */
+  if ((sg->flags & SHMVAL_RDONLY) &&
+      (shmval__obj_peek(sg->base, off, &again) != 0 || memcmp(&h, &again, sizeof h) != 0))
+    return SHMVAL_ESTALE;
   static const shm_object_kind kinds[] = {
       [SHMVAL__KIND_VALUE] = SHMVAL_OBJ_VALUE,    [SHMVAL__KIND_ARRAY] = SHMVAL_OBJ_ARRAY,
       [SHMVAL__KIND_LOCK] = SHMVAL_OBJ_LOCK,      [SHMVAL__KIND_SEM] = SHMVAL_OBJ_SEM,
       [SHMVAL__KIND_COND] = SHMVAL_OBJ_COND,      [SHMVAL__KIND_EVENT] = SHMVAL_OBJ_EVENT,
       [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER};
-  if (o->kind >= sizeof kinds / sizeof kinds[0] || kinds[o->kind] == 0)
+  if (h.kind >= sizeof kinds / sizeof kinds[0] || kinds[h.kind] == 0)
     return SHMVAL_ENOENT; /* an internal table */
-  info->name = shmval__obj_name(o);
-  info->kind = kinds[o->kind];
-  info->type = (shm_type)o->type;
-  info->elem_size = o->elem_size;
-  info->length = (size_t)o->length;
-  info->has_lock = o->lock_rel != 0;
+  info->kind = kinds[h.kind];
+  info->type = (shm_type)h.type;
+  info->elem_size = h.elem_size;
+  info->length = (size_t)h.length;
+  info->has_lock = h.lock_rel != 0;
   info->offset = (size_t)off;
   /* A lock's handle is the lock itself, not its host object. */
-  void *h = o->kind == SHMVAL__KIND_LOCK ? (void *)obj_lock(o) : (void *)o;
-  info->handle = tag(h, (sg->flags & SHMVAL_RDONLY) != 0);
+  void *hd = h.kind == SHMVAL__KIND_LOCK ? (void *)((char *)o + h.lock_rel) : (void *)o;
+  info->handle = tag(hd, (sg->flags & SHMVAL_RDONLY) != 0);
   return 0;
 }

@@ -761,6 +761,22 @@ bool shmval__creating_has(const shmval__creating *c, uint64_t off) {
   return c->n != 0 && bsearch(&off, c->v, c->n, sizeof *c->v, cmp_u64) != NULL;
 }
 
+/*
+ * Describe one listed object under the heap lock, so that it cannot be freed
+ * and replaced while its header and name are copied: 0, 1 if it is not to be
+ * reported, or an error of the lock.
+ */
+static int snapshot(shm_segment *sg, uint64_t off, shm_object_info *info, char *name) {
+  bool locked = !(sg->flags & SHMVAL_RDONLY);
+  int rc = locked ? shmval__heap_lock(sg->base) : 0;
+  if (rc != 0)
+    return rc;
+  rc = shmval__obj_info(sg, off, info, name);
+  if (locked)
+    shmval__heap_unlock(sg->base);
+  return rc == 0 ? 0 : 1;
+}
+
 int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void *), void *ctx) {
   if (sg == NULL || fn == NULL)
     return SHMVAL_EINVAL;
@@ -773,8 +789,11 @@ int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void
     rc = shmval__creations(sg->base, &skip);
   for (size_t i = 0; rc == 0 && i < list.n; i++) {
     shm_object_info info;
-    if (!shmval__creating_has(&skip, list.v[i]) && shmval__obj_info(sg, list.v[i], &info) == 0)
+    char name[SHMVAL_NAME_MAX + 1];
+    if (!shmval__creating_has(&skip, list.v[i]) && (rc = snapshot(sg, list.v[i], &info, name)) == 0)
       rc = fn(&info, ctx);
+    else if (rc > 0)
+      rc = 0; /* gone since it was listed, or not an object to report */
   }
   free(list.v);
   free(skip.v);

@@ -198,6 +198,78 @@ static void test_foreach(void **state) {
   assert_ok(shm_array_destroy(u));
 }
 
+/*
+ * foreach against a peer that destroys and re-creates objects in the same
+ * block (a double Value and a 2-int Array take blocks of one size): every
+ * report is one object's, never a mix (each name spells its object's kind,
+ * type and length), and it stays so while the callback runs.
+ */
+static shm_value *churn_stop;
+
+/* Keep an object alive a moment, so that foreach lists it. */
+static void hold(void) {
+  for (volatile int i = 0; i < 20000; i++) {
+  }
+}
+
+static int churn(void *arg) {
+  (void)arg;
+  shm_opts ov = {.segment = seg, .name = "v:d:1"}, oa = {.segment = seg, .name = "a:i:2"};
+  while (__atomic_load_n((int *)shm_value_ptr(churn_stop), __ATOMIC_ACQUIRE) == 0) {
+    shm_value *v;
+    shm_array *a;
+    if (shm_value_create(&v, SHMVAL_DOUBLE, NULL, &ov) != 0)
+      return 1;
+    hold();
+    if (shm_value_destroy(v) != 0 || shm_array_create(&a, SHMVAL_INT, 2, NULL, &oa) != 0)
+      return 2;
+    hold();
+    if (shm_array_destroy(a) != 0)
+      return 3;
+  }
+  return 0;
+}
+
+struct mixes {
+  long seen, mixed;
+};
+
+static int check_report(const shm_object_info *in, void *ctx) {
+  struct mixes *m = ctx;
+  char want[32];
+  if (in->name == NULL)
+    return 0;
+  snprintf(want, sizeof want, "%c:%c:%zu", in->kind == SHMVAL_OBJ_VALUE ? 'v' : 'a', (char)in->type,
+           in->length);
+  m->seen++;
+  for (int k = 0; k < 20; k++) {
+    for (volatile int i = 0; i < 500; i++) {
+    }
+    __asm__ __volatile__("" ::: "memory"); /* read the name afresh each time */
+    if (strcmp(in->name, want) != 0) {
+      m->mixed++;
+      break;
+    }
+  }
+  return 0;
+}
+
+static void test_foreach_consistent_under_churn(void **state) {
+  (void)state;
+  struct mixes m = {0};
+  assert_ok(shm_value_create(&churn_stop, SHMVAL_INT, NULL, &(shm_opts){.flags = SHMVAL_ATOMIC}));
+  pid_t pid = spawn(churn, NULL);
+  double end = now_s() + 1.0;
+  for (int i = 0; i < 20000 && now_s() < end; i++)
+    assert_ok(shm_segment_foreach(seg, check_report, &m));
+  __atomic_store_n((int *)shm_value_ptr(churn_stop), 1, __ATOMIC_RELEASE);
+  assert_int_equal(reap(pid), 0);
+  assert_ok(shm_value_destroy(churn_stop));
+  print_message("foreach under churn: %ld reports, %ld mixed\n", m.seen, m.mixed);
+  assert_true(m.seen > 0);
+  assert_int_equal(m.mixed, 0);
+}
+
 static void test_lock_sharing_rules(void **state) {
   (void)state;
   shm_value *host, *user, *arena_v, *x;
@@ -541,6 +613,7 @@ int main(void) {
       cmocka_unit_test(test_remove_and_reuse),
       cmocka_unit_test(test_many_names),
       cmocka_unit_test(test_foreach),
+      cmocka_unit_test(test_foreach_consistent_under_churn),
       cmocka_unit_test(test_lock_sharing_rules),
       cmocka_unit_test(test_owner_death),
       cmocka_unit_test(test_full_segment),
