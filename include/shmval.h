@@ -722,9 +722,18 @@ typedef struct shm_object_info {
  *         (out of file descriptors: nothing is left behind); #SHMVAL_ENOMEM;
  *         other -errno.
  *         With #SHMVAL_OPEN_OR_CREATE, anything shm_segment_open() returns.
- * @note The creator holds the segment's initialisation lock until the header
- *       (written last) is complete. Two processes racing with
- *       #SHMVAL_OPEN_OR_CREATE get one segment.
+ * @note Crash safety: the segment is built in an unnamed file in /dev/shm
+ *       (O_TMPFILE) and given its name only when complete, so a creator
+ *       killed inside this call leaves no file at all, and openers never see
+ *       a half-made segment. Where the system cannot make unnamed files there
+ *       (no O_TMPFILE on /dev/shm, or no /proc to link one through), the
+ *       file is created under its name and marked as being initialised
+ *       before anything else, and the creator holds its initialisation lock
+ *       until the header (written last) is complete: openers wait for it
+ *       (#shm_segment_opts.timeout), and a killed creator's leftover is
+ *       #SHMVAL_SEG_ORPHANED, which `shmval gc` removes. Two processes racing
+ *       with #SHMVAL_OPEN_OR_CREATE get one segment. An existing name is
+ *       found before any space is reserved.
  */
 SHMVAL_API int shm_segment_create(shm_segment **out, const char *name, size_t size,
                                   const shm_segment_opts *o);

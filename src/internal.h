@@ -63,7 +63,18 @@ bool shmval__prim_past(const struct timespec *deadline);
 
 /* Named shared-memory files. Names are in "/name" form. */
 int shmval__prim_shm_create(const char *name, unsigned mode, int *fd);
+/*
+ * An unnamed file where shm_open() keeps its files, to be named with
+ * shmval__prim_shm_link() once complete; SHMVAL__ENOUNNAMED where the system
+ * cannot make one (no O_TMPFILE there, or no /proc to link it through).
+ */
+#define SHMVAL__ENOUNNAMED (-30098)
+int shmval__prim_shm_create_unnamed(unsigned mode, int *fd);
+/* Give the unnamed file @p fd the name @p name: SHMVAL_EEXIST if it is taken. */
+int shmval__prim_shm_link(int fd, const char *name);
 int shmval__prim_shm_open(const char *name, bool rdonly, int *fd);
+/* Write @p len bytes at @p off of a file. */
+int shmval__prim_write_at(int fd, const void *buf, size_t len, uint64_t off);
 int shmval__prim_shm_unlink(const char *name);
 /* Size and identity (device, inode) of an open file. */
 int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);

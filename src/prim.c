@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -128,6 +129,45 @@ int shmval__prim_shm_create(const char *name, unsigned mode, int *fd) {
   }
   *fd = f;
   return 0;
+}
+
+/*
+ * Where glibc's shm_open() keeps its files. An unnamed file is made there
+ * with O_TMPFILE and given its name with linkat() once it is complete, so a
+ * name never stands for a half-made segment, and a creator killed before
+ * the link leaves nothing at all: the kernel frees the file with its last
+ * descriptor.
+ */
+#define SHM_DIR "/dev/shm"
+
+int shmval__prim_shm_create_unnamed(unsigned mode, int *fd) {
+  int f = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (f < 0)
+    return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT
+               ? SHMVAL__ENOUNNAMED
+               : file_error(errno);
+  /* linkat() needs /proc/self/fd to name an unnamed file without privileges. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", f);
+  if (fchmod(f, (mode_t)mode) != 0 || access(path, F_OK) != 0) {
+    int e = errno;
+    close(f);
+    return e == ENOENT ? SHMVAL__ENOUNNAMED : file_error(e);
+  }
+  *fd = f;
+  return 0;
+}
+
+int shmval__prim_shm_link(int fd, const char *name) {
+  char from[64], to[sizeof SHM_DIR + 258];
+  snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
+  snprintf(to, sizeof to, SHM_DIR "%s", name);
+  return linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0 ? 0 : file_error(errno);
+}
+
+int shmval__prim_write_at(int fd, const void *buf, size_t len, uint64_t off) {
+  ssize_t n = pwrite(fd, buf, len, (off_t)off);
+  return n == (ssize_t)len ? 0 : n < 0 ? file_error(errno) : SHMVAL_ENOSPC;
 }
 
 int shmval__prim_shm_open(const char *name, bool rdonly, int *fd) {

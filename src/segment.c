@@ -318,6 +318,14 @@ static int init_new(int fd, const char *name, uint64_t size, uint32_t max_attach
   /* Openers wait at the gate until the header is complete. */
   if (rc == 0)
     rc = shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_WR, true);
+  /*
+   * The "being initialised" mark goes in before the (slow) reservation: a
+   * file made under its name and left by a creator killed from here on is
+   * recognised as a dead creator's leftover (EUNINIT, no gate holder).
+   */
+  uint64_t mark = SHMVAL__SEG_MAGIC_INIT;
+  if (rc == 0)
+    rc = shmval__prim_write_at(fd, &mark, sizeof mark, 0);
   if (rc == 0)
     rc = shmval__prim_reserve(fd, size);
   if (rc == 0)
@@ -358,6 +366,57 @@ fail:
 
 static int open_impl(shm_segment **out, const char *name, const shm_segment_opts *o);
 
+/*
+ * SHMVAL_EEXIST if a file called @p name exists (one we may not open exists
+ * too), 0 if none does, or the error that kept us from looking.
+ */
+static int name_taken(const char *name) {
+  int fd;
+  int rc = shmval__prim_shm_open(name, true, &fd);
+  if (rc == 0)
+    shmval__prim_close(fd);
+  return rc == 0 || rc == SHMVAL_EACCES ? SHMVAL_EEXIST : rc == SHMVAL_ENOENT ? 0 : rc;
+}
+
+/* Let go of a segment made in an unnamed file that never got its name. */
+static void discard_unnamed(shm_segment *sg) {
+  shmval__prim_unmap(sg->base, sg->size);
+  shmval__prim_close(sg->fd);
+  free(sg);
+}
+
+/*
+ * Make the segment in a file of its own: unnamed until complete where the
+ * system allows (see shmval__prim_shm_create_unnamed()), otherwise created
+ * under its name and marked as being initialised at once. SHMVAL_EEXIST when
+ * the name is taken.
+ */
+static int make_segment(const char *nm, uint64_t total, unsigned mode, uint32_t max_attach,
+                        unsigned policy, shm_segment **out) {
+  int fd;
+  int rc = shmval__prim_shm_create_unnamed(mode, &fd);
+  if (rc == SHMVAL__ENOUNNAMED) {
+    if ((rc = shmval__prim_shm_create(nm, mode, &fd)) != 0)
+      return rc;
+    if ((rc = init_new(fd, nm, total, max_attach, policy, out)) != 0) {
+      shmval__prim_shm_unlink(nm);
+      shmval__prim_close(fd);
+    }
+    return rc;
+  }
+  if (rc != 0)
+    return rc;
+  if ((rc = init_new(fd, nm, total, max_attach, policy, out)) != 0) {
+    shmval__prim_close(fd);
+    return rc;
+  }
+  if ((rc = shmval__prim_shm_link(fd, nm)) != 0) {
+    discard_unnamed(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 int shm_segment_create(shm_segment **out, const char *name, size_t size,
                        const shm_segment_opts *o) {
   char nm[258];
@@ -372,8 +431,10 @@ int shm_segment_create(shm_segment **out, const char *name, size_t size,
   uint64_t total = ((uint64_t)size + ps - 1) & ~(uint64_t)(ps - 1);
   unsigned flags = o != NULL ? o->flags : 0;
   for (int tries = 0; tries < 8; tries++) {
-    int fd;
-    rc = shmval__prim_shm_create(nm, mode, &fd);
+    /* A name already taken is found before anything is reserved. */
+    rc = name_taken(nm);
+    if (rc == 0)
+      rc = make_segment(nm, total, mode, max_attach, flags & SHMVAL_AUTO_UNLINK, out);
     if (rc == SHMVAL_EEXIST && (flags & SHMVAL_OPEN_OR_CREATE)) {
       shm_segment_opts oo = {.timeout = o != NULL ? o->timeout : 0};
       rc = open_impl(out, nm, &oo);
@@ -381,16 +442,9 @@ int shm_segment_create(shm_segment **out, const char *name, size_t size,
         continue;
       return rc;
     }
-    if (rc != 0)
-      return rc;
-    rc = init_new(fd, nm, total, max_attach, flags & SHMVAL_AUTO_UNLINK, out);
-    if (rc != 0) {
-      shmval__prim_shm_unlink(nm);
-      shmval__prim_close(fd);
-      return rc;
-    }
-    reg_add(*out);
-    return 0;
+    if (rc == 0)
+      reg_add(*out);
+    return rc;
   }
   return rc;
 }
