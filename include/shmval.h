@@ -243,9 +243,14 @@ typedef struct shm_opts {
  * @param opts Options, or NULL for a recursive lock of its own.
  * @return 0;
  *         #SHMVAL_EINVAL for a NULL @p out, an unknown type, unknown flags or
- *         a conflicting combination;
+ *         a conflicting combination, a name without a segment or a bad name,
+ *         or a lock from another segment;
  *         #SHMVAL_ESTALE if `opts->lock` belongs to a destroyed object;
  *         #SHMVAL_ENOMEM when no shared memory can be mapped.
+ *         In a named segment (`opts->segment`) also: #SHMVAL_EEXIST (the
+ *         name is taken there); #SHMVAL_ENOSPC (the segment has no room
+ *         left); #SHMVAL_EACCES (the segment, or `opts->lock`, was opened
+ *         #SHMVAL_RDONLY); #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
  * @note Thread-safe. The object is shared with children forked afterwards.
  */
 SHMVAL_API int shm_value_create(shm_value **out, shm_type type, const void *init,
@@ -290,7 +295,9 @@ SHMVAL_API int shm_value_destroy(shm_value *v);
  *         died: the value may be inconsistent); #SHMVAL_EINVAL for NULL
  *         arguments or a non-Value handle; #SHMVAL_ESTALE; #SHMVAL_EDEADLK for a
  *         non-recursive lock the caller already holds;
- *         #SHMVAL_ENOTRECOVERABLE.
+ *         #SHMVAL_ENOTRECOVERABLE; #SHMVAL_EACCES for a handle from a
+ *         #SHMVAL_RDONLY segment when the Value has a lock (taking the lock
+ *         writes to the segment; raw and atomic Values are read without one).
  * @note Works while the caller already holds the (recursive) lock. A raw
  *       Value is read without synchronisation.
  */
@@ -433,7 +440,8 @@ SHMVAL_API int shm_array_destroy(shm_array *a);
  * @param out Receives one element.
  * @return 0; #SHMVAL_OWNERDEAD; #SHMVAL_ERANGE for an index out of range;
  *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EDEADLK;
- *         #SHMVAL_ENOTRECOVERABLE.
+ *         #SHMVAL_ENOTRECOVERABLE; #SHMVAL_EACCES (a locked Array reached
+ *         through a #SHMVAL_RDONLY segment, as for shm_value_get()).
  */
 SHMVAL_API int shm_array_get(shm_array *a, size_t i, void *out);
 
@@ -671,12 +679,17 @@ typedef enum shm_segment_state {
 
 /** A segment's description. */
 typedef struct shm_segment_info {
-  char name[257];                /**< "/name" */
-  size_t size;                   /**< bytes in the segment */
-  size_t used;                   /**< bytes in allocated blocks */
-  size_t free;                   /**< bytes in free blocks */
-  size_t objects;                /**< live Values and Arrays */
-  unsigned attached;             /**< live attached processes */
+  char name[257]; /**< "/name" */
+  size_t size;    /**< bytes in the segment */
+  size_t used;    /**< bytes in allocated blocks */
+  size_t free;    /**< bytes in free blocks */
+  /** live objects of every kind (Values, Arrays, locks, semaphores, conditions,
+   *  events, barriers); the segment's own tables are not counted */
+  size_t objects;
+  /** attachments held now by live processes: each create or open counts once
+   *  until closed (a process that opened the segment twice counts twice);
+   *  #SHMVAL_OBSERVE opens do not count */
+  unsigned attached;
   unsigned max_attach;           /**< attacher slots */
   unsigned flags;                /**< lifetime policy: #SHMVAL_AUTO_UNLINK or 0 */
   unsigned mode;                 /**< permission bits */
@@ -774,8 +787,14 @@ SHMVAL_API int shm_segment_close(shm_segment *seg);
 SHMVAL_API int shm_segment_unlink(const char *name);
 
 /**
- * @brief Describe an attached segment: sizes, objects, live attachers.
- * @return 0; #SHMVAL_EINVAL; #SHMVAL_ECORRUPT.
+ * @brief Describe an attached segment: sizes, objects, live attachers, mode.
+ * @param seg  The segment.
+ * @param info Receives the description.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
+ * @note It walks every heap block under the segment's allocator lock (the
+ *       lock creates and destroys take), so it takes time proportional to
+ *       the blocks; on a #SHMVAL_RDONLY attachment, which cannot take the
+ *       lock, the walk is unlocked and its figures a racy view.
  */
 SHMVAL_API int shm_segment_stat(shm_segment *seg, shm_segment_info *info);
 
@@ -935,7 +954,13 @@ SHMVAL_API int shm_object_remove(shm_segment *seg, const char *name);
  * Semaphore's name as an Event is #SHMVAL_ETYPE).
  *
  * Timeouts are relative seconds measured on CLOCK_MONOTONIC: 0 means try
- * once, a negative value means wait forever, NaN is #SHMVAL_EINVAL. A signal
+ * once, a negative value means wait forever, NaN is #SHMVAL_EINVAL. What a
+ * zero timeout gives when it cannot succeed at once: #SHMVAL_EBUSY for a
+ * lock, a semaphore and an event (nothing to take now); #SHMVAL_ETIMEDOUT for
+ * a condition (it did release and retake the lock); #SHMVAL_EBROKEN for a
+ * barrier (a party that is not the last breaks it, as Python's timeout does).
+ * A longer timeout that expires gives #SHMVAL_ETIMEDOUT (#SHMVAL_EBROKEN for
+ * a barrier). A signal
  * delivered during a wait runs its handler and the wait resumes with the time
  * that was left (waits never return EINTR).
  *
@@ -984,7 +1009,12 @@ SHMVAL_API int shm_lock_destroy(shm_lock *l);
 /**
  * @brief Whether any thread holds the lock now (the answer may be stale at
  *        once).
- * @return 1 held, 0 free; #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES.
+ *
+ * A lock whose owner died holding it is free: 0 (the next acquirer still
+ * receives #SHMVAL_OWNERDEAD).
+ * @return 1 held (by any thread, the caller included), 0 free;
+ *         #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES (read-only: looking
+ *         means trying the lock); #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shm_lock_locked(shm_lock *l);
 
@@ -1127,7 +1157,7 @@ SHMVAL_API int shm_barrier_destroy(shm_barrier *b);
 SHMVAL_API int shm_barrier_set_action(shm_barrier *b, void (*action)(void *ctx), void *ctx);
 /**
  * @brief Wait until all parties have arrived, at most the barrier's default
- *        timeout.
+ *        timeout (0: try once, so any party but the last breaks the barrier).
  * @param index Receives this party's arrival index, 0..parties-1: each
  *              value goes to exactly one party of a pass. May be NULL.
  * @return 0; #SHMVAL_EBROKEN (the barrier was or became broken: aborted, a

@@ -37,6 +37,21 @@ static void test_create_open_close(void **state) {
   assert_int_equal(info.objects, 0);
   assert_int_equal(info.flags, SHMVAL_PERSIST);
   assert_true(info.used + info.free < info.size);
+  /* Observers are not counted; objects of every kind are. */
+  shm_segment *obs;
+  shm_segment_opts observe = {.flags = SHMVAL_OBSERVE};
+  assert_ok(shm_segment_open(&obs, name, &observe));
+  shm_lock *l;
+  shm_sem *sem;
+  shm_opts in_a = {.segment = a};
+  assert_ok(shm_lock_create(&l, &in_a));
+  assert_ok(shm_sem_create(&sem, 1, &in_a));
+  assert_ok(shm_segment_stat(obs, &info));
+  assert_int_equal(info.attached, 2);
+  assert_int_equal(info.objects, 2);
+  assert_ok(shm_segment_close(obs));
+  assert_ok(shm_lock_destroy(l));
+  assert_ok(shm_sem_destroy(sem));
   assert_ok(shm_segment_close(b));
   assert_ok(shm_segment_close(a));
   assert_true(shm_exists(name)); /* the default policy persists */
