@@ -8,21 +8,47 @@
 
 #define MIB ((size_t)1 << 20)
 
-static char out[1 << 16];
+static char out[1 << 16], err[1 << 14];
 
-/* Run the tool with @p args (NULL-terminated, without argv[0]); its exit code. */
-static int tool(const char *a1, const char *a2, const char *a3, const char *a4) {
-  const char *args[] = {TOOL_PATH, a1, a2, a3, a4, NULL};
-  int to, from;
-  pid_t pid = start_helper(args, &to, &from);
-  close(to);
+/* Read @p fd to its end into @p buf (NUL-terminated). */
+static void slurp(int fd, char *buf, size_t cap) {
   size_t n = 0;
   ssize_t r;
-  while (n + 1 < sizeof out && (r = read(from, out + n, sizeof out - 1 - n)) > 0)
+  while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
     n += (size_t)r;
-  out[n] = '\0';
-  close(from);
+  buf[n] = '\0';
+  close(fd);
+}
+
+/*
+ * Run the tool with @p args (NULL-terminated, without argv[0]); its exit
+ * code. Its standard output lands in out, its standard error in err.
+ */
+static int tool(const char *a1, const char *a2, const char *a3, const char *a4) {
+  const char *args[] = {TOOL_PATH, a1, a2, a3, a4, NULL};
+  int o[2], e[2];
+  if (pipe2(o, O_CLOEXEC) != 0 || pipe2(e, O_CLOEXEC) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    execv(args[0], (char *const *)(uintptr_t)args);
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  slurp(o[0], out, sizeof out); /* the outputs here are far below a pipe's buffer */
+  slurp(e[0], err, sizeof err);
   return reap(pid);
+}
+
+/* Lines in @p s. */
+static int lines(const char *s) {
+  int n = 0;
+  for (; *s != '\0'; s++)
+    n += *s == '\n';
+  return n;
 }
 
 static char nbuf[128];
@@ -31,12 +57,33 @@ static void test_usage(void **state) {
   (void)state;
   assert_int_equal(tool("--help", NULL, NULL, NULL), 0);
   assert_non_null(strstr(out, "usage: shmval"));
-  assert_non_null(strstr(out, "gc [--dry-run]"));
+  assert_non_null(strstr(out, "--version"));
+  assert_non_null(strstr(out, "gc        remove orphaned segments"));
+  assert_int_equal(tool("help", NULL, NULL, NULL), 0);
+  assert_non_null(strstr(out, "shmval help COMMAND"));
+  /* A mistake gets a hint of a line or three, on stderr, and exit status 2. */
   assert_int_equal(tool(NULL, NULL, NULL, NULL), 2);
+  assert_true(lines(err) <= 3 && strstr(err, "shmval help") != NULL);
   assert_int_equal(tool("frobnicate", NULL, NULL, NULL), 2);
+  assert_non_null(strstr(err, "'frobnicate' is not a command"));
+  assert_true(lines(err) <= 3);
   assert_int_equal(tool("ls", "--bogus", NULL, NULL), 2);
+  assert_non_null(strstr(err, "unknown option '--bogus'"));
+  assert_non_null(strstr(err, "usage: shmval ls [--json]"));
+  assert_true(lines(err) <= 3);
+  assert_string_equal(out, "");
   assert_int_equal(tool("show", NULL, NULL, NULL), 2);
+  assert_non_null(strstr(err, "usage: shmval show"));
   assert_int_equal(tool("rm", NULL, NULL, NULL), 2);
+  assert_int_equal(tool("gc", "now", NULL, NULL), 2);
+  /* Help on one command, either way round. */
+  assert_int_equal(tool("ls", "--help", NULL, NULL), 0);
+  assert_non_null(strstr(out, "usage: shmval ls [--json]"));
+  assert_int_equal(tool("show", "-h", NULL, NULL), 0);
+  assert_non_null(strstr(out, "--full"));
+  assert_int_equal(tool("help", "gc", NULL, NULL), 0);
+  assert_non_null(strstr(out, "usage: shmval gc [--dry-run]"));
+  assert_int_equal(tool("help", "frobnicate", NULL, NULL), 2);
   assert_int_equal(tool("--version", NULL, NULL, NULL), 0);
   assert_non_null(strstr(out, SHMVAL_VERSION_STRING));
 }
@@ -63,9 +110,11 @@ static void test_ls_and_show(void **state) {
   char *line = strstr(out, name);
   assert_non_null(line);
   assert_non_null(strstr(line, "persist"));
+  assert_non_null(strstr(line, "0600"));
   assert_non_null(strstr(line, " ok"));
   assert_int_equal(tool("ls", "--json", NULL, NULL), 0);
   assert_non_null(strstr(out, "\"objects\": 3, \"attached\": 1"));
+  assert_non_null(strstr(out, "\"mode\": \"0600\""));
 
   assert_int_equal(tool("show", name, NULL, NULL), 0);
   assert_non_null(strstr(out, "answer"));
@@ -85,8 +134,24 @@ static void test_ls_and_show(void **state) {
   shm_segment_info info;
   assert_ok(shm_segment_stat(s, &info));
   assert_int_equal(info.attached, 1);
+  /* JSON says how much of a long array it left out, unless --full. */
+  assert_int_equal(tool("show", "--json", name, "series"), 0);
+  assert_non_null(
+      strstr(out, "\"value\": [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5], \"truncated\": 90}"));
+  assert_int_equal(tool("show", "--json", "--full", name), 0);
+  assert_non_null(strstr(out, "48.5, 49, 49.5]}"));
+  assert_null(strstr(out, "truncated"));
+  assert_non_null(strstr(out, "\"name\": \"answer\""));
+  assert_int_equal(tool("show", "--full", name, "series"), 0);
+  assert_null(strstr(out, "more"));
+  /* A missing object: an error, and no table. */
   assert_int_equal(tool("show", name, "nothing", NULL), 1);
+  assert_string_equal(out, "");
+  assert_non_null(strstr(err, "no object named 'nothing'"));
+  assert_int_equal(tool("show", "--json", name, "nothing"), 1);
+  assert_string_equal(out, "");
   assert_int_equal(tool("show", "/shmval-test-no-such", NULL, NULL), 1);
+  assert_non_null(strstr(err, "/shmval-test-no-such: no such segment"));
   assert_ok(shm_segment_close(s));
   assert_int_equal(tool("rm", name, NULL, NULL), 0);
   assert_false(shm_exists(name));
@@ -119,6 +184,7 @@ static void test_gc(void **state) {
 
   assert_int_equal(tool("gc", "--dry-run", NULL, NULL), 0);
   assert_non_null(strstr(out, "would remove"));
+  assert_null(strstr(out, "nothing to remove"));
   assert_non_null(strstr(out, orphan));
   assert_null(strstr(out, alive));
   assert_true(shm_exists(orphan));
@@ -128,6 +194,10 @@ static void test_gc(void **state) {
 
   assert_int_equal(tool("gc", NULL, NULL, NULL), 0);
   assert_false(shm_exists(orphan));
+  /* Never silent: with no orphan of ours left, it says what it did. */
+  assert_int_equal(tool("gc", "--dry-run", NULL, NULL), 0);
+  assert_true(strstr(out, "nothing to remove") != NULL || strstr(out, "would remove") != NULL);
+  assert_null(strstr(out, orphan));
   assert_true(shm_exists(alive));
   assert_true(shm_exists(foreign));
   assert_int_equal(tool("rm", foreign, NULL, NULL), 1);

@@ -14,43 +14,44 @@
 
 #define SHM_DIR "/dev/shm"
 
-static const char usage[] =
-    "usage: shmval [--help] COMMAND [OPTIONS] [ARGS]\n"
+/* One command: its synopsis (after "shmval "), a one-line summary and details. */
+typedef struct command {
+  const char *name, *synopsis, *summary, *details;
+  int (*run)(const struct command *cmd, int argc, char **argv);
+} command;
+
+static const char overview[] =
+    "usage: shmval COMMAND [OPTIONS] [ARGS]\n"
+    "       shmval help [COMMAND] | --help | --version\n"
     "\n"
     "Inspect and clean up libshmval shared-memory segments in " SHM_DIR ".\n"
     "\n"
-    "Commands:\n"
-    "  ls [--json]                     list every libshmval segment: name, size, used,\n"
-    "                                  objects, live attached processes, lifetime policy\n"
-    "                                  and state (ok, uninitialised, orphaned, corrupt)\n"
-    "  show [--json] [--lock] SEGMENT [OBJECT]\n"
-    "                                  show the objects of SEGMENT (or only OBJECT) with\n"
-    "                                  type, length and values; long arrays are elided.\n"
-    "                                  Values are read without taking locks unless\n"
-    "                                  --lock is given (then each lock is waited for at\n"
-    "                                  most 1 s). Reading does not attach.\n"
-    "  rm SEGMENT...                   remove segments by name (attached processes keep\n"
-    "                                  their mappings); files that are not libshmval\n"
-    "                                  segments are refused and left alone\n"
-    "  check [--json] SEGMENT           verify SEGMENT's integrity: heap blocks, free\n"
-    "                                  lists, object headers, name directory; report\n"
-    "                                  blocks leaked by processes that died. Attaches\n"
-    "                                  read-write and holds the segment's allocator\n"
-    "                                  and directory locks while it runs. Exit status\n"
-    "                                  1 if the segment is corrupt\n"
-    "  reclaim SEGMENT                 free the blocks that processes which died while\n"
-    "                                  creating or destroying an object left allocated\n"
-    "  gc [--dry-run]                  remove orphaned segments: auto-unlink segments\n"
-    "                                  whose attached processes all died, and leftovers\n"
-    "                                  of creators that died while initialising;\n"
-    "                                  --dry-run only prints what it would remove\n"
-    "\n"
-    "SEGMENT is a name with or without its leading '/'.\n"
-    "Exit status: 0 on success, 1 if an operation failed, 2 for a usage error.\n";
+    "Commands:\n";
 
-static int usage_error(const char *msg) {
-  fprintf(stderr, "shmval: %s\n\n%s", msg, usage);
+static const char overview_end[] =
+    "\n"
+    "'shmval help COMMAND' or 'shmval COMMAND --help' describes a command.\n"
+    "SEGMENT is a segment's name, with or without its leading '/'.\n"
+    "Exit status: 0 success; 1 an operation failed (for check: the segment is\n"
+    "corrupt); 2 a usage error. See shmval(1).\n";
+
+/* A mistake on the command line: one line saying what, one with the usage. */
+static int usage_error(const command *cmd, const char *fmt, const char *arg) {
+  fprintf(stderr, "shmval: ");
+  fprintf(stderr, fmt, arg);
+  if (cmd != NULL)
+    fprintf(stderr, "\nusage: shmval %s\nTry 'shmval help %s' for more information.\n",
+            cmd->synopsis, cmd->name);
+  else
+    fprintf(stderr, "\nTry 'shmval help' for the list of commands.\n");
   return 2;
+}
+
+/* Why a named segment could not be opened or removed, in words for this tool. */
+static int seg_error(const char *name, int rc) {
+  const char *why = rc == SHMVAL_ENOENT ? "no such segment" : shmval_strerror(rc);
+  fprintf(stderr, "shmval: %s: %s\n", name, why);
+  return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -136,8 +137,8 @@ static int ls_one(const shm_segment_info *i, void *arg) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
     json_string(i->name);
     printf(", \"size\": %zu, \"used\": %zu, \"objects\": %zu, \"attached\": %u, "
-           "\"policy\": \"%s\", \"state\": \"%s\"",
-           i->size, i->used, i->objects, i->attached, policy, state_name(i->state));
+           "\"policy\": \"%s\", \"mode\": \"%04o\", \"state\": \"%s\"",
+           i->size, i->used, i->objects, i->attached, policy, i->mode, state_name(i->state));
     if (i->state == SHMVAL_SEG_CORRUPT)
       printf(", \"error\": \"%s\"", shmval_err_name(i->error));
     printf("}");
@@ -145,8 +146,8 @@ static int ls_one(const shm_segment_info *i, void *arg) {
     char size[32], used[32];
     human_size(i->size, size, sizeof size);
     human_size(i->used, used, sizeof used);
-    printf("%-32s %9s %9s %7zu %8u  %-11s %s", i->name, size, used, i->objects, i->attached, policy,
-           state_name(i->state));
+    printf("%-32s %9s %9s %7zu %8u  %-11s %04o %s", i->name, size, used, i->objects, i->attached,
+           policy, i->mode, state_name(i->state));
     if (i->state == SHMVAL_SEG_CORRUPT)
       printf(" (%s)", shmval_err_name(i->error));
     putchar('\n');
@@ -155,19 +156,20 @@ static int ls_one(const shm_segment_info *i, void *arg) {
   return 0;
 }
 
-static int cmd_ls(int argc, char **argv) {
+static int cmd_ls(const command *cmd, int argc, char **argv) {
   ls_ctx c = {0};
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0)
       c.json = true;
     else
-      return usage_error("ls takes only --json");
+      return usage_error(cmd, argv[i][0] == '-' ? "ls: unknown option '%s'" : "ls: unexpected '%s'",
+                         argv[i]);
   }
   if (c.json)
     printf("[");
   else
-    printf("%-32s %9s %9s %7s %8s  %-11s %s\n", "NAME", "SIZE", "USED", "OBJECTS", "ATTACHED",
-           "POLICY", "STATE");
+    printf("%-32s %9s %9s %7s %8s  %-11s %-4s %s\n", "NAME", "SIZE", "USED", "OBJECTS", "ATTACHED",
+           "POLICY", "MODE", "STATE");
   int rc = for_each_segment(ls_one, &c);
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
@@ -178,10 +180,18 @@ static int cmd_ls(int argc, char **argv) {
 /* show */
 
 typedef struct show_ctx {
-  bool json, lock;
+  bool json, lock, full;
   const char *only;
   int count;
 } show_ctx;
+
+/* The table's heading, or the JSON list's opening, before the first object. */
+static void show_start(const show_ctx *c) {
+  if (c->json)
+    printf("[");
+  else
+    printf("%-24s %-7s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
+}
 
 #define SHOW_HEAD 8
 #define SHOW_TAIL 2
@@ -198,7 +208,7 @@ static void print_char(int c, bool json) {
 }
 
 /* Print one element of type @p t at @p p. */
-static void print_elem(shm_type t, const unsigned char *p, size_t size, bool json) {
+static void print_elem(shm_type t, const unsigned char *p, size_t size, bool json, bool full) {
   union {
     signed char b;
     unsigned char B;
@@ -264,41 +274,50 @@ static void print_elem(shm_type t, const unsigned char *p, size_t size, bool jso
   case SHMVAL_DOUBLE:
     printf("%.17g", v.d);
     break;
-  default: /* a record: its bytes */
+  default: /* a record: its bytes in hex; in text, the first 32 unless --full */
     putchar('"');
-    for (size_t k = 0; k < size && k < 32; k++)
+    for (size_t k = 0; k < size && (json || full || k < 32); k++)
       printf("%02x", p[k]);
-    printf("%s\"", size > 32 ? "..." : "");
+    printf("%s\"", size > 32 && !json && !full ? "..." : "");
   }
 }
 
-/* Print the elements of an object (a char array as a string). */
-static void print_values(const shm_object_info *o, const unsigned char *p, bool json) {
+#define SHOW_CHARS 256
+
+/*
+ * Print the elements of an object (a char array as a string); the number of
+ * elements (or characters) left out, which JSON reports as "truncated".
+ * Text elides the middle of a long array; JSON keeps its first elements.
+ */
+static size_t print_values(const shm_object_info *o, const unsigned char *p, bool json, bool full) {
   if (o->kind == SHMVAL_OBJ_ARRAY && o->type == SHMVAL_CHAR) {
-    size_t n = strnlen((const char *)p, o->length);
+    size_t n = strnlen((const char *)p, o->length),
+           shown = full || n <= SHOW_CHARS ? n : SHOW_CHARS;
     putchar('"');
-    for (size_t k = 0; k < n && k < 256; k++)
+    for (size_t k = 0; k < shown; k++)
       print_char(p[k], json);
-    printf("%s\"", n > 256 ? "..." : "");
-    return;
+    printf("%s\"", shown < n && !json ? "..." : "");
+    return n - shown;
   }
   if (o->kind == SHMVAL_OBJ_VALUE) {
-    print_elem(o->type, p, o->elem_size, json);
-    return;
+    print_elem(o->type, p, o->elem_size, json, full);
+    return 0;
   }
+  size_t n = o->length, keep = SHOW_HEAD + SHOW_TAIL;
+  size_t shown = full || n <= keep ? n : keep;
   putchar('[');
-  for (size_t k = 0; k < o->length; k++) {
-    if (o->length > SHOW_HEAD + SHOW_TAIL && k == SHOW_HEAD) {
-      if (json)
-        printf(", \"...\"");
-      else
-        printf(", ... %zu more", o->length - SHOW_HEAD - SHOW_TAIL);
-      k = o->length - SHOW_TAIL;
+  for (size_t k = 0; k < n; k++) {
+    if (shown < n && k == SHOW_HEAD && !json) {
+      printf(", ... %zu more", n - keep);
+      k = n - SHOW_TAIL;
+    } else if (shown < n && k == keep && json) {
+      break;
     }
     printf(k ? ", " : "");
-    print_elem(o->type, p + k * o->elem_size, o->elem_size, json);
+    print_elem(o->type, p + k * o->elem_size, o->elem_size, json, full);
   }
   putchar(']');
+  return n - shown;
 }
 
 static const char *type_name(shm_type t) {
@@ -348,6 +367,8 @@ static int show_one(const shm_object_info *o, void *arg) {
   show_ctx *c = arg;
   if (c->only != NULL && (o->name == NULL || strcmp(o->name, c->only) != 0))
     return 0;
+  if (c->count == 0)
+    show_start(c);
   bool data = o->kind == SHMVAL_OBJ_VALUE || o->kind == SHMVAL_OBJ_ARRAY;
   const unsigned char *p = NULL;
   shm_lock *l = NULL;
@@ -359,6 +380,7 @@ static int show_one(const shm_object_info *o, void *arg) {
     l = shm_array_get_lock(o->handle);
   }
   int lrc = c->lock && l != NULL ? shm_lock_acquire_timeout(l, 1.0) : 0;
+  size_t left;
   const char *kind = kind_name(o->kind);
   if (c->json) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
@@ -378,8 +400,8 @@ static int show_one(const shm_object_info *o, void *arg) {
     printf(c->json ? "null, \"lock_error\": \"%s\"" : "(lock: %s)", shmval_err_name(lrc));
   else if (!data)
     print_sync(o, c->json);
-  else
-    print_values(o, p, c->json);
+  else if ((left = print_values(o, p, c->json, c->full)) > 0 && c->json)
+    printf(", \"truncated\": %zu", left);
   if (lrc >= 0 && c->lock && l != NULL)
     shm_lock_release(l);
   printf(c->json ? "}" : "\n");
@@ -387,7 +409,7 @@ static int show_one(const shm_object_info *o, void *arg) {
   return 0;
 }
 
-static int cmd_show(int argc, char **argv) {
+static int cmd_show(const command *cmd, int argc, char **argv) {
   show_ctx c = {0};
   const char *seg_name = NULL;
   for (int i = 0; i < argc; i++) {
@@ -395,39 +417,37 @@ static int cmd_show(int argc, char **argv) {
       c.json = true;
     else if (strcmp(argv[i], "--lock") == 0)
       c.lock = true;
-    else if (argv[i][0] == '-' && argv[i][1] == '-')
-      return usage_error("show takes --json and --lock");
+    else if (strcmp(argv[i], "--full") == 0)
+      c.full = true;
+    else if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(cmd, "show: unknown option '%s'", argv[i]);
     else if (seg_name == NULL)
       seg_name = argv[i];
     else if (c.only == NULL)
       c.only = argv[i];
     else
-      return usage_error("show takes one SEGMENT and at most one OBJECT");
+      return usage_error(cmd, "show: unexpected '%s' (one SEGMENT, at most one OBJECT)", argv[i]);
   }
   if (seg_name == NULL)
-    return usage_error("show needs a SEGMENT");
+    return usage_error(cmd, "show: a SEGMENT is needed%s", "");
   shm_segment *s;
   /* Locks need a writable mapping; reading alone does not. Neither attaches. */
   shm_segment_opts o = {.flags = SHMVAL_OBSERVE | (c.lock ? 0 : SHMVAL_RDONLY)};
   int rc = shm_segment_open(&s, seg_name, &o);
-  if (rc != 0) {
-    fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
+  if (rc != 0)
+    return seg_error(seg_name, rc);
+  rc = shm_segment_foreach(s, show_one, &c);
+  shm_segment_close(s);
+  if (rc == 0 && c.only != NULL && c.count == 0) {
+    fprintf(stderr, "shmval: %s: no object named '%s'\n", seg_name, c.only);
     return 1;
   }
-  if (c.json)
-    printf("[");
-  else
-    printf("%-24s %-7s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
-  rc = shm_segment_foreach(s, show_one, &c);
+  if (c.count == 0)
+    show_start(&c); /* an empty segment: an empty table */
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
-  shm_segment_close(s);
   if (rc != 0) {
     fprintf(stderr, "shmval: %s: %s\n", seg_name, shmval_strerror(rc));
-    return 1;
-  }
-  if (c.only != NULL && c.count == 0) {
-    fprintf(stderr, "shmval: %s: no object named %s\n", seg_name, c.only);
     return 1;
   }
   return 0;
@@ -436,16 +456,19 @@ static int cmd_show(int argc, char **argv) {
 /* ------------------------------------------------------------------------ */
 /* rm, gc */
 
-static int cmd_rm(int argc, char **argv) {
+static int cmd_rm(const command *cmd, int argc, char **argv) {
   if (argc == 0)
-    return usage_error("rm needs at least one SEGMENT");
+    return usage_error(cmd, "rm: a SEGMENT is needed%s", "");
+  for (int i = 0; i < argc; i++)
+    if (argv[i][0] == '-')
+      return usage_error(cmd, "rm: unknown option '%s'", argv[i]);
   int status = 0;
   for (int i = 0; i < argc; i++) {
     int rc = shm_segment_unlink(argv[i]);
     if (rc == SHMVAL_ENOTSHMVAL)
       fprintf(stderr, "shmval: %s: not a libshmval segment; left alone\n", argv[i]);
     else if (rc != 0)
-      fprintf(stderr, "shmval: %s: %s\n", argv[i], shmval_strerror(rc));
+      seg_error(argv[i], rc);
     status |= rc != 0;
   }
   return status;
@@ -453,13 +476,14 @@ static int cmd_rm(int argc, char **argv) {
 
 typedef struct gc_ctx {
   bool dry_run;
-  int removed;
+  int found, removed;
 } gc_ctx;
 
 static int gc_one(const shm_segment_info *i, void *arg) {
   gc_ctx *c = arg;
   if (i->state != SHMVAL_SEG_ORPHANED)
     return 0;
+  c->found++;
   const char *why = i->flags & SHMVAL_AUTO_UNLINK ? "auto-unlink, no live attached process"
                                                   : "left uninitialised by a dead creator";
   printf("%s %s (%s)\n", c->dry_run ? "would remove" : "removing", i->name, why);
@@ -505,26 +529,26 @@ static void print_report(const char *name, const shm_check_report *r, int rc, bo
            r->problem != NULL ? r->problem : shmval_strerror(rc));
 }
 
-static int cmd_check(int argc, char **argv) {
+static int cmd_check(const command *cmd, int argc, char **argv) {
   bool json = false;
   const char *name = NULL;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0)
       json = true;
-    else if (name == NULL && argv[i][0] != '-')
+    else if (argv[i][0] == '-')
+      return usage_error(cmd, "check: unknown option '%s'", argv[i]);
+    else if (name == NULL)
       name = argv[i];
     else
-      return usage_error("check takes [--json] SEGMENT");
+      return usage_error(cmd, "check: unexpected '%s' (one SEGMENT)", argv[i]);
   }
   if (name == NULL)
-    return usage_error("check needs a SEGMENT");
+    return usage_error(cmd, "check: a SEGMENT is needed%s", "");
   shm_segment *seg;
   shm_segment_opts o = {.flags = SHMVAL_OBSERVE};
   int rc = shm_segment_open(&seg, name, &o);
-  if (rc != 0) {
-    fprintf(stderr, "shmval: %s: %s\n", name, shmval_strerror(rc));
-    return 1;
-  }
+  if (rc != 0)
+    return seg_error(name, rc);
   shm_check_report r;
   rc = shm_segment_check(seg, &r);
   if (rc == 0 || rc == SHMVAL_ECORRUPT)
@@ -535,17 +559,21 @@ static int cmd_check(int argc, char **argv) {
   return rc != 0;
 }
 
-static int cmd_reclaim(int argc, char **argv) {
-  if (argc != 1 || argv[0][0] == '-')
-    return usage_error("reclaim takes one SEGMENT");
+static int cmd_reclaim(const command *cmd, int argc, char **argv) {
+  if (argc == 0)
+    return usage_error(cmd, "reclaim: a SEGMENT is needed%s", "");
+  if (argv[0][0] == '-')
+    return usage_error(cmd, "reclaim: unknown option '%s'", argv[0]);
+  if (argc > 1)
+    return usage_error(cmd, "reclaim: unexpected '%s' (one SEGMENT)", argv[1]);
   shm_segment *seg;
   shm_segment_opts o = {.flags = SHMVAL_OBSERVE};
   int rc = shm_segment_open(&seg, argv[0], &o);
   size_t blocks = 0, bytes = 0;
-  if (rc == 0) {
-    rc = shm_segment_reclaim(seg, &blocks, &bytes);
-    shm_segment_close(seg);
-  }
+  if (rc != 0)
+    return seg_error(argv[0], rc);
+  rc = shm_segment_reclaim(seg, &blocks, &bytes);
+  shm_segment_close(seg);
   if (rc != 0) {
     fprintf(stderr, "shmval: %s: %s\n", argv[0], shmval_strerror(rc));
     return 1;
@@ -554,40 +582,120 @@ static int cmd_reclaim(int argc, char **argv) {
   return 0;
 }
 
-static int cmd_gc(int argc, char **argv) {
+static int cmd_gc(const command *cmd, int argc, char **argv) {
   gc_ctx c = {0};
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0)
       c.dry_run = true;
     else
-      return usage_error("gc takes only --dry-run");
+      return usage_error(cmd, argv[i][0] == '-' ? "gc: unknown option '%s'" : "gc: unexpected '%s'",
+                         argv[i]);
   }
-  return for_each_segment(gc_one, &c);
+  int rc = for_each_segment(gc_one, &c);
+  if (c.found == 0)
+    printf("nothing to remove\n");
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command table, help and dispatch. */
+
+static const command commands[] = {
+    {"ls", "ls [--json]", "list every libshmval segment",
+     "List every libshmval segment in " SHM_DIR ": name, size, bytes used, live\n"
+     "objects, live attached processes, lifetime policy (persist or auto-unlink),\n"
+     "permission bits and state (ok, uninitialised, orphaned, corrupt).\n"
+     "  --json   one JSON array of objects, one per segment\n",
+     cmd_ls},
+    {"show", "show [--json] [--lock] [--full] SEGMENT [OBJECT]",
+     "show a segment's objects and their values",
+     "Show the objects of SEGMENT (or only the one named OBJECT): kind, type,\n"
+     "length, lock and value. Reading does not attach to the segment.\n"
+     "  --json   one JSON array of objects, one per object\n"
+     "  --lock   read each value under its lock, waiting at most 1 s for it\n"
+     "           (without it, values are read without locks)\n"
+     "  --full   every element of long arrays and strings; without it, text\n"
+     "           shows the first 8 and the last 2 elements, JSON the first 10\n"
+     "           with \"truncated\": N saying how many were left out\n",
+     cmd_show},
+    {"check", "check [--json] SEGMENT", "verify a segment's integrity",
+     "Verify SEGMENT: heap blocks, free lists, object headers, name directory;\n"
+     "report blocks that processes which died left allocated. Attaches\n"
+     "read-write and holds the segment's allocator and directory locks while\n"
+     "it runs. Exit status 1 if the segment is corrupt.\n"
+     "  --json   the report as one JSON object\n",
+     cmd_check},
+    {"reclaim", "reclaim SEGMENT", "free blocks left by processes that died mid-change",
+     "Free the blocks that processes which died while creating or destroying an\n"
+     "object of SEGMENT left allocated.\n",
+     cmd_reclaim},
+    {"rm", "rm SEGMENT...", "remove segments by name",
+     "Remove each SEGMENT's name; processes attached keep their mappings. Files\n"
+     "that are not libshmval segments are refused and left alone.\n",
+     cmd_rm},
+    {"gc", "gc [--dry-run]", "remove orphaned segments",
+     "Remove orphaned segments: auto-unlink segments whose attached processes all\n"
+     "died, and leftovers of creators that died while initialising one.\n"
+     "  -n, --dry-run   only print what would be removed\n",
+     cmd_gc},
+};
+
+static const command *find_command(const char *name) {
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+static void print_overview(void) {
+  fputs(overview, stdout);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    printf("  %-9s %s\n", commands[i].name, commands[i].summary);
+  printf("  %-9s %s\n", "help", "describe a command");
+  fputs(overview_end, stdout);
+}
+
+static void print_command_help(const command *cmd) {
+  printf("usage: shmval %s\n\n%s", cmd->synopsis, cmd->details);
+}
+
+static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+static int cmd_help(int argc, char **argv) {
+  if (argc == 0) {
+    print_overview();
+    return 0;
+  }
+  const command *cmd = find_command(argv[0]);
+  if (cmd == NULL || argc > 1)
+    return usage_error(NULL, cmd == NULL ? "help: '%s' is not a command" : "help: unexpected '%s'",
+                       argv[cmd == NULL ? 0 : 1]);
+  print_command_help(cmd);
+  return 0;
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2)
-    return usage_error("a COMMAND is needed");
-  const char *cmd = argv[1];
-  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-    fputs(usage, stdout);
-    return 0;
+  if (argc < 2) {
+    fprintf(stderr, "usage: shmval COMMAND [OPTIONS] [ARGS]\n"
+                    "Try 'shmval help' for the list of commands.\n");
+    return 2;
   }
-  if (strcmp(cmd, "--version") == 0) {
+  const char *name = argv[1];
+  if (is_help(name) || strcmp(name, "help") == 0)
+    return cmd_help(argc - 2, argv + 2);
+  if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
     printf("shmval %s\n", shmval_version());
     return 0;
   }
-  if (strcmp(cmd, "ls") == 0)
-    return cmd_ls(argc - 2, argv + 2);
-  if (strcmp(cmd, "show") == 0)
-    return cmd_show(argc - 2, argv + 2);
-  if (strcmp(cmd, "rm") == 0)
-    return cmd_rm(argc - 2, argv + 2);
-  if (strcmp(cmd, "check") == 0)
-    return cmd_check(argc - 2, argv + 2);
-  if (strcmp(cmd, "reclaim") == 0)
-    return cmd_reclaim(argc - 2, argv + 2);
-  if (strcmp(cmd, "gc") == 0)
-    return cmd_gc(argc - 2, argv + 2);
-  return usage_error("unknown COMMAND");
+  const command *cmd = find_command(name);
+  if (cmd == NULL)
+    return usage_error(NULL, name[0] == '-' ? "unknown option '%s'" : "'%s' is not a command",
+                       name);
+  for (int i = 2; i < argc; i++) {
+    if (is_help(argv[i])) {
+      print_command_help(cmd);
+      return 0;
+    }
+  }
+  return cmd->run(cmd, argc - 2, argv + 2);
 }
