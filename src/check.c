@@ -9,33 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A growable list of offsets in process memory. */
-typedef struct off_list {
-  uint64_t *v;
-  size_t n, cap;
-} off_list;
-
-static int off_push(off_list *l, uint64_t off) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    uint64_t *v = realloc(l->v, cap * sizeof *v);
-    if (v == NULL)
-      return SHMVAL_ENOMEM;
-    l->v = v;
-    l->cap = cap;
-  }
-  l->v[l->n++] = off;
-  return 0;
-}
-
 typedef struct walk_ctx {
   shmval__seg *seg;
   shm_check_report *rep;
   shmval__problem *pb;
   uint64_t named_objects;
   shmval__creating creating; /* objects whose create has not returned */
-  off_list users;            /* the shared locks live objects use, one entry per use */
-  off_list kept; /* destroyed hosts whose lock is still referenced: (lock, block size) pairs */
+  shmval__offs users;        /* the shared locks live objects use, one entry per use */
+  shmval__offs kept; /* destroyed hosts whose lock is still referenced: (lock, block size) pairs */
 } walk_ctx;
 
 /* Count a block that holds no live object, or a table that is not in use. */
@@ -75,6 +56,16 @@ static uint64_t retired_host_lock(walk_ctx *w, uint64_t off, uint64_t size) {
   return off + (uint64_t)h.lock_rel;
 }
 
+/* A Condition's waiter slots: mutexes of the library's type, states in range. */
+static int check_cond(walk_ctx *w, const shmval__obj *h, uint64_t off) {
+  const shmval__cond_state *st =
+      (const shmval__cond_state *)(const void *)((const char *)w->seg + off + h->payload_rel);
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++)
+    if (!shmval__mutex_sane(&st->slot[i].alive) || st->slot[i].state > SHMVAL__CW_NOTIFIED)
+      return shmval__bad(w->pb, off, "a condition's waiter slot is damaged");
+  return 0;
+}
+
 static int check_block(void *ctx, uint64_t blk, uint64_t size) {
   walk_ctx *w = ctx;
   uint64_t off = blk + SHMVAL__OBJ_HDR_OFF;
@@ -85,7 +76,8 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     uint64_t lock = retired_host_lock(w, off, size);
     if (lock == 0)
       return leaked(w, size);
-    return off_push(&w->kept, lock) != 0 ? SHMVAL_ENOMEM : off_push(&w->kept, size);
+    return shmval__offs_push(&w->kept, lock) != 0 ? SHMVAL_ENOMEM
+                                                  : shmval__offs_push(&w->kept, size);
   }
   if (rc != 0) {
     /* A header that claims to be live but does not check out is corrupt. */
@@ -95,7 +87,7 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
                                   : leaked(w, size);
   }
   if (h.lock_rel != 0 && !(h.flags & SHMVAL__OBJ_OWN_LOCK) &&
-      (rc = off_push(&w->users, off + (uint64_t)h.lock_rel)) != 0)
+      (rc = shmval__offs_push(&w->users, off + (uint64_t)h.lock_rel)) != 0)
     return rc;
   if (h.name_off == 0 && shmval__creating_has(&w->creating, off))
     return leaked(w, size); /* its create never returned: a reclaim frees it */
@@ -110,6 +102,8 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
   w->rep->objects++;
   if (h.name_off != 0)
     w->named_objects++;
+  if (h.kind == SHMVAL__KIND_COND && (rc = check_cond(w, &h, off)) != 0)
+    return rc;
   return (h.flags & SHMVAL__OBJ_OWN_LOCK) ? check_own_lock(w, &h, off) : 0;
 }
 
@@ -123,7 +117,7 @@ static int check_attach(shmval__seg *seg, shmval__problem *pb) {
 }
 
 /* How many entries of the sorted list @p l equal @p off. */
-static size_t count_of(const off_list *l, uint64_t off) {
+static size_t count_of(const shmval__offs *l, uint64_t off) {
   size_t lo = 0, hi = l->n, n = 0;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -137,11 +131,6 @@ static size_t count_of(const off_list *l, uint64_t off) {
   return n;
 }
 
-static int cmp_off(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
-}
-
 /*
  * A destroyed object's block whose lock other objects share stays allocated
  * until the last of them lets go: it is in use, not leaked, when its
@@ -150,8 +139,7 @@ static int cmp_off(const void *a, const void *b) {
  * between retiring an object and dropping its reference): leaked.
  */
 static void kept_or_leaked(walk_ctx *w) {
-  if (w->users.n > 0)
-    qsort(w->users.v, w->users.n, sizeof *w->users.v, cmp_off);
+  shmval__offs_sort(&w->users);
   for (size_t i = 0; i + 1 < w->kept.n; i += 2) {
     uint64_t lock = w->kept.v[i], size = w->kept.v[i + 1];
     const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)w->seg + lock);

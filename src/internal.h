@@ -619,6 +619,14 @@ typedef struct shmval__creating {
 } shmval__creating;
 int shmval__creations(shmval__seg *seg, shmval__creating *c);
 bool shmval__creating_has(const shmval__creating *c, uint64_t off);
+/* A growable list of offsets in process memory (segment.c); free v after. */
+typedef struct shmval__offs {
+  uint64_t *v;
+  size_t n, cap;
+} shmval__offs;
+/* Append @p off: 0 or ENOMEM. */
+int shmval__offs_push(shmval__offs *l, uint64_t off);
+void shmval__offs_sort(shmval__offs *l);
 /* The offset of the journal word @p journal in @p seg; 0 for NULL. */
 uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal);
 /*

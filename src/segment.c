@@ -770,29 +770,32 @@ const char *shm_segment_name(const shm_segment *sg) { return sg != NULL ? sg->na
 /* ------------------------------------------------------------------------ */
 /* Enumeration. */
 
-typedef struct offs {
-  uint64_t *v;
-  size_t n, cap;
-} offs;
-
-static int collect(void *ctx, uint64_t off, uint64_t size) {
-  offs *o = ctx;
-  (void)size;
-  if (o->n == o->cap) {
-    size_t nc = o->cap ? o->cap * 2 : 64;
-    uint64_t *nv = realloc(o->v, nc * sizeof *nv);
-    if (nv == NULL)
+int shmval__offs_push(shmval__offs *l, uint64_t off) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    uint64_t *v = realloc(l->v, cap * sizeof *v);
+    if (v == NULL)
       return SHMVAL_ENOMEM;
-    o->v = nv;
-    o->cap = nc;
+    l->v = v;
+    l->cap = cap;
   }
-  o->v[o->n++] = off + SHMVAL__OBJ_HDR_OFF;
+  l->v[l->n++] = off;
   return 0;
 }
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
+}
+
+void shmval__offs_sort(shmval__offs *l) {
+  if (l->n > 1)
+    qsort(l->v, l->n, sizeof *l->v, cmp_u64);
+}
+
+static int collect(void *ctx, uint64_t off, uint64_t size) {
+  (void)size;
+  return shmval__offs_push(ctx, off + SHMVAL__OBJ_HDR_OFF);
 }
 
 int shmval__creations(shmval__seg *seg, shmval__creating *c) {
@@ -834,7 +837,7 @@ static int snapshot(shm_segment *sg, uint64_t off, shm_object_info *info, char *
 int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void *), void *ctx) {
   if (sg == NULL || fn == NULL)
     return SHMVAL_EINVAL;
-  offs list = {0};
+  shmval__offs list = {0};
   shmval__creating skip = {0};
   int rc = (sg->flags & SHMVAL_RDONLY) ? shmval__heap_walk_unlocked(sg->base, collect, &list)
                                        : shmval__heap_walk(sg->base, collect, &list);

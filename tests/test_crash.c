@@ -257,6 +257,42 @@ static void test_check_finds_damage(void **state) {
   corrupt_and_check(dmg_lock_back, "lock not pointing back");
 }
 
+/*
+ * A Condition's damaged waiter slot: the check reports it, and wait and
+ * notify leave that slot alone instead of handing its mutex to glibc.
+ */
+static void test_cond_slot_damage(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *seg;
+  shm_cond *c;
+  shm_check_report r;
+  test_name(name, sizeof name, "condslot");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  assert_ok(shm_cond_create(&c, NULL, &(shm_opts){.segment = seg}));
+  assert_ok(shm_segment_check(seg, &r));
+  shmval__obj *o = shmval__obj_of(c);
+  shmval__cond_state *st = (shmval__cond_state *)(void *)shmval__payload(o);
+  st->slot[3].state = 9;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a condition's waiter slot is damaged");
+  st->slot[3].state = SHMVAL__CW_FREE;
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++)
+    st->slot[i].alive.__data.__kind ^= 0x40; /* a type word glibc would misread */
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  shm_lock *l = shm_cond_get_lock(c);
+  assert_ok(shm_lock_acquire(l));
+  assert_code(shm_cond_wait(c, 0.01), SHMVAL_ETIMEDOUT); /* no slot: the fallback count */
+  assert_ok(shm_cond_notify_all(c));
+  assert_ok(shm_lock_release(l));
+  for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++)
+    st->slot[i].alive.__data.__kind ^= 0x40;
+  assert_ok(shm_segment_check(seg, &r));
+  assert_ok(shm_cond_destroy(c));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
 /* A segment with a named Value "victim" (own lock), for damage to be done to. */
 static shm_segment *victim_segment(char *name, size_t cap, shm_value **v) {
   shm_segment *seg;
@@ -741,6 +777,7 @@ int main(void) {
       cmocka_unit_test(test_check_args),
       cmocka_unit_test(test_shared_lock_not_leaked),
       cmocka_unit_test(test_check_finds_damage),
+      cmocka_unit_test(test_cond_slot_damage),
       cmocka_unit_test(test_fuzz_finds),
       cmocka_unit_test(test_owner_death_wakeup_lost),
       cmocka_unit_test(test_new_attacher_reclaims),

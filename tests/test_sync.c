@@ -408,12 +408,18 @@ static int waitfor_child(void *arg) {
   return 0;
 }
 
-static void test_waitfor(void **state) {
-  (void)state;
+/* Make cstate (under the condition's lock), start @p fn and let it reach its wait. */
+static pid_t start_state_waiter(int (*fn)(void *)) {
   shm_opts share = {.lock = shm_cond_get_lock(cond)};
   assert_ok(shm_value_create(&cstate, SHMVAL_INT, NULL, &share));
-  pid_t pid = spawn(waitfor_child, NULL);
+  pid_t pid = spawn(fn, NULL);
   assert_ok(shm_sem_acquire(sleeping, 5));
+  return pid;
+}
+
+static void test_waitfor(void **state) {
+  (void)state;
+  pid_t pid = start_state_waiter(waitfor_child);
   for (int i = 1; i <= 4; i++) {
     sleep_s(0.02);
     assert_ok(shm_value_acquire(cstate));
@@ -441,6 +447,17 @@ static int die_holding_cond_lock(void *arg) {
   return 1;
 }
 
+/* Start a child that waits on the condition, and kill it while it waits. */
+static void kill_a_waiter(void) {
+  shm_lock *l = shm_cond_get_lock(cond);
+  pid_t dead = spawn(die_waiting, NULL);
+  assert_ok(shm_sem_acquire(sleeping, 5));
+  assert_ok(shm_lock_acquire(l)); /* free again only once the child waits */
+  assert_ok(shm_lock_release(l));
+  kill(dead, SIGKILL);
+  assert_int_equal(reap(dead), 128 + SIGKILL);
+}
+
 static void test_cond_crashes(void **state) {
   (void)state;
   double forever = -1;
@@ -448,11 +465,7 @@ static void test_cond_crashes(void **state) {
   pthread_t tids[4];
   shm_lock *l = shm_cond_get_lock(cond);
   /* A waiter killed while waiting: the others are notified normally. */
-  pid_t dead = spawn(die_waiting, NULL);
-  assert_ok(shm_sem_acquire(sleeping, 5));
-  sleep_s(0.05);
-  kill(dead, SIGKILL);
-  assert_int_equal(reap(dead), 128 + SIGKILL);
+  kill_a_waiter();
   reset_woken();
   start_waiters(2, &forever, pids, tids);
   notify(UINT32_MAX);
@@ -472,12 +485,7 @@ static void test_cond_dead_waiter_skipped(void **state) {
   pid_t pids[4];
   pthread_t tids[4];
   shm_lock *l = shm_cond_get_lock(cond);
-  pid_t dead = spawn(die_waiting, NULL);
-  assert_ok(shm_sem_acquire(sleeping, 5));
-  assert_ok(shm_lock_acquire(l)); /* free again only once the child waits */
-  assert_ok(shm_lock_release(l));
-  kill(dead, SIGKILL);
-  assert_int_equal(reap(dead), 128 + SIGKILL);
+  kill_a_waiter();
   for (int round = 0; round < 3; round++) {
     assert_ok(shm_lock_acquire(l));
     assert_ok(shm_cond_notify(cond, 1)); /* no live waiter: lost, as in Python */
@@ -487,12 +495,7 @@ static void test_cond_dead_waiter_skipped(void **state) {
     assert_ok(shm_lock_release(l));
   }
   /* A dead older waiter does not swallow the notification of a live one. */
-  dead = spawn(die_waiting, NULL);
-  assert_ok(shm_sem_acquire(sleeping, 5));
-  assert_ok(shm_lock_acquire(l));
-  assert_ok(shm_lock_release(l));
-  kill(dead, SIGKILL);
-  assert_int_equal(reap(dead), 128 + SIGKILL);
+  kill_a_waiter();
   reset_woken();
   start_waiters(1, &forever, pids, tids);
   notify(1);
@@ -524,10 +527,7 @@ static int set_notify_and_die(void *arg) {
 
 static void test_waitfor_ownerdead(void **state) {
   (void)state;
-  shm_opts share = {.lock = shm_cond_get_lock(cond)};
-  assert_ok(shm_value_create(&cstate, SHMVAL_INT, NULL, &share));
-  pid_t waiter = spawn(waitfor_ownerdead_child, NULL);
-  assert_ok(shm_sem_acquire(sleeping, 5));
+  pid_t waiter = start_state_waiter(waitfor_ownerdead_child);
   assert_int_equal(reap(spawn(set_notify_and_die, NULL)), 128 + SIGKILL);
   assert_int_equal(reap(waiter), 0);
   /* Without a death the flag is 0. */
