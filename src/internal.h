@@ -352,6 +352,8 @@ typedef struct shmval__cond_state {
   uint32_t waiters;     /* waiting now without a slot (all slots in use), under the lock */
   uint32_t permits;     /* notifications for those, not yet taken, under the lock */
   uint32_t next_ticket; /* under the lock */
+  uint32_t in_slots;    /* slots not free, under the lock: 0 spares notify the scan */
+  uint32_t spare;
   shmval__cond_slot slot[SHMVAL__COND_SLOTS];
 } shmval__cond_state;
 

@@ -929,12 +929,12 @@ static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
 static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
   if (o->lock_rel == 0)
     return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
-  int64_t at = (int64_t)off + o->lock_rel;
-  if (at < (int64_t)seg->heap_start || (at & 7) != 0 ||
-      (uint64_t)at > seg->heap_end - sizeof(shmval__lock))
+  /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
+  uint64_t at = off + (uint64_t)o->lock_rel;
+  if (at < seg->heap_start || (at & 7) != 0 || at > seg->heap_end - sizeof(shmval__lock))
     return false;
   if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
-      ((uint64_t)at < off + sizeof *o || (uint64_t)at + sizeof(shmval__lock) > blk_end))
+      (at < off + sizeof *o || at + sizeof(shmval__lock) > blk_end))
     return false;
   const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
   if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=

@@ -328,7 +328,7 @@ static int cond_held(shm_cond *c, shmval__cond_state **st, shmval__lock **l) {
  * one's slot is freed. Under the condition's lock. A slot whose mutex is
  * damaged is left alone and counts as taken (shm_segment_check() reports it).
  */
-static bool slot_alive(shmval__cond_slot *s) {
+static bool slot_alive(shmval__cond_state *st, shmval__cond_slot *s) {
   if (!shmval__mutex_sane(&s->alive))
     return true;
   int r = pthread_mutex_trylock(&s->alive);
@@ -339,6 +339,7 @@ static bool slot_alive(shmval__cond_slot *s) {
   if (r == 0 || r == EOWNERDEAD)
     pthread_mutex_unlock(&s->alive);
   s->state = SHMVAL__CW_FREE;
+  st->in_slots -= st->in_slots > 0;
   return false;
 }
 
@@ -349,7 +350,7 @@ static bool slot_alive(shmval__cond_slot *s) {
 static int cond_enter(shmval__cond_state *st) {
   for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++) {
     shmval__cond_slot *s = &st->slot[i];
-    if ((s->state != SHMVAL__CW_FREE && slot_alive(s)) || !shmval__mutex_sane(&s->alive))
+    if ((s->state != SHMVAL__CW_FREE && slot_alive(st, s)) || !shmval__mutex_sane(&s->alive))
       continue;
     int r = pthread_mutex_trylock(&s->alive);
     if (r == EOWNERDEAD)
@@ -358,6 +359,7 @@ static int cond_enter(shmval__cond_state *st) {
       continue;
     s->state = SHMVAL__CW_WAITING;
     s->ticket = st->next_ticket++;
+    st->in_slots++;
     return (int)i;
   }
   st->waiters++;
@@ -377,6 +379,7 @@ static bool cond_notified(shmval__cond_state *st, int slot) {
 static void cond_leave(shmval__cond_state *st, int slot) {
   if (slot >= 0) {
     st->slot[slot].state = SHMVAL__CW_FREE;
+    st->in_slots -= st->in_slots > 0;
     pthread_mutex_unlock(&st->slot[slot].alive);
     return;
   }
@@ -460,7 +463,7 @@ static unsigned waiting_slots(shmval__cond_state *st, unsigned *v) {
   unsigned m = 0;
   for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++) {
     shmval__cond_slot *s = &st->slot[i];
-    if (s->state != SHMVAL__CW_WAITING || !slot_alive(s))
+    if (s->state != SHMVAL__CW_WAITING || !slot_alive(st, s))
       continue;
     /* Insertion by ticket; tickets wrap, so compare their distance. */
     unsigned j = m++;
@@ -478,7 +481,7 @@ static int cond_notify(shm_cond *c, uint32_t n) {
   int rc = cond_held(c, &st, &l);
   if (rc != 0)
     return rc;
-  uint32_t m = waiting_slots(st, v), k = n < m ? n : m;
+  uint32_t m = st->in_slots > 0 ? waiting_slots(st, v) : 0, k = n < m ? n : m;
   for (uint32_t i = 0; i < k; i++)
     st->slot[v[i]].state = SHMVAL__CW_NOTIFIED;
   uint32_t idle = st->waiters > st->permits ? st->waiters - st->permits : 0;

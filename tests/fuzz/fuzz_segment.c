@@ -96,6 +96,20 @@ static void touch_array(shm_array *a, bool rw) {
     (void)shm_lock_release(l);
 }
 
+/*
+ * A Condition: with its lock taken (only tried), a wait that gives up at once
+ * takes a waiter slot and leaves it, and a notify probes every slot's mutex.
+ */
+static void touch_cond(shm_cond *cv, bool rw) {
+  shm_lock *l = shm_cond_get_lock(cv);
+  if (!rw || l == NULL || shm_lock_try_acquire(l) < 0)
+    return;
+  (void)shm_cond_wait(cv, 0);
+  (void)shm_cond_notify(cv, 1);
+  (void)shm_cond_notify_all(cv);
+  (void)shm_lock_release(l);
+}
+
 typedef struct visit_ctx {
   shm_segment *seg;
   bool rw;
@@ -118,6 +132,9 @@ static int visit(const shm_object_info *i, void *arg) {
   case SHMVAL_OBJ_LOCK:
     if (c->rw && shm_lock_try_acquire(i->handle) >= 0)
       (void)shm_lock_release(i->handle);
+    break;
+  case SHMVAL_OBJ_COND:
+    touch_cond(i->handle, c->rw);
     break;
   default:
     break;

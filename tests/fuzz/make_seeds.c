@@ -139,6 +139,9 @@ static int damage(shm_segment *s, int which) {
   case 3:                                   /* a mutex type word that means glibc's lock elision */
     own_lock(x)->mutex.__data.__kind = 256; /* PTHREAD_MUTEX_TIMED_ELISION_NP */
     return 0;
+  case 5: /* a lock offset whose sum with the object's offset overflows */
+    x->lock_rel = INT64_MAX - 200;
+    return 0;
   default: /* 4: an auto-unlink segment, whose last closer here reads only */
     return 0;
   }
@@ -146,10 +149,10 @@ static int damage(shm_segment *s, int which) {
 
 static int make_regressions(const char *dir) {
   static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
-                                      "attach-lock-host", "attach-mutex-kind",
-                                      "inspect-ro-last-closer"};
+                                      "attach-lock-host",          "attach-mutex-kind",
+                                      "inspect-ro-last-closer",    "attach-lock-offset-overflow"};
   int status = 0;
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 6; i++) {
     char name[64], dst[4096];
     shm_segment *s;
     shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
@@ -165,7 +168,7 @@ static int make_regressions(const char *dir) {
     shm_segment_close(s);
     shm_segment_unlink(name);
   }
-  printf("make_seeds: 5 regression inputs in %s\n", dir);
+  printf("make_seeds: 6 regression inputs in %s\n", dir);
   return status;
 }
 
