@@ -503,6 +503,30 @@ static void test_cond_dead_waiter_skipped(void **state) {
   join_waiters(1, pids, tids);
 }
 
+/* More waiters than slots: the slotted ones and the rest are notified alike. */
+static void test_cond_more_waiters_than_slots(void **state) {
+  (void)state;
+  enum { W = 20 }; /* 16 slots, 4 on the anonymous count */
+  double forever = -1;
+  pid_t pids[W];
+  reset_woken();
+  for (int i = 0; i < W; i++)
+    assert_true((pids[i] = spawn(cond_waiter, &forever)) > 0);
+  for (int i = 0; i < W; i++)
+    assert_ok(shm_sem_acquire(sleeping, 5));
+  shm_lock *l = shm_cond_get_lock(cond);
+  assert_ok(shm_lock_acquire(l)); /* free again only once the last one waits */
+  assert_ok(shm_lock_release(l));
+  notify(5);
+  assert_int_equal(woken_reaches(5), 5);
+  notify(10);
+  assert_int_equal(woken_reaches(15), 15);
+  notify(UINT32_MAX);
+  assert_int_equal(woken_reaches(W), W);
+  for (int i = 0; i < W; i++)
+    assert_int_equal(reap(pids[i]), 0);
+}
+
 /* wait_for tells its caller when the lock's owner died during the wait. */
 static int waitfor_ownerdead_child(void *arg) {
   (void)arg;
@@ -958,6 +982,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waitfor, setup_cond, teardown_cond),
       cmocka_unit_test_setup_teardown(test_cond_crashes, setup_cond, teardown_cond),
       cmocka_unit_test_setup_teardown(test_cond_dead_waiter_skipped, setup_cond, teardown_cond),
+      cmocka_unit_test_setup_teardown(test_cond_more_waiters_than_slots, setup_cond, teardown_cond),
       cmocka_unit_test_setup_teardown(test_waitfor_ownerdead, setup_cond, teardown_cond),
       cmocka_unit_test(test_event),
       cmocka_unit_test(test_event_waiter_killed),
