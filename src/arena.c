@@ -11,7 +11,9 @@
  * only in segments it maps itself: objects a child leaves behind vanish with
  * it instead of leaking into its parent's segments.
  */
-#include "internal.h"
+#include "arena.h"
+#include "heap.h"
+#include "prim.h"
 
 #include <string.h>
 

@@ -19,7 +19,14 @@
  * its entry is added, so after a holder of dir_lock dies the table is rebuilt
  * from a walk of the heap's live named objects.
  */
-#include "internal.h"
+#include "dir.h"
+#include "reclaim.h"
+#include "table.h"
+#include "heap.h"
+#include "journal.h"
+#include "objhdr.h"
+#include "lock.h"
+#include "prim.h"
 
 #include <errno.h>
 #include <stdlib.h>

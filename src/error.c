@@ -1,5 +1,5 @@
 /* Return codes: one X-macro table (shmval.h) generates names and messages. */
-#include "internal.h"
+#include "shmval.h"
 
 #include <string.h>
 

@@ -16,7 +16,10 @@
  * process that locks the heap and gets EOWNERDEAD rebuilds all of them from a
  * walk of the chain before marking the lock consistent.
  */
-#include "internal.h"
+#include "heap.h"
+#include "journal.h"
+#include "lock.h"
+#include "prim.h"
 
 #include <errno.h>
 #include <string.h>

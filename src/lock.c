@@ -11,7 +11,8 @@
  * the holder therefore costs no atomic read-modify-write, and the condition
  * variable of a later issue can release and restore a recursive hold.
  */
-#include "internal.h"
+#include "lock.h"
+#include "prim.h"
 
 #include <errno.h>
 #include <math.h>

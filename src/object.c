@@ -5,50 +5,16 @@
  * header, then (unless raw or sharing another object's lock) its own lock,
  * then the payload. A handle is a pointer to the object header.
  */
-#include "internal.h"
+#include "object.h"
+#include "dir.h"
+#include "arena.h"
+#include "heap.h"
+#include "journal.h"
+#include "objhdr.h"
+#include "lock.h"
 
 #include <string.h>
 #include <wchar.h>
-
-/* Payloads, and one element, are limited to keep every size computation exact. */
-#define PAYLOAD_MAX (UINT64_C(1) << 40)
-#define RECORD_MAX (UINT64_C(1) << 30)
-
-/* ------------------------------------------------------------------------ */
-/* Types. */
-
-static bool type_info(int t, size_t *size, size_t *align) {
-#define SHMVAL__T(code, ctype)                                                                     \
-  case code:                                                                                       \
-    *size = sizeof(ctype);                                                                         \
-    *align = _Alignof(ctype);                                                                      \
-    return true;
-  switch (t) {
-    SHMVAL__T('c', char)
-    SHMVAL__T('b', signed char)
-    SHMVAL__T('B', unsigned char)
-    SHMVAL__T('?', _Bool)
-    SHMVAL__T('u', wchar_t)
-    SHMVAL__T('h', short)
-    SHMVAL__T('H', unsigned short)
-    SHMVAL__T('i', int)
-    SHMVAL__T('I', unsigned int)
-    SHMVAL__T('l', long)
-    SHMVAL__T('L', unsigned long)
-    SHMVAL__T('q', long long)
-    SHMVAL__T('Q', unsigned long long)
-    SHMVAL__T('f', float)
-    SHMVAL__T('d', double)
-  default:
-    return false;
-  }
-#undef SHMVAL__T
-}
-
-size_t shm_type_size(int type_code) {
-  size_t size, align;
-  return type_info(type_code, &size, &align) ? size : 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Handles. */
@@ -60,47 +26,13 @@ size_t shm_type_size(int type_code) {
 #define payload shmval__payload
 #define obj_lock shmval__obj_lock
 
-static inline uint64_t block_off(const shmval__obj *o) { return o->self_off - SHMVAL__OBJ_HDR_OFF; }
-
 /* ------------------------------------------------------------------------ */
 /* Creation. */
-
-/* Where things go inside a new block, as offsets from the block start. */
-typedef struct layout {
-  uint64_t lock_at; /* 0 = no lock of its own */
-  uint64_t payload_at;
-  uint64_t name_at; /* 0 = unnamed */
-  uint64_t block;
-} layout;
-
-static void plan(uint64_t bytes, size_t align, bool own_lock, size_t name_len, layout *lo) {
-  uint64_t at = SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj);
-  lo->lock_at = 0;
-  if (own_lock) {
-    lo->lock_at = (at + _Alignof(shmval__lock) - 1) & ~(uint64_t)(_Alignof(shmval__lock) - 1);
-    at = lo->lock_at + sizeof(shmval__lock);
-  }
-  /* A payload of a cache line or more starts on a cache line of its own. */
-  uint64_t a = bytes >= SHMVAL__CACHELINE ? SHMVAL__CACHELINE : (align < 8 ? 8 : align);
-  lo->payload_at = (at + a - 1) & ~(a - 1);
-  lo->block = lo->payload_at + bytes;
-  lo->name_at = 0;
-  if (name_len != 0) {
-    lo->name_at = lo->block;
-    lo->block += name_len + 1;
-  }
-}
 
 /* The segment holding lock @p l (through its host object). */
 static shmval__seg *lock_seg(const shmval__lock *l) {
   const shmval__obj *host = (const shmval__obj *)(const void *)((const char *)l - l->host_back);
   return shmval__obj_seg(host);
-}
-
-/* Whether a Value of @p type can be atomic: sizes the hardware swaps whole. */
-static bool atomic_ok(unsigned kind, int type, size_t size) {
-  return kind == SHMVAL__KIND_VALUE && type != SHMVAL_RECORD &&
-         (size == 1 || size == 2 || size == 4 || size == 8);
 }
 
 /* Check the options; *target is the named segment to create in, or NULL. */
@@ -160,10 +92,10 @@ static int lock_unref(shmval__lock *l, uint64_t *journal) {
   if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
     return 0;
   shmval__obj *host = (shmval__obj *)((char *)l - l->host_back);
-  shmval__journal_set(journal, block_off(host) | SHMVAL__J_UNREF);
+  shmval__journal_set(journal, shmval__block_off(host) | SHMVAL__J_UNREF);
   SHMVAL__CRASH_POINT();
   atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-  return shmval__heap_free_j(shmval__obj_seg(host), block_off(host), journal);
+  return shmval__heap_free_j(shmval__obj_seg(host), shmval__block_off(host), journal);
 }
 
 /* Allocate a block of @p bytes in @p target, or in the arena when NULL. */
@@ -176,23 +108,6 @@ static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uin
   return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
 }
 
-/* Fill in the header of a new object at @p off (its magic is not set yet). */
-static shmval__obj *obj_init(shmval__seg *seg, uint64_t off, const layout *lo, unsigned kind,
-                             int type, size_t elem_size, size_t length) {
-  char *blk = (char *)seg + off;
-  shmval__obj *o = (shmval__obj *)(void *)(blk + SHMVAL__OBJ_HDR_OFF);
-  o->kind = (uint8_t)kind;
-  o->type = (uint8_t)type;
-  o->flags = lo->lock_at != 0 ? SHMVAL__OBJ_OWN_LOCK : 0;
-  o->elem_size = (uint32_t)elem_size;
-  o->payload_rel = (uint32_t)(lo->payload_at - SHMVAL__OBJ_HDR_OFF);
-  o->length = length;
-  o->self_off = off + SHMVAL__OBJ_HDR_OFF;
-  o->name_off = lo->name_at != 0 ? lo->name_at - SHMVAL__OBJ_HDR_OFF : 0;
-  o->lock_rel = 0;
-  return o;
-}
-
 int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
                        size_t length, const void *init, const shm_opts *opts) {
   uint64_t bytes;
@@ -201,17 +116,18 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   int rc = check_opts(opts, &target, &name_len);
   if (rc != 0 || out == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
-  if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) || bytes > PAYLOAD_MAX)
+  if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) ||
+      bytes > SHMVAL__PAYLOAD_MAX)
     return SHMVAL_EINVAL;
   shmval__lock *shared = opts != NULL ? (shmval__lock *)(void *)opts->lock : NULL;
   unsigned flags = opts != NULL ? opts->flags : 0;
   bool atomic = (flags & SHMVAL_ATOMIC) != 0;
-  if (atomic && !atomic_ok(kind, type, elem_size))
+  if (atomic && !shmval__atomic_ok(kind, type, elem_size))
     return SHMVAL_EINVAL;
   bool own_lock = shared == NULL && !(flags & (SHMVAL_RAW | SHMVAL_ATOMIC));
   bool named = name_len != 0;
-  layout lo;
-  plan(bytes, align, own_lock, name_len, &lo);
+  shmval__obj_layout lo;
+  shmval__obj_plan(bytes, align, own_lock, name_len, &lo);
 
   if (named && (rc = shmval__dir_lock(target)) != 0)
     return rc;
@@ -236,7 +152,7 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
     goto unref;
   char *blk = (char *)seg + off;
   SHMVAL__CRASH_POINT();
-  o = obj_init(seg, off, &lo, kind, type, elem_size, length);
+  o = shmval__obj_init(seg, off, &lo, kind, type, elem_size, length);
   SHMVAL__CRASH_POINT();
   if (atomic)
     o->flags |= SHMVAL__OBJ_ATOMIC;
@@ -294,7 +210,7 @@ unlock:
 }
 
 static int check_record(size_t size, size_t align) {
-  if (size == 0 || size > RECORD_MAX || align == 0 || align > SHMVAL__CACHELINE ||
+  if (size == 0 || size > SHMVAL__RECORD_MAX || align == 0 || align > SHMVAL__CACHELINE ||
       (align & (align - 1)) != 0 || size % align != 0)
     return SHMVAL_EINVAL;
   return 0;
@@ -302,7 +218,7 @@ static int check_record(size_t size, size_t align) {
 
 int shm_value_create(shm_value **out, shm_type type, const void *init, const shm_opts *opts) {
   size_t size, align;
-  if (!type_info((int)type, &size, &align))
+  if (!shmval__type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
   return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_VALUE, (int)type, size, align, 1,
                             init, opts);
@@ -320,7 +236,7 @@ int shm_value_create_record(shm_value **out, size_t size, size_t align, const vo
 int shm_array_create(shm_array **out, shm_type type, size_t length, const void *init,
                      const shm_opts *opts) {
   size_t size, align;
-  if (!type_info((int)type, &size, &align))
+  if (!shmval__type_info((int)type, &size, &align))
     return SHMVAL_EINVAL;
   return shmval__obj_create((shmval__obj **)out, SHMVAL__KIND_ARRAY, (int)type, size, align, length,
                             init, opts);
@@ -358,7 +274,7 @@ static int destroy_locked(shmval__obj *o) {
    * is then told apart, and a swap lost to another destroyer (whose block
    * may be reused at once) leaves the journal harmless.
    */
-  shmval__journal_set(journal, block_off(o) | SHMVAL__J_DESTROY);
+  shmval__journal_set(journal, shmval__block_off(o) | SHMVAL__J_DESTROY);
   SHMVAL__CRASH_POINT();
   uint32_t expect = SHMVAL__OBJ_MAGIC;
   if (!atomic_compare_exchange_strong_explicit(&o->magic, &expect, shmval__dead_magic(seg, journal),
@@ -375,7 +291,7 @@ static int destroy_locked(shmval__obj *o) {
     (void)shmval__dir_remove(seg, o);
   SHMVAL__CRASH_POINT();
   if (l == NULL || !(o->flags & SHMVAL__OBJ_OWN_LOCK)) {
-    if ((rc = shmval__heap_free_j(seg, block_off(o), journal)) != 0 || l == NULL)
+    if ((rc = shmval__heap_free_j(seg, shmval__block_off(o), journal)) != 0 || l == NULL)
       return rc;
     return lock_unref(l, journal);
   }
@@ -391,7 +307,7 @@ static int destroy_locked(shmval__obj *o) {
                                               memory_order_relaxed)) {
     SHMVAL__CRASH_POINT();
     atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-    return shmval__heap_free_j(seg, block_off(o), journal);
+    return shmval__heap_free_j(seg, shmval__block_off(o), journal);
   }
   shmval__journal_set(journal, 0);
   return lock_unref(l, journal);
@@ -875,160 +791,6 @@ int shm_array_set_wstring(shm_array *a, const wchar_t *s) {
 
 /* ------------------------------------------------------------------------ */
 /* Objects found through shared memory: validated before they are trusted. */
-
-/* Whether @p o's element type and size agree. */
-static bool elem_ok(const shmval__obj *o) {
-  size_t size, align;
-  switch (o->kind) {
-  case SHMVAL__KIND_VALUE:
-  case SHMVAL__KIND_ARRAY:
-    if (o->type == SHMVAL_RECORD)
-      return o->elem_size != 0 && o->elem_size <= RECORD_MAX;
-    return type_info(o->type, &size, &align) && size == o->elem_size &&
-           (o->kind == SHMVAL__KIND_ARRAY || o->length == 1);
-  case SHMVAL__KIND_DIR:
-  case SHMVAL__KIND_ATTACH:
-    return o->elem_size ==
-               (o->kind == SHMVAL__KIND_DIR ? 8u : (uint32_t)sizeof(shmval__attach_ent)) &&
-           o->lock_rel == 0 && o->name_off == 0;
-  case SHMVAL__KIND_LOCK:
-    return o->elem_size == 0 && o->length == 0 && (o->flags & SHMVAL__OBJ_OWN_LOCK);
-  case SHMVAL__KIND_SEM:
-    return o->elem_size == sizeof(shmval__sem_state) && o->length == 1 && o->lock_rel == 0;
-  case SHMVAL__KIND_COND:
-    return o->elem_size == sizeof(shmval__cond_state) && o->length == 1 && o->lock_rel != 0;
-  case SHMVAL__KIND_EVENT:
-    return o->elem_size == sizeof(shmval__event_state) && o->length == 1 && o->lock_rel == 0;
-  case SHMVAL__KIND_BARRIER:
-    return o->elem_size == sizeof(shmval__barrier_state) && o->length == 1 &&
-           (o->flags & SHMVAL__OBJ_OWN_LOCK);
-  default:
-    return false;
-  }
-}
-
-/*
- * Whether the lock at @p at (in the heap) has a host object @p back bytes
- * before it that owns it: the last reference to a lock frees its host's
- * block, found from the host's own header, so that header must be sound.
- */
-static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
-  uint64_t host = at - back;
-  if (back > at - seg->heap_start || host < seg->heap_start + SHMVAL__OBJ_HDR_OFF ||
-      (host & (SHMVAL__BLOCK_ALIGN - 1)) != SHMVAL__OBJ_HDR_OFF)
-    return false;
-  shmval__obj h;
-  uint64_t w = *(const uint64_t *)(const void *)((const char *)seg + host - SHMVAL__OBJ_HDR_OFF);
-  uint64_t blk_end = host - SHMVAL__OBJ_HDR_OFF + (w & ~SHMVAL__BLK_FLAGS);
-  memcpy(&h, (const char *)seg + host, sizeof h);
-  return h.self_off == host && (h.flags & SHMVAL__OBJ_OWN_LOCK) && h.lock_rel == (int64_t)back &&
-         blk_end <= seg->heap_end && at + sizeof(shmval__lock) <= blk_end;
-}
-
-/* Whether the lock @p o points to lies in the heap and is a lock. */
-static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
-  if (o->lock_rel == 0)
-    return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
-  /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
-  uint64_t at = off + (uint64_t)o->lock_rel;
-  if (at < seg->heap_start || (at & 7) != 0 || at > seg->heap_end - sizeof(shmval__lock))
-    return false;
-  if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
-      (at < off + sizeof *o || at + sizeof(shmval__lock) > blk_end))
-    return false;
-  const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
-  if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=
-          SHMVAL__LOCK_MAGIC ||
-      !shmval__mutex_sane(&l->mutex))
-    return false;
-  return host_ok(seg, (uint64_t)at, l->host_back);
-}
-
-/*
- * Validate the object header at @p off from a copy of it, read once, so that
- * a peer changing the header meanwhile cannot make a checked field differ
- * from the one used: lock-free readers (the name directory) look at headers
- * that may be freed and reused under them. On success *copy holds the header
- * that was checked.
- */
-int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
-  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF;
-  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
-      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
-    return SHMVAL_ECORRUPT;
-  uint64_t w =
-      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
-  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
-  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
-    return SHMVAL_ECORRUPT;
-  shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
-  uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
-  if (m != SHMVAL__OBJ_MAGIC)
-    return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
-  memcpy(copy, o, sizeof *copy);
-  const shmval__obj *h = copy;
-  uint64_t room = blk_end - off, bytes;
-  if ((h->flags & SHMVAL__OBJ_ATOMIC) &&
-      (h->lock_rel != 0 || !atomic_ok(h->kind, h->type, h->elem_size)))
-    return SHMVAL_ECORRUPT;
-  if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
-      (h->payload_rel & 7) != 0 ||
-      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > room ||
-      bytes > room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
-    return SHMVAL_ECORRUPT;
-  if (h->name_off != 0) {
-    /* The name must end inside the block, after the payload. */
-    if (h->name_off < h->payload_rel + bytes || h->name_off >= room ||
-        memchr((char *)o + h->name_off, 0, (size_t)(room - h->name_off)) == NULL)
-      return SHMVAL_ECORRUPT;
-  }
-  return 0;
-}
-
-int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
-  shmval__obj copy;
-  int rc = shmval__obj_peek(seg, off, &copy);
-  if (rc == 0)
-    *out = (shmval__obj *)(void *)((char *)seg + off);
-  return rc;
-}
-
-const char *shmval__obj_name(const shmval__obj *o) {
-  return o->name_off != 0 ? (const char *)o + o->name_off : NULL;
-}
-
-int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                            shmval__obj **out) {
-  return shmval__obj_alloc_table_j(seg, kind, elem_size, length, out, NULL);
-}
-
-int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                              shmval__obj **out, uint64_t *journal) {
-  layout lo;
-  uint64_t off;
-  plan((uint64_t)elem_size * length, 8, false, 0, &lo);
-  int rc = shmval__heap_alloc_j(seg, (size_t)lo.block, &off, journal);
-  if (rc != 0)
-    return rc;
-  shmval__obj *o = obj_init(seg, off, &lo, kind, 0, elem_size, length);
-  memset((char *)seg + off + lo.payload_at, 0, (size_t)(elem_size * length));
-  atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
-  *out = o;
-  return 0;
-}
-
-void shmval__obj_free_table(shmval__obj *o, uint64_t *journal) {
-  /*
-   * Noted before the magic goes: a death before that leaves a live table,
-   * which the directory rebuild frees (it is not the current one); after
-   * it, a dead one, which the journal frees.
-   */
-  shmval__journal_set(journal, block_off(o) | SHMVAL__J_CREATE);
-  SHMVAL__CRASH_POINT();
-  atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-  SHMVAL__CRASH_POINT();
-  (void)shmval__heap_free_j(shmval__obj_seg(o), block_off(o), journal);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Named objects. */

@@ -2,7 +2,7 @@
  * The platform layer: every memory-mapping, clock and randomness call the
  * library makes goes through here, so the rest of the code is OS-neutral.
  */
-#include "internal.h"
+#include "prim.h"
 
 #include <errno.h>
 #include <fcntl.h>

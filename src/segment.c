@@ -18,9 +18,17 @@
  * opener sees CLOSING; it then lets its slot go and waits on the gate, shared,
  * for the closer's verdict. That spares every open two of its system calls.
  * Slot table entries in the segment hold the pid and time (for display) and
- * the holder's crash journal (see shmval__attach_ent in internal.h).
+ * the holder's crash journal (see shmval__attach_ent in layout.h).
  */
-#include "internal.h"
+#include "object.h"
+#include "dir.h"
+#include "reclaim.h"
+#include "table.h"
+#include "heap.h"
+#include "journal.h"
+#include "objhdr.h"
+#include "lock.h"
+#include "prim.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -37,30 +45,9 @@
 typedef shmval__attach_ent attach_ent;
 
 /* ------------------------------------------------------------------------ */
-/* The process's list of open segments, for the fork handler. */
-
-static struct {
-  pthread_mutex_t mu;
-  shm_segment *head;
-} reg = {PTHREAD_MUTEX_INITIALIZER, NULL};
-static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+/* Fork. */
 
 static int claim_slot(shm_segment *sg);
-
-/*
- * This process's pid, asked of the kernel once and again in every fork child
- * (by reg_child), since segment calls need it on every open and close.
- */
-static _Atomic int cached_pid;
-
-static int my_pid(void) {
-  int pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
-  if (pid == 0) {
-    pid = (int)getpid();
-    atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
-  }
-  return pid;
-}
 
 /* In a fork child: take an attachment of its own for each segment. */
 static void reattach(shm_segment *sg) {
@@ -88,37 +75,10 @@ static void reattach(shm_segment *sg) {
   shmval__prim_close(old_fd);
 }
 
-static void reg_prepare(void) { pthread_mutex_lock(&reg.mu); }
-static void reg_parent(void) { pthread_mutex_unlock(&reg.mu); }
-static void reg_child(void) {
-  int pid = (int)getpid();
-  atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
-  for (shm_segment *sg = reg.head; sg != NULL; sg = sg->next) {
-    if (sg->slot >= 0 && !(sg->flags & SHMVAL_OBSERVE))
-      reattach(sg);
-    sg->pid = pid;
-  }
-  pthread_mutex_unlock(&reg.mu);
-}
-static void reg_init(void) { (void)pthread_atfork(reg_prepare, reg_parent, reg_child); }
-
-static void reg_add(shm_segment *sg) {
-  pthread_once(&reg_once, reg_init);
-  pthread_mutex_lock(&reg.mu);
-  sg->next = reg.head;
-  reg.head = sg;
-  pthread_mutex_unlock(&reg.mu);
-}
-
-static void reg_remove(shm_segment *sg) {
-  pthread_mutex_lock(&reg.mu);
-  for (shm_segment **p = &reg.head; *p != NULL; p = &(*p)->next) {
-    if (*p == sg) {
-      *p = sg->next;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&reg.mu);
+/* The fork handler of journal.c calls this in the child for each attachment. */
+static void on_fork(shm_segment *sg) {
+  if (sg->slot >= 0 && !(sg->flags & SHMVAL_OBSERVE))
+    reattach(sg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -137,14 +97,6 @@ static int norm_name(const char *in, char out[258]) {
   out[0] = '/';
   memcpy(out + 1, in, n + 1);
   return 0;
-}
-
-shmval__attach_ent *shmval__attach_table(shmval__seg *seg) {
-  shmval__obj *t;
-  if (shmval__obj_at(seg, seg->attach_off, &t) != 0 || t->kind != SHMVAL__KIND_ATTACH ||
-      t->length != seg->max_attach)
-    return NULL;
-  return (attach_ent *)(void *)((char *)t + t->payload_rel);
 }
 
 static void note_slot(shm_segment *sg, int pid) {
@@ -173,46 +125,6 @@ static void take_journal(shm_segment *sg) {
   sg->journal = __atomic_load_n(j, __ATOMIC_ACQUIRE) == 0 ? j : NULL;
 }
 
-uint64_t *shmval__journal_for(const shmval__seg *seg) {
-  uint64_t *j = NULL;
-  if (!(seg->flags & SHMVAL__SEG_NAMED))
-    return NULL;
-  int pid = my_pid();
-  pthread_mutex_lock(&reg.mu);
-  for (shm_segment *sg = reg.head; sg != NULL && j == NULL; sg = sg->next)
-    if (sg->base == seg && sg->pid == pid)
-      j = sg->journal;
-  pthread_mutex_unlock(&reg.mu);
-  return j;
-}
-
-long shmval__journal_slot(shmval__seg *seg, uint64_t joff) {
-  attach_ent *t = shmval__attach_table(seg);
-  uint64_t base = t != NULL ? (uint64_t)((char *)t - (char *)seg) : 0;
-  if (t == NULL || joff < base)
-    return -1;
-  uint64_t rel = joff - base;
-  if (rel % sizeof *t != offsetof(attach_ent, pending) || rel / sizeof *t >= seg->max_attach)
-    return -1;
-  return (long)(rel / sizeof *t);
-}
-
-uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal) {
-  return journal != NULL ? (uint64_t)((const char *)journal - (const char *)seg) : 0;
-}
-
-uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff) {
-  if (joff == offsetof(shmval__seg, dir_new))
-    return &seg->dir_new;
-  long slot = joff != 0 ? shmval__journal_slot(seg, joff) : -1;
-  return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
-}
-
-uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal) {
-  long slot = journal != NULL ? shmval__journal_slot(seg, shmval__journal_off(seg, journal)) : -1;
-  return slot >= 0 ? SHMVAL__OBJ_DEAD_BY(slot) : SHMVAL__OBJ_DEAD;
-}
-
 /*
  * Take a free attacher slot through sg->fd. The search starts at a place of
  * the process's and the call's own, so that attachments rarely try a taken
@@ -222,7 +134,7 @@ static int claim_slot(shm_segment *sg) {
   static _Atomic uint32_t calls;
   uint32_t n = sg->base->max_attach;
   bool ro = (sg->flags & SHMVAL_RDONLY) != 0;
-  int pid = my_pid();
+  int pid = shmval__attach_pid();
   uint32_t start = ((uint32_t)pid * 2654435761u + atomic_fetch_add(&calls, 1)) % n;
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
@@ -443,7 +355,7 @@ int shm_segment_create(shm_segment **out, const char *name, size_t size,
       return rc;
     }
     if (rc == 0)
-      reg_add(*out);
+      shmval__attach_add(*out, on_fork);
     return rc;
   }
   return rc;
@@ -501,7 +413,7 @@ static int try_attach(int fd, const char *name, unsigned flags, shm_segment **ou
                       .fd = fd,
                       .slot = -1,
                       .flags = flags,
-                      .pid = my_pid(),
+                      .pid = shmval__attach_pid(),
                       .dev = dev,
                       .ino = ino};
   strcpy(sg->name, name);
@@ -534,7 +446,7 @@ static int open_impl(shm_segment **out, const char *name, const shm_segment_opts
       return rc;
     rc = try_attach(fd, name, flags, out);
     if (rc == 0) {
-      reg_add(*out);
+      shmval__attach_add(*out, on_fork);
       return 0;
     }
     shmval__prim_close(fd);
@@ -625,8 +537,8 @@ static void close_auto_unlink(shm_segment *sg) {
 int shm_segment_close(shm_segment *sg) {
   if (sg == NULL)
     return 0;
-  reg_remove(sg);
-  if (sg->slot >= 0 && sg->pid == my_pid()) {
+  shmval__attach_remove(sg);
+  if (sg->slot >= 0 && sg->pid == shmval__attach_pid()) {
     if (sg->base->policy & SHMVAL_AUTO_UNLINK)
       close_auto_unlink(sg);
     else
@@ -770,52 +682,9 @@ const char *shm_segment_name(const shm_segment *sg) { return sg != NULL ? sg->na
 /* ------------------------------------------------------------------------ */
 /* Enumeration. */
 
-int shmval__offs_push(shmval__offs *l, uint64_t off) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    uint64_t *v = realloc(l->v, cap * sizeof *v);
-    if (v == NULL)
-      return SHMVAL_ENOMEM;
-    l->v = v;
-    l->cap = cap;
-  }
-  l->v[l->n++] = off;
-  return 0;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-void shmval__offs_sort(shmval__offs *l) {
-  if (l->n > 1)
-    qsort(l->v, l->n, sizeof *l->v, cmp_u64);
-}
-
 static int collect(void *ctx, uint64_t off, uint64_t size) {
   (void)size;
   return shmval__offs_push(ctx, off + SHMVAL__OBJ_HDR_OFF);
-}
-
-int shmval__creations(shmval__seg *seg, shmval__creating *c) {
-  attach_ent *t = shmval__attach_table(seg);
-  c->n = 0;
-  c->v = t != NULL ? malloc(seg->max_attach * sizeof *c->v) : NULL;
-  if (t != NULL && c->v == NULL)
-    return SHMVAL_ENOMEM;
-  for (uint32_t i = 0; t != NULL && i < seg->max_attach; i++) {
-    uint64_t j = __atomic_load_n(&t[i].pending, __ATOMIC_ACQUIRE);
-    if ((j & SHMVAL__J_STAGE) == SHMVAL__J_CREATE)
-      c->v[c->n++] = (j & ~SHMVAL__J_STAGE) + SHMVAL__OBJ_HDR_OFF;
-  }
-  if (c->n > 1)
-    qsort(c->v, c->n, sizeof *c->v, cmp_u64);
-  return 0;
-}
-
-bool shmval__creating_has(const shmval__creating *c, uint64_t off) {
-  return c->n != 0 && bsearch(&off, c->v, c->n, sizeof *c->v, cmp_u64) != NULL;
 }
 
 /*

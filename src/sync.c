@@ -10,7 +10,9 @@
  * robust lock, or atomically. A process killed while blocked on a futex holds
  * nothing: it leaves at most a stale waiter count behind.
  */
-#include "internal.h"
+#include "object.h"
+#include "lock.h"
+#include "prim.h"
 
 #include <limits.h>
 #include <math.h>

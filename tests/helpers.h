@@ -78,13 +78,13 @@ static inline int shm_exists(const char *name) {
 }
 
 /*
- * Start the helper program with @p args; *to_child is a pipe to its stdin and
- * *from_child its stdout.
+ * Start a peer program (tests/peer.c) with @p args; *to_child is a pipe to
+ * its stdin and *from_child its stdout.
  */
-static inline pid_t start_helper(const char *const *args, int *to_child, int *from_child) {
+static inline pid_t start_peer(const char *const *args, int *to_child, int *from_child) {
   int in[2], out[2];
   *to_child = *from_child = -1;
-  /* Close-on-exec, so that no helper holds another helper's pipes open. */
+  /* Close-on-exec, so that no peer holds another peer's pipes open. */
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
     return -1;
   pid_t pid = fork();

@@ -9,7 +9,7 @@
  */
 #include "helpers.h"
 
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <linux/futex.h>
 #include <string.h>

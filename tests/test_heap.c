@@ -4,7 +4,7 @@
  */
 #include "helpers.h"
 
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  */
 #include "helpers.h"
 
-#include "../src/internal.h" /* only for the layout constants of the sweep */
+#include "internal.h" /* only for the layout constants of the sweep */
 
 #include <fcntl.h>
 #include <string.h>
@@ -50,10 +50,10 @@ static void test_create_and_open(void **state) {
   assert_ok(shm_array_get(a, 99, &d));
   assert_true(d == 2.5);
   /* An exec'd program reads the Value too. */
-  const char *args[] = {HELPER_PATH, "get", seg_name, "counter", NULL};
+  const char *args[] = {PEER_PATH, "get", seg_name, "counter", NULL};
   int to, from;
   char line[32];
-  pid_t pid = start_helper(args, &to, &from);
+  pid_t pid = start_peer(args, &to, &from);
   read_line(from, line, sizeof line);
   close(to);
   close(from);

@@ -5,7 +5,7 @@
  */
 #include "helpers.h"
 
-#include "../src/internal.h" /* for the white-box liveness test */
+#include "internal.h" /* for the white-box liveness test */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -493,10 +493,10 @@ typedef struct helper {
 } helper;
 
 static helper attach_helper(const char *name, int ro) {
-  const char *args[] = {HELPER_PATH, "attach", name, ro ? "ro" : NULL, NULL};
+  const char *args[] = {PEER_PATH, "attach", name, ro ? "ro" : NULL, NULL};
   helper h;
   char line[32];
-  h.pid = start_helper(args, &h.to, &h.from);
+  h.pid = start_peer(args, &h.to, &h.from);
   assert_true(h.pid > 0);
   read_line(h.from, line, sizeof line);
   assert_string_equal(line, "ready");
@@ -662,17 +662,17 @@ static void test_open_or_create_race(void **state) {
   (void)state;
   const char *name = NAME("race");
   for (int round = 0; round < 5; round++) {
-    const char *args[] = {HELPER_PATH, "race", name, "2000", NULL};
+    const char *args[] = {PEER_PATH, "race", name, "2000", NULL};
     helper h[2];
     for (int i = 0; i < 2; i++)
-      h[i].pid = start_helper(args, &h[i].to, &h[i].from);
+      h[i].pid = start_peer(args, &h[i].to, &h[i].from);
     for (int i = 0; i < 2; i++)
       assert_int_equal(finish_helper(h[i]), 0);
     /* Both used one segment and one counter. */
-    const char *get[] = {HELPER_PATH, "get", name, "counter", NULL};
+    const char *get[] = {PEER_PATH, "get", name, "counter", NULL};
     helper g;
     char line[32];
-    g.pid = start_helper(get, &g.to, &g.from);
+    g.pid = start_peer(get, &g.to, &g.from);
     read_line(g.from, line, sizeof line);
     assert_int_equal(finish_helper(g), 0);
     assert_string_equal(line, "4000");

@@ -939,11 +939,11 @@ static void test_named_from_exec(void **state) {
   assert_code(shm_event_open(&wrong, s, "S"), SHMVAL_ETYPE);
   assert_code(shm_sem_open(&sm, s, "nothing"), SHMVAL_ENOENT);
 
-  const char *args[] = {HELPER_PATH, "sync", name, NULL};
+  const char *args[] = {PEER_PATH, "sync", name, NULL};
   int to, from;
   char line[32];
   assert_ok(shm_lock_acquire(l)); /* the helper's first step waits for this */
-  pid_t pid = start_helper(args, &to, &from);
+  pid_t pid = start_peer(args, &to, &from);
   read_line(from, line, sizeof line);
   assert_string_equal(line, "opened");
   sleep_s(0.05);

@@ -1,7 +1,7 @@
 /* The shmval command, run as a separate program on real segments. */
 #include "helpers.h"
 
-#include "../src/internal.h" /* only for the header's layout, to damage it */
+#include "internal.h" /* only for the header's layout, to damage it */
 
 #include <string.h>
 #include <sys/mman.h>

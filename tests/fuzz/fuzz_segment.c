@@ -22,7 +22,7 @@
  */
 #include <shmval.h>
 
-#include "../../src/internal.h"
+#include "internal.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -15,7 +15,7 @@
  */
 #include <shmval.h>
 
-#include "../../src/internal.h"
+#include "internal.h"
 
 #include <fcntl.h>
 #include <stdio.h>

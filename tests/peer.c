@@ -2,12 +2,12 @@
  * A separate program the tests fork and exec, so that segments are shared by
  * unrelated processes, not only by fork children.
  *
- *   shmval_test_helper attach SEG [ro]  attach, print "ready", wait for EOF on
+ *   shmval_test_peer attach SEG [ro]  attach, print "ready", wait for EOF on
  *                                       stdin, close, exit 0
- *   shmval_test_helper race SEG N       open-or-create SEG and the Value
+ *   shmval_test_peer race SEG N       open-or-create SEG and the Value
  *                                       "counter" in it, add 1 N times
- *   shmval_test_helper get SEG OBJ      print the long Value OBJ
- *   shmval_test_helper sync SEG         open the primitives L, S, C, E, B and the
+ *   shmval_test_peer get SEG OBJ      print the long Value OBJ
+ *   shmval_test_peer sync SEG         open the primitives L, S, C, E, B and the
  *                                       Value V by name, print "opened", then take
  *                                       L, take a unit of S, wait for E, pass B,
  *                                       and wait on C until V is 1

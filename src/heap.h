@@ -1,0 +1,59 @@
+/*
+ * The allocator of a segment (heap.c): a two-level segregated fit over
+ * boundary-tagged blocks, with its robust lock and its repair after a death.
+ */
+#ifndef SHMVAL_HEAP_H
+#define SHMVAL_HEAP_H
+
+#include "journal.h"
+
+/* Figures from a heap walk. */
+typedef struct shmval__heap_stat {
+  uint64_t total, used, free, blocks, free_blocks, largest_free;
+} shmval__heap_stat;
+
+uint64_t shmval__abi_fingerprint(void);
+/*
+ * Lay out a fresh segment header and heap over @p size bytes at @p seg. An
+ * anonymous segment is published at once; a named one by its creator, with
+ * shmval__seg_publish(), once its tables are in place.
+ */
+int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags);
+void shmval__seg_publish(shmval__seg *seg);
+/*
+ * Call @p cb for every allocated block, under the heap lock (so @p cb must
+ * not allocate or free). Stops at the first non-zero result and returns it.
+ */
+int shmval__heap_walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                      void *ctx);
+/* The same without the lock, for read-only mappings: a bounded, racy view. */
+int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
+                               void *ctx);
+/*
+ * Allocate a block able to hold @p bytes (block header included). On success
+ * *off is the block's offset from the segment base.
+ */
+int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off);
+/*
+ * The same, noting the block in the crash journal word @p journal (when not
+ * NULL) under the heap lock, before the block is taken: see journal.h.
+ */
+int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal);
+/* With the heap lock held: whether @p off starts an allocated block; its size. */
+bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size);
+/* Free the block at @p off. */
+int shmval__heap_free(shmval__seg *seg, uint64_t off);
+/* The same, clearing the crash journal word @p journal as the block becomes free. */
+int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal);
+/* Walk and verify the heap under its lock, filling @p st. */
+int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st);
+/* The same with the lock held by the caller, describing the first problem. */
+int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb);
+/*
+ * The heap lock; after a holder died, the heap's derived data is rebuilt
+ * first (or the segment fenced off: ECORRUPT, then ENOTRECOVERABLE).
+ */
+int shmval__heap_lock(shmval__seg *seg);
+void shmval__heap_unlock(shmval__seg *seg);
+
+#endif /* SHMVAL_HEAP_H */

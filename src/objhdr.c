@@ -1,0 +1,206 @@
+/*
+ * Object headers: element types, the layout of a new object's block, and the
+ * validation of a header read from shared memory. Every header a process
+ * reaches through shared memory (a name, a heap walk, a journal) is checked
+ * here before it is trusted; the checks read only the header, its block's
+ * size word and its lock, never the allocator or the directory.
+ */
+#include "objhdr.h"
+#include "lock.h"
+
+#include <string.h>
+#include <wchar.h>
+
+bool shmval__type_info(int t, size_t *size, size_t *align) {
+#define SHMVAL__T(code, ctype)                                                                     \
+  case code:                                                                                       \
+    *size = sizeof(ctype);                                                                         \
+    *align = _Alignof(ctype);                                                                      \
+    return true;
+  switch (t) {
+    SHMVAL__T('c', char)
+    SHMVAL__T('b', signed char)
+    SHMVAL__T('B', unsigned char)
+    SHMVAL__T('?', _Bool)
+    SHMVAL__T('u', wchar_t)
+    SHMVAL__T('h', short)
+    SHMVAL__T('H', unsigned short)
+    SHMVAL__T('i', int)
+    SHMVAL__T('I', unsigned int)
+    SHMVAL__T('l', long)
+    SHMVAL__T('L', unsigned long)
+    SHMVAL__T('q', long long)
+    SHMVAL__T('Q', unsigned long long)
+    SHMVAL__T('f', float)
+    SHMVAL__T('d', double)
+  default:
+    return false;
+  }
+#undef SHMVAL__T
+}
+
+size_t shm_type_size(int type_code) {
+  size_t size, align;
+  return shmval__type_info(type_code, &size, &align) ? size : 0;
+}
+
+void shmval__obj_plan(uint64_t bytes, size_t align, bool own_lock, size_t name_len,
+                      shmval__obj_layout *lo) {
+  uint64_t at = SHMVAL__OBJ_HDR_OFF + sizeof(shmval__obj);
+  lo->lock_at = 0;
+  if (own_lock) {
+    lo->lock_at = (at + _Alignof(shmval__lock) - 1) & ~(uint64_t)(_Alignof(shmval__lock) - 1);
+    at = lo->lock_at + sizeof(shmval__lock);
+  }
+  /* A payload of a cache line or more starts on a cache line of its own. */
+  uint64_t a = bytes >= SHMVAL__CACHELINE ? SHMVAL__CACHELINE : (align < 8 ? 8 : align);
+  lo->payload_at = (at + a - 1) & ~(a - 1);
+  lo->block = lo->payload_at + bytes;
+  lo->name_at = 0;
+  if (name_len != 0) {
+    lo->name_at = lo->block;
+    lo->block += name_len + 1;
+  }
+}
+
+bool shmval__atomic_ok(unsigned kind, int type, size_t size) {
+  return kind == SHMVAL__KIND_VALUE && type != SHMVAL_RECORD &&
+         (size == 1 || size == 2 || size == 4 || size == 8);
+}
+
+shmval__obj *shmval__obj_init(shmval__seg *seg, uint64_t off, const shmval__obj_layout *lo,
+                              unsigned kind, int type, size_t elem_size, size_t length) {
+  char *blk = (char *)seg + off;
+  shmval__obj *o = (shmval__obj *)(void *)(blk + SHMVAL__OBJ_HDR_OFF);
+  o->kind = (uint8_t)kind;
+  o->type = (uint8_t)type;
+  o->flags = lo->lock_at != 0 ? SHMVAL__OBJ_OWN_LOCK : 0;
+  o->elem_size = (uint32_t)elem_size;
+  o->payload_rel = (uint32_t)(lo->payload_at - SHMVAL__OBJ_HDR_OFF);
+  o->length = length;
+  o->self_off = off + SHMVAL__OBJ_HDR_OFF;
+  o->name_off = lo->name_at != 0 ? lo->name_at - SHMVAL__OBJ_HDR_OFF : 0;
+  o->lock_rel = 0;
+  return o;
+}
+
+/* Whether @p o's element type and size agree. */
+static bool elem_ok(const shmval__obj *o) {
+  size_t size, align;
+  switch (o->kind) {
+  case SHMVAL__KIND_VALUE:
+  case SHMVAL__KIND_ARRAY:
+    if (o->type == SHMVAL_RECORD)
+      return o->elem_size != 0 && o->elem_size <= SHMVAL__RECORD_MAX;
+    return shmval__type_info(o->type, &size, &align) && size == o->elem_size &&
+           (o->kind == SHMVAL__KIND_ARRAY || o->length == 1);
+  case SHMVAL__KIND_DIR:
+  case SHMVAL__KIND_ATTACH:
+    return o->elem_size ==
+               (o->kind == SHMVAL__KIND_DIR ? 8u : (uint32_t)sizeof(shmval__attach_ent)) &&
+           o->lock_rel == 0 && o->name_off == 0;
+  case SHMVAL__KIND_LOCK:
+    return o->elem_size == 0 && o->length == 0 && (o->flags & SHMVAL__OBJ_OWN_LOCK);
+  case SHMVAL__KIND_SEM:
+    return o->elem_size == sizeof(shmval__sem_state) && o->length == 1 && o->lock_rel == 0;
+  case SHMVAL__KIND_COND:
+    return o->elem_size == sizeof(shmval__cond_state) && o->length == 1 && o->lock_rel != 0;
+  case SHMVAL__KIND_EVENT:
+    return o->elem_size == sizeof(shmval__event_state) && o->length == 1 && o->lock_rel == 0;
+  case SHMVAL__KIND_BARRIER:
+    return o->elem_size == sizeof(shmval__barrier_state) && o->length == 1 &&
+           (o->flags & SHMVAL__OBJ_OWN_LOCK);
+  default:
+    return false;
+  }
+}
+
+/*
+ * Whether the lock at @p at (in the heap) has a host object @p back bytes
+ * before it that owns it: the last reference to a lock frees its host's
+ * block, found from the host's own header, so that header must be sound.
+ */
+static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
+  uint64_t host = at - back;
+  if (back > at - seg->heap_start || host < seg->heap_start + SHMVAL__OBJ_HDR_OFF ||
+      (host & (SHMVAL__BLOCK_ALIGN - 1)) != SHMVAL__OBJ_HDR_OFF)
+    return false;
+  shmval__obj h;
+  uint64_t w = *(const uint64_t *)(const void *)((const char *)seg + host - SHMVAL__OBJ_HDR_OFF);
+  uint64_t blk_end = host - SHMVAL__OBJ_HDR_OFF + (w & ~SHMVAL__BLK_FLAGS);
+  memcpy(&h, (const char *)seg + host, sizeof h);
+  return h.self_off == host && (h.flags & SHMVAL__OBJ_OWN_LOCK) && h.lock_rel == (int64_t)back &&
+         blk_end <= seg->heap_end && at + sizeof(shmval__lock) <= blk_end;
+}
+
+/* Whether the lock @p o points to lies in the heap and is a lock. */
+static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
+  if (o->lock_rel == 0)
+    return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
+  /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
+  uint64_t at = off + (uint64_t)o->lock_rel;
+  if (at < seg->heap_start || (at & 7) != 0 || at > seg->heap_end - sizeof(shmval__lock))
+    return false;
+  if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
+      (at < off + sizeof *o || at + sizeof(shmval__lock) > blk_end))
+    return false;
+  const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
+  if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=
+          SHMVAL__LOCK_MAGIC ||
+      !shmval__mutex_sane(&l->mutex))
+    return false;
+  return host_ok(seg, (uint64_t)at, l->host_back);
+}
+
+/*
+ * Validate the object header at @p off from a copy of it, read once, so that
+ * a peer changing the header meanwhile cannot make a checked field differ
+ * from the one used: lock-free readers (the name directory) look at headers
+ * that may be freed and reused under them. On success *copy holds the header
+ * that was checked.
+ */
+int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
+  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF;
+  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
+      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
+    return SHMVAL_ECORRUPT;
+  uint64_t w =
+      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
+  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
+  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
+    return SHMVAL_ECORRUPT;
+  shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
+  uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
+  if (m != SHMVAL__OBJ_MAGIC)
+    return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
+  memcpy(copy, o, sizeof *copy);
+  const shmval__obj *h = copy;
+  uint64_t room = blk_end - off, bytes;
+  if ((h->flags & SHMVAL__OBJ_ATOMIC) &&
+      (h->lock_rel != 0 || !shmval__atomic_ok(h->kind, h->type, h->elem_size)))
+    return SHMVAL_ECORRUPT;
+  if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
+      (h->payload_rel & 7) != 0 ||
+      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > room ||
+      bytes > room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
+    return SHMVAL_ECORRUPT;
+  if (h->name_off != 0) {
+    /* The name must end inside the block, after the payload. */
+    if (h->name_off < h->payload_rel + bytes || h->name_off >= room ||
+        memchr((char *)o + h->name_off, 0, (size_t)(room - h->name_off)) == NULL)
+      return SHMVAL_ECORRUPT;
+  }
+  return 0;
+}
+
+int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out) {
+  shmval__obj copy;
+  int rc = shmval__obj_peek(seg, off, &copy);
+  if (rc == 0)
+    *out = (shmval__obj *)(void *)((char *)seg + off);
+  return rc;
+}
+
+const char *shmval__obj_name(const shmval__obj *o) {
+  return o->name_off != 0 ? (const char *)o + o->name_off : NULL;
+}

@@ -1,0 +1,45 @@
+/*
+ * Object headers (objhdr.c): element types, the layout of a new object's
+ * block, validation of a header read from shared memory, and handles.
+ */
+#ifndef SHMVAL_OBJHDR_H
+#define SHMVAL_OBJHDR_H
+
+#include "lock.h"
+
+/* Payloads, and one element, are limited to keep every size computation exact. */
+#define SHMVAL__PAYLOAD_MAX (UINT64_C(1) << 40)
+#define SHMVAL__RECORD_MAX (UINT64_C(1) << 30)
+
+/* The C size and alignment of element type @p t; false for an unknown code. */
+bool shmval__type_info(int t, size_t *size, size_t *align);
+/* Whether a Value of @p type can be atomic: sizes the hardware swaps whole. */
+bool shmval__atomic_ok(unsigned kind, int type, size_t size);
+
+/* Where things go inside a new block, as offsets from the block start. */
+typedef struct shmval__obj_layout {
+  uint64_t lock_at; /* 0 = no lock of its own */
+  uint64_t payload_at;
+  uint64_t name_at; /* 0 = unnamed */
+  uint64_t block;
+} shmval__obj_layout;
+
+/* Plan a block for @p bytes of payload aligned to @p align, a lock of its own, a name. */
+void shmval__obj_plan(uint64_t bytes, size_t align, bool own_lock, size_t name_len,
+                      shmval__obj_layout *lo);
+/* Fill in the header of a new object at block @p off (its magic is not set yet). */
+shmval__obj *shmval__obj_init(shmval__seg *seg, uint64_t off, const shmval__obj_layout *lo,
+                              unsigned kind, int type, size_t elem_size, size_t length);
+/* The offset of the block holding object @p o. */
+static inline uint64_t shmval__block_off(const shmval__obj *o) {
+  return o->self_off - SHMVAL__OBJ_HDR_OFF;
+}
+
+/* Validate the object header at @p off: 0 and *out, ESTALE, or ECORRUPT. */
+int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out);
+/* The same, checking and returning a copy of the header read once. */
+int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy);
+/* The object's name, or NULL; only for objects that passed shmval__obj_at(). */
+const char *shmval__obj_name(const shmval__obj *o);
+
+#endif /* SHMVAL_OBJHDR_H */
