@@ -36,6 +36,7 @@
 #ifndef SHMVAL_H
 #define SHMVAL_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -74,25 +75,26 @@ SHMVAL_API const char *shmval_version(void);
 /** @endcond */
 
 /**
- * The error table: XX(name, value, message). System errors use the negated
- * Linux errno value; the library's own codes lie in -30000..-30099.
+ * The error table: XX(name, value, message). System errors are the negated
+ * `<errno.h>` value of the same name; the library's own codes lie in
+ * -30000..-30099.
  */
 #define SHMVAL_ERRNO_MAP(XX)                                                                       \
-  XX(EPERM, SHMVAL__ESYS(1), "lock not held by the calling thread")                                \
-  XX(ENOENT, SHMVAL__ESYS(2), "no such object or segment")                                         \
-  XX(EAGAIN, SHMVAL__ESYS(11), "resource temporarily unavailable")                                 \
-  XX(ENOMEM, SHMVAL__ESYS(12), "out of memory")                                                    \
-  XX(EACCES, SHMVAL__ESYS(13), "permission denied")                                                \
-  XX(EBUSY, SHMVAL__ESYS(16), "lock or object is busy")                                            \
-  XX(EEXIST, SHMVAL__ESYS(17), "object or segment already exists")                                 \
-  XX(EINVAL, SHMVAL__ESYS(22), "invalid argument")                                                 \
-  XX(ENFILE, SHMVAL__ESYS(23), "too many open files in the system")                                \
-  XX(EMFILE, SHMVAL__ESYS(24), "too many open files in this process")                              \
-  XX(ENOSPC, SHMVAL__ESYS(28), "no space left in shared memory")                                   \
-  XX(ERANGE, SHMVAL__ESYS(34), "index, slice or string out of range")                              \
-  XX(EDEADLK, SHMVAL__ESYS(35), "non-recursive lock already held by this thread")                  \
-  XX(ETIMEDOUT, SHMVAL__ESYS(110), "timed out")                                                    \
-  XX(ENOTRECOVERABLE, SHMVAL__ESYS(131), "lock is not recoverable")                                \
+  XX(EPERM, SHMVAL__ESYS(EPERM), "lock not held by the calling thread")                            \
+  XX(ENOENT, SHMVAL__ESYS(ENOENT), "no such object or segment")                                    \
+  XX(EAGAIN, SHMVAL__ESYS(EAGAIN), "resource temporarily unavailable")                             \
+  XX(ENOMEM, SHMVAL__ESYS(ENOMEM), "out of memory")                                                \
+  XX(EACCES, SHMVAL__ESYS(EACCES), "permission denied")                                            \
+  XX(EBUSY, SHMVAL__ESYS(EBUSY), "lock or object is busy")                                         \
+  XX(EEXIST, SHMVAL__ESYS(EEXIST), "object or segment already exists")                             \
+  XX(EINVAL, SHMVAL__ESYS(EINVAL), "invalid argument")                                             \
+  XX(ENFILE, SHMVAL__ESYS(ENFILE), "too many open files in the system")                            \
+  XX(EMFILE, SHMVAL__ESYS(EMFILE), "too many open files in this process")                          \
+  XX(ENOSPC, SHMVAL__ESYS(ENOSPC), "no space left in shared memory")                               \
+  XX(ERANGE, SHMVAL__ESYS(ERANGE), "index, slice or string out of range")                          \
+  XX(EDEADLK, SHMVAL__ESYS(EDEADLK), "non-recursive lock already held by this thread")             \
+  XX(ETIMEDOUT, SHMVAL__ESYS(ETIMEDOUT), "timed out")                                              \
+  XX(ENOTRECOVERABLE, SHMVAL__ESYS(ENOTRECOVERABLE), "lock is not recoverable")                    \
   XX(ENOLOCK, -30001, "object has no lock (created raw)")                                          \
   XX(ETYPE, -30002, "wrong element type for this operation")                                       \
   XX(ESTALE, -30003, "handle refers to a destroyed object")                                        \
@@ -597,7 +599,7 @@ SHMVAL_API int shm_lock_is_owned(const shm_lock *l);
  * @{ */
 
 /** Accounting of the default arena as this process sees it. */
-typedef struct shmval_arena_info {
+typedef struct shm_arena_info {
   size_t segments;     /**< anonymous segments mapped by this process */
   size_t total;        /**< bytes managed by the allocators (heap areas) */
   size_t used;         /**< bytes in allocated blocks */
@@ -605,7 +607,7 @@ typedef struct shmval_arena_info {
   size_t blocks;       /**< allocated blocks (objects, and locks kept alive) */
   size_t free_blocks;  /**< free blocks (a fragmentation measure) */
   size_t largest_free; /**< the largest free block in bytes */
-} shmval_arena_info;
+} shm_arena_info;
 
 /**
  * @brief Walk and verify the default arena, and report its accounting.
@@ -617,7 +619,12 @@ typedef struct shmval_arena_info {
  * @return 0; #SHMVAL_EINVAL for NULL; #SHMVAL_ECORRUPT if any check fails;
  *         #SHMVAL_ENOTRECOVERABLE.
  */
-SHMVAL_API int shmval_arena_stat(shmval_arena_info *info);
+SHMVAL_API int shm_arena_stat(shm_arena_info *info);
+
+/** @deprecated The former names of shm_arena_info and shm_arena_stat(). */
+typedef shm_arena_info shmval_arena_info;
+/** @deprecated Use shm_arena_stat(); the same function. */
+SHMVAL_API int shmval_arena_stat(shm_arena_info *info);
 /** @} */
 
 /* ------------------------------------------------------------------------ */

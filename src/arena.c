@@ -51,7 +51,7 @@ static int try_seg(size_t i, size_t bytes, shmval__seg **seg, uint64_t *off) {
   const arena_seg *s = &arena.segs[i];
   if (bytes > s->room)
     return SHMVAL_ENOMEM;
-  int rc = shmval__heap_alloc(s->seg, bytes, off);
+  int rc = shmval__heap_alloc(s->seg, bytes, off, NULL);
   if (rc == 0) {
     *seg = s->seg;
     atomic_store_explicit(&arena.hint, i, memory_order_relaxed);
@@ -126,7 +126,7 @@ int shmval__arena_alloc(size_t bytes, shmval__seg **seg, uint64_t *off) {
   return rc;
 }
 
-int shmval_arena_stat(shmval_arena_info *info) {
+int shm_arena_stat(shm_arena_info *info) {
   if (info == NULL)
     return SHMVAL_EINVAL;
   memset(info, 0, sizeof *info);
@@ -147,3 +147,5 @@ int shmval_arena_stat(shmval_arena_info *info) {
   }
   return 0;
 }
+
+int shmval_arena_stat(shm_arena_info *info) { return shm_arena_stat(info); }

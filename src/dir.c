@@ -277,8 +277,7 @@ static int resize(shmval__seg *seg, uint64_t newcap) {
   if (rc != 0)
     return rc;
   oldt = (shmval__obj *)(void *)((char *)seg + seg->dir_off);
-  rc =
-      shmval__obj_alloc_table_j(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), newcap, &t, &seg->dir_new);
+  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), newcap, &t, &seg->dir_new);
   if (rc != 0)
     return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
   ents = (uint64_t *)(void *)((char *)t + t->payload_rel);
@@ -353,7 +352,7 @@ int shmval__dir_init(shmval__seg *seg) {
   int rc = shmval__mutex_init(&seg->dir_lock);
   if (rc != 0)
     return rc;
-  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), DIR_MIN, &t);
+  rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), DIR_MIN, &t, NULL);
   if (rc != 0)
     return rc;
   seg->dir_off = t->self_off;
@@ -418,7 +417,7 @@ static int dir_rebuild(shmval__seg *seg) {
     cap *= 2;
   shmval__obj *t = NULL;
   if (rc == 0)
-    rc = shmval__obj_alloc_table_j(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t, &seg->dir_new);
+    rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_DIR, sizeof(uint64_t), cap, &t, &seg->dir_new);
   SHMVAL__CRASH_POINT();
   if (rc == 0) {
     /*
@@ -473,20 +472,16 @@ static void settle_creator(shmval__seg *seg) {
     __atomic_store_n(j, 0, __ATOMIC_RELEASE);
 }
 
+/* What the directory lock's next holder does after a death: rebuild, then settle a creator. */
+static int dir_repair(void *seg) {
+  if (dir_rebuild(seg) != 0)
+    return -1;
+  settle_creator(seg);
+  return 0;
+}
+
 int shmval__dir_lock(shmval__seg *seg) {
-  int rc = shmval__mutex_wait(&seg->dir_lock, NULL);
-  if (SHMVAL__LIKELY(rc == 0))
-    return 0;
-  if (rc == EOWNERDEAD) {
-    if (dir_rebuild(seg) != 0) {
-      pthread_mutex_unlock(&seg->dir_lock); /* fenced: ENOTRECOVERABLE from now on */
-      return SHMVAL_ECORRUPT;
-    }
-    settle_creator(seg);
-    pthread_mutex_consistent(&seg->dir_lock);
-    return 0;
-  }
-  return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+  return shmval__robust_lock(&seg->dir_lock, dir_repair, seg);
 }
 
 void shmval__dir_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->dir_lock); }

@@ -46,12 +46,11 @@ const char *shmval_err_name(int code) {
   }
 }
 
-/* The public table spells system codes as Linux errno numbers: prove it. */
-#include <errno.h>
-_Static_assert(SHMVAL_EPERM == -EPERM && SHMVAL_ENOENT == -ENOENT, "errno");
-_Static_assert(SHMVAL_EAGAIN == -EAGAIN && SHMVAL_ENOMEM == -ENOMEM, "errno");
-_Static_assert(SHMVAL_EACCES == -EACCES && SHMVAL_EBUSY == -EBUSY, "errno");
-_Static_assert(SHMVAL_EEXIST == -EEXIST && SHMVAL_EINVAL == -EINVAL, "errno");
-_Static_assert(SHMVAL_ENOSPC == -ENOSPC && SHMVAL_ERANGE == -ERANGE, "errno");
-_Static_assert(SHMVAL_EDEADLK == -EDEADLK && SHMVAL_ETIMEDOUT == -ETIMEDOUT, "errno");
-_Static_assert(SHMVAL_ENOTRECOVERABLE == -ENOTRECOVERABLE, "errno");
+/*
+ * Every code of the table is negative and lies in its range: a system code
+ * (a negated errno) above the library's reserved range, a library code in it.
+ */
+#define SHMVAL__XX(name, value, msg)                                                               \
+  _Static_assert((value) < 0 && (value) > SHMVAL__ERR_MIN - 1, "SHMVAL_" #name);
+SHMVAL_ERRNO_MAP(SHMVAL__XX)
+#undef SHMVAL__XX

@@ -243,20 +243,11 @@ static int finish_op(shmval__seg *seg) {
   return rc;
 }
 
+/* What the heap lock's next holder does after a death: rebuild, then settle the operation. */
+static int heap_repair(void *seg) { return heap_rebuild(seg) != 0 || finish_op(seg) != 0; }
+
 int shmval__heap_lock(shmval__seg *seg) {
-  int rc = shmval__mutex_wait(&seg->heap_lock, NULL);
-  if (SHMVAL__LIKELY(rc == 0))
-    return 0;
-  if (rc == EOWNERDEAD) {
-    if (heap_rebuild(seg) != 0 || finish_op(seg) != 0) {
-      /* Unlocking without making it consistent fences the segment off. */
-      pthread_mutex_unlock(&seg->heap_lock);
-      return SHMVAL_ECORRUPT;
-    }
-    pthread_mutex_consistent(&seg->heap_lock);
-    return 0;
-  }
-  return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+  return shmval__robust_lock(&seg->heap_lock, heap_repair, seg);
 }
 
 void shmval__heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_lock); }
@@ -399,11 +390,7 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journ
   seg->blocks++;
 }
 
-int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off) {
-  return shmval__heap_alloc_j(seg, bytes, off, NULL);
-}
-
-int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal) {
+int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal) {
   if (bytes == 0 || bytes > HEAP_MAX)
     return bytes == 0 ? SHMVAL_EINVAL : SHMVAL_ENOMEM;
   uint64_t size = align_up(bytes, BLK_MIN);
@@ -470,10 +457,6 @@ static bool free_ok(shmval__seg *seg, uint64_t off, uint64_t w, uint64_t *nsize,
   return head_ok(seg, *psize + size + *nsize);
 }
 
-int shmval__heap_free(shmval__seg *seg, uint64_t off) {
-  return shmval__heap_free_j(seg, off, NULL);
-}
-
 /*
  * Free the allocated block at @p off with the heap lock held, clearing
  * @p journal (when given) just before the block becomes free.
@@ -513,7 +496,7 @@ static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   return 0;
 }
 
-int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal) {
+int shmval__heap_free(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   if (!blk_off_ok(seg, off))
     return SHMVAL_ECORRUPT;
   /*

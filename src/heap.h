@@ -31,20 +31,16 @@ int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t o
                                void *ctx);
 /*
  * Allocate a block able to hold @p bytes (block header included). On success
- * *off is the block's offset from the segment base.
+ * *off is the block's offset from the segment base. The block is noted in the
+ * crash journal word @p journal (when not NULL) under the heap lock, before it
+ * is taken: see journal.h.
  */
-int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off);
-/*
- * The same, noting the block in the crash journal word @p journal (when not
- * NULL) under the heap lock, before the block is taken: see journal.h.
- */
-int shmval__heap_alloc_j(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal);
+int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal);
 /* With the heap lock held: whether @p off starts an allocated block; its size. */
 bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size);
-/* Free the block at @p off. */
-int shmval__heap_free(shmval__seg *seg, uint64_t off);
-/* The same, clearing the crash journal word @p journal as the block becomes free. */
-int shmval__heap_free_j(shmval__seg *seg, uint64_t off, uint64_t *journal);
+/* Free the block at @p off, clearing the crash journal word @p journal (or NULL) as it becomes
+ * free. */
+int shmval__heap_free(shmval__seg *seg, uint64_t off, uint64_t *journal);
 /* Walk and verify the heap under its lock, filling @p st. */
 int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st);
 /* The same with the lock held by the caller, describing the first problem. */

@@ -8,6 +8,9 @@
 
 #include "objhdr.h"
 
+/* A normalised segment name: "/", up to 255 bytes and the terminator (one spare). */
+#define SHMVAL__SEG_NAME_SIZE 258
+
 struct shm_segment {
   shmval__seg *base;
   uint64_t *journal; /* this process's crash journal word in the segment, or NULL */
@@ -17,7 +20,7 @@ struct shm_segment {
   unsigned flags;
   int pid; /* the process that attached */
   uint64_t dev, ino;
-  char name[258];
+  char name[SHMVAL__SEG_NAME_SIZE];
   struct shm_segment *next; /* the process's list of open segments */
 };
 

@@ -319,6 +319,16 @@ static inline int shmval__obj_check(const shmval__obj *o, unsigned kind) {
   return SHMVAL__LIKELY(o->kind == kind) ? 0 : SHMVAL_EINVAL;
 }
 
+/* 0 if @p l is a live lock; ESTALE if its memory was retired; else EINVAL. */
+static inline int shmval__lock_check(const shmval__lock *l) {
+  if (SHMVAL__UNLIKELY(l == NULL))
+    return SHMVAL_EINVAL;
+  uint32_t m = atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire);
+  if (SHMVAL__LIKELY(m == SHMVAL__LOCK_MAGIC))
+    return 0;
+  return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+}
+
 static inline char *shmval__payload(const shmval__obj *o) {
   return (char *)(uintptr_t)o + o->payload_rel;
 }

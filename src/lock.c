@@ -92,6 +92,22 @@ bool shmval__mutex_sane(const pthread_mutex_t *m) {
 #endif
 }
 
+int shmval__robust_lock(pthread_mutex_t *m, int (*repair)(void *ctx), void *ctx) {
+  int rc = shmval__mutex_wait(m, NULL);
+  if (SHMVAL__LIKELY(rc == 0))
+    return 0;
+  if (rc == EOWNERDEAD) {
+    if (repair(ctx) != 0) {
+      /* Unlocking without making it consistent fences it off: ENOTRECOVERABLE from now on. */
+      pthread_mutex_unlock(m);
+      return SHMVAL_ECORRUPT;
+    }
+    pthread_mutex_consistent(m);
+    return 0;
+  }
+  return rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+}
+
 /*
  * When the holder of a robust mutex dies, the kernel marks the mutex
  * owner-dead and wakes ONE waiter. If that waiter dies too before it takes the
@@ -162,15 +178,6 @@ int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back) {
   return 0;
 }
 
-static inline int lock_check(const shmval__lock *l) {
-  if (SHMVAL__UNLIKELY(l == NULL))
-    return SHMVAL_EINVAL;
-  uint32_t m = atomic_load_explicit(&l->magic, memory_order_acquire);
-  if (SHMVAL__LIKELY(m == SHMVAL__LOCK_MAGIC))
-    return 0;
-  return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
-}
-
 static inline bool owned_by(const shmval__lock *l, uint64_t tok) {
   return atomic_load_explicit(&l->owner, memory_order_relaxed) == tok;
 }
@@ -206,12 +213,12 @@ int shmval__lock_reenter(shmval__lock *l, int busy) {
 }
 
 int shmval__lock_acquire(shmval__lock *l) {
-  int rc = lock_check(l);
+  int rc = shmval__lock_check(l);
   return SHMVAL__LIKELY(rc == 0) ? shmval__lock_enter(l) : rc;
 }
 
 static int lock_try(shmval__lock *l) {
-  int rc = lock_check(l);
+  int rc = shmval__lock_check(l);
   if (rc != 0)
     return rc;
   uint64_t tok = shmval__my_token();
@@ -221,12 +228,12 @@ static int lock_try(shmval__lock *l) {
 }
 
 int shmval__lock_release(shmval__lock *l) {
-  int rc = lock_check(l);
+  int rc = shmval__lock_check(l);
   return SHMVAL__LIKELY(rc == 0) ? shmval__lock_leave(l) : rc;
 }
 
 int shmval__lock_try_exclusive(shmval__lock *l) {
-  int rc = lock_check(l);
+  int rc = shmval__lock_check(l);
   if (rc != 0)
     return rc;
   if (owned_by(l, shmval__my_token()))
@@ -236,7 +243,7 @@ int shmval__lock_try_exclusive(shmval__lock *l) {
 }
 
 bool shmval__lock_owned(const shmval__lock *l) {
-  return lock_check(l) == 0 && shmval__tls_token != 0 && owned_by(l, shmval__tls_token);
+  return shmval__lock_check(l) == 0 && shmval__tls_token != 0 && owned_by(l, shmval__tls_token);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -264,7 +271,7 @@ int shm_lock_acquire_timeout(shm_lock *lock, double seconds) {
   shmval__lock *l;
   int rc = lock_of(lock, &l);
   if (rc == 0)
-    rc = lock_check(l);
+    rc = shmval__lock_check(l);
   if (rc != 0)
     return rc;
   if (isnan(seconds))
@@ -291,7 +298,7 @@ int shm_lock_locked(shm_lock *lock) {
   shmval__lock *l;
   int rc = lock_of(lock, &l);
   if (rc == 0)
-    rc = lock_check(l);
+    rc = shmval__lock_check(l);
   if (rc != 0)
     return rc;
   if (shmval__lock_owned(l))

@@ -64,6 +64,13 @@ static inline int shmval__lock_leave(shmval__lock *l) {
   atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
   return -pthread_mutex_unlock(&l->mutex);
 }
+/*
+ * Lock the robust mutex @p m of a shared structure; when its previous holder
+ * died, call @p repair(@p ctx) first, with the mutex held: on success the
+ * mutex is made consistent (0), on failure it is fenced off (ECORRUPT now,
+ * ENOTRECOVERABLE to every later caller). ENOTRECOVERABLE, or -errno.
+ */
+int shmval__robust_lock(pthread_mutex_t *m, int (*repair)(void *ctx), void *ctx);
 /* Initialise a robust, process-shared mutex: 0 or -errno. */
 int shmval__mutex_init(pthread_mutex_t *m);
 /* Whether @p m, read from shared memory, has the type the library gives its mutexes. */

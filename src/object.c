@@ -17,16 +17,6 @@
 #include <wchar.h>
 
 /* ------------------------------------------------------------------------ */
-/* Handles. */
-
-#define obj_of shmval__obj_of
-#define is_ro shmval__is_ro
-#define tag shmval__tag
-#define obj_check shmval__obj_check
-#define payload shmval__payload
-#define obj_lock shmval__obj_lock
-
-/* ------------------------------------------------------------------------ */
 /* Creation. */
 
 /* The segment holding lock @p l (through its host object). */
@@ -57,7 +47,7 @@ static int check_opts(const shm_opts *opts, shmval__seg **target, size_t *name_l
     *target = opts->segment->base;
   }
   if (opts->lock != NULL) {
-    if (is_ro(opts->lock))
+    if (shmval__is_ro(opts->lock))
       return SHMVAL_EACCES;
     /* A lock is shared within its segment only (any arena segment counts as one). */
     shmval__seg *ls = lock_seg((const shmval__lock *)(const void *)opts->lock);
@@ -70,9 +60,9 @@ static int check_opts(const shm_opts *opts, shmval__seg **target, size_t *name_l
 
 /* Take a reference on a lock another object owns; ESTALE if it is gone. */
 static int lock_ref(shmval__lock *l) {
-  uint32_t m = atomic_load_explicit(&l->magic, memory_order_acquire);
-  if (m != SHMVAL__LOCK_MAGIC)
-    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+  int rc = shmval__lock_check(l);
+  if (rc != 0)
+    return rc;
   uint32_t r = atomic_load_explicit(&l->refs, memory_order_relaxed);
   do {
     if (r == 0 || r == UINT32_MAX)
@@ -95,7 +85,7 @@ static int lock_unref(shmval__lock *l, uint64_t *journal) {
   shmval__journal_set(journal, shmval__block_off(host) | SHMVAL__J_UNREF);
   SHMVAL__CRASH_POINT();
   atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-  return shmval__heap_free_j(shmval__obj_seg(host), shmval__block_off(host), journal);
+  return shmval__heap_free(shmval__obj_seg(host), shmval__block_off(host), journal);
 }
 
 /* Allocate a block of @p bytes in @p target, or in the arena when NULL. */
@@ -104,7 +94,7 @@ static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uin
   if (target == NULL)
     return shmval__arena_alloc((size_t)bytes, seg, off);
   *seg = target;
-  int rc = shmval__heap_alloc_j(target, (size_t)bytes, off, journal);
+  int rc = shmval__heap_alloc(target, (size_t)bytes, off, journal);
   return rc == SHMVAL_ENOMEM ? SHMVAL_ENOSPC : rc;
 }
 
@@ -197,7 +187,7 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   *out = o;
   return 0;
 free_block:
-  (void)shmval__heap_free_j(seg, off, journal);
+  (void)shmval__heap_free(seg, off, journal);
 unref:
   if (shared != NULL)
     (void)lock_unref(shared, NULL);
@@ -257,7 +247,7 @@ int shm_array_create_record(shm_array **out, size_t size, size_t align, size_t l
 /* Destroy a live object; for a named one the caller holds the dir lock. */
 static int destroy_locked(shmval__obj *o) {
   int rc;
-  shmval__lock *l = obj_lock(o);
+  shmval__lock *l = shmval__obj_lock(o);
   shmval__seg *seg = shmval__obj_seg(o);
   /*
    * Freeing memory that holds a locked robust mutex would corrupt its
@@ -291,7 +281,7 @@ static int destroy_locked(shmval__obj *o) {
     (void)shmval__dir_remove(seg, o);
   SHMVAL__CRASH_POINT();
   if (l == NULL || !(o->flags & SHMVAL__OBJ_OWN_LOCK)) {
-    if ((rc = shmval__heap_free_j(seg, shmval__block_off(o), journal)) != 0 || l == NULL)
+    if ((rc = shmval__heap_free(seg, shmval__block_off(o), journal)) != 0 || l == NULL)
       return rc;
     return lock_unref(l, journal);
   }
@@ -307,20 +297,20 @@ static int destroy_locked(shmval__obj *o) {
                                               memory_order_relaxed)) {
     SHMVAL__CRASH_POINT();
     atomic_store_explicit(&l->magic, SHMVAL__OBJ_DEAD, memory_order_release);
-    return shmval__heap_free_j(seg, shmval__block_off(o), journal);
+    return shmval__heap_free(seg, shmval__block_off(o), journal);
   }
   shmval__journal_set(journal, 0);
   return lock_unref(l, journal);
 }
 
 int shmval__obj_destroy(const void *h, unsigned kind) {
-  shmval__obj *o = obj_of(h);
+  shmval__obj *o = shmval__obj_of(h);
   if (o == NULL)
     return 0;
-  int rc = obj_check(o, kind);
+  int rc = shmval__obj_check(o, kind);
   if (rc != 0)
     return rc;
-  if (is_ro(h))
+  if (shmval__is_ro(h))
     return SHMVAL_EACCES;
   shmval__seg *seg = shmval__obj_seg(o);
   bool named = o->name_off != 0 && (seg->flags & SHMVAL__SEG_NAMED);
@@ -364,7 +354,7 @@ static inline void copy_elem(void *dst, const void *src, size_t n) {
  * a read-only handle a lock cannot be taken: only raw objects can be read.
  */
 static inline int locked_copy(const shmval__obj *o, bool ro, void *dst, const void *src, size_t n) {
-  shmval__lock *l = obj_lock(o);
+  shmval__lock *l = shmval__obj_lock(o);
   int rc = 0;
   if (l != NULL) {
     if (SHMVAL__UNLIKELY(ro))
@@ -494,14 +484,14 @@ static bool atomic_cas(void *p, void *expected, const void *desired, size_t n) {
 
 /* The atomic Value behind @p v, writable; ENOTATOMIC for any other Value. */
 static int atomic_obj(shm_value *v, const void *arg, shmval__obj **out) {
-  shmval__obj *o = obj_of(v);
-  int rc = obj_check(o, SHMVAL__KIND_VALUE);
+  shmval__obj *o = shmval__obj_of(v);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_VALUE);
   if (rc != 0 || arg == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
   if (!(o->flags & SHMVAL__OBJ_ATOMIC))
     return SHMVAL_ENOTATOMIC;
   *out = o;
-  return is_ro(v) ? SHMVAL_EACCES : 0;
+  return shmval__is_ro(v) ? SHMVAL_EACCES : 0;
 }
 
 int shm_value_add(shm_value *v, const void *delta, void *old) {
@@ -509,7 +499,7 @@ int shm_value_add(shm_value *v, const void *delta, void *old) {
   int rc = atomic_obj(v, delta, &o);
   if (rc != 0)
     return rc;
-  void *p = payload(o);
+  void *p = shmval__payload(o);
   size_t n = o->elem_size;
   uint64_t d = get_n(delta, n), r;
   if (o->type == SHMVAL_BOOL)
@@ -565,7 +555,7 @@ int shm_value_exchange(shm_value *v, const void *in, void *old) {
   shmval__obj *o;
   int rc = atomic_obj(v, in, &o);
   if (rc == 0)
-    atomic_xchg(payload(o), in, old, o->elem_size);
+    atomic_xchg(shmval__payload(o), in, old, o->elem_size);
   return rc;
 }
 
@@ -574,55 +564,55 @@ int shm_value_cas(shm_value *v, void *expected, const void *desired) {
   int rc = atomic_obj(v, desired, &o);
   if (rc != 0 || expected == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
-  return atomic_cas(payload(o), expected, desired, o->elem_size) ? 1 : 0;
+  return atomic_cas(shmval__payload(o), expected, desired, o->elem_size) ? 1 : 0;
 }
 
 int shm_value_get(shm_value *v, void *out) {
-  shmval__obj *o = obj_of(v);
-  int rc = obj_check(o, SHMVAL__KIND_VALUE);
+  shmval__obj *o = shmval__obj_of(v);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_VALUE);
   if (SHMVAL__UNLIKELY(rc != 0 || out == NULL))
     return rc != 0 ? rc : SHMVAL_EINVAL;
   if (o->flags & SHMVAL__OBJ_ATOMIC) {
-    atomic_get(payload(o), out, o->elem_size);
+    atomic_get(shmval__payload(o), out, o->elem_size);
     return 0;
   }
-  return locked_copy(o, is_ro(v), out, payload(o), o->elem_size);
+  return locked_copy(o, shmval__is_ro(v), out, shmval__payload(o), o->elem_size);
 }
 
 int shm_value_set(shm_value *v, const void *in) {
-  shmval__obj *o = obj_of(v);
-  int rc = obj_check(o, SHMVAL__KIND_VALUE);
-  if (SHMVAL__UNLIKELY(rc != 0 || in == NULL || is_ro(v)))
+  shmval__obj *o = shmval__obj_of(v);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_VALUE);
+  if (SHMVAL__UNLIKELY(rc != 0 || in == NULL || shmval__is_ro(v)))
     return rc != 0 ? rc : in == NULL ? SHMVAL_EINVAL : SHMVAL_EACCES;
   if (o->flags & SHMVAL__OBJ_ATOMIC) {
-    atomic_xchg(payload(o), in, NULL, o->elem_size);
+    atomic_xchg(shmval__payload(o), in, NULL, o->elem_size);
     return 0;
   }
-  return locked_copy(o, false, payload(o), in, o->elem_size);
+  return locked_copy(o, false, shmval__payload(o), in, o->elem_size);
 }
 
 void *shm_value_ptr(shm_value *v) {
-  shmval__obj *o = obj_of(v);
-  return obj_check(o, SHMVAL__KIND_VALUE) == 0 ? payload(o) : NULL;
+  shmval__obj *o = shmval__obj_of(v);
+  return shmval__obj_check(o, SHMVAL__KIND_VALUE) == 0 ? shmval__payload(o) : NULL;
 }
 
 shm_lock *shm_value_get_lock(shm_value *v) {
-  shmval__obj *o = obj_of(v);
-  if (obj_check(o, SHMVAL__KIND_VALUE) != 0 || obj_lock(o) == NULL)
+  shmval__obj *o = shmval__obj_of(v);
+  if (shmval__obj_check(o, SHMVAL__KIND_VALUE) != 0 || shmval__obj_lock(o) == NULL)
     return NULL;
-  return tag(obj_lock(o), is_ro(v));
+  return shmval__tag(shmval__obj_lock(o), shmval__is_ro(v));
 }
 
 /* Acquire (or release) the lock of an object of @p kind. */
 static int obj_lock_op(void *h, unsigned kind, bool acquire) {
-  shmval__obj *o = obj_of(h);
-  int rc = obj_check(o, kind);
+  shmval__obj *o = shmval__obj_of(h);
+  int rc = shmval__obj_check(o, kind);
   if (rc != 0)
     return rc;
-  shmval__lock *l = obj_lock(o);
+  shmval__lock *l = shmval__obj_lock(o);
   if (l == NULL)
     return SHMVAL_ENOLOCK;
-  if (is_ro(h))
+  if (shmval__is_ro(h))
     return SHMVAL_EACCES;
   return acquire ? shmval__lock_enter(l) : shmval__lock_leave(l);
 }
@@ -636,18 +626,18 @@ int shm_array_acquire(shm_array *a) { return obj_lock_op(a, SHMVAL__KIND_ARRAY, 
 int shm_array_release(shm_array *a) { return obj_lock_op(a, SHMVAL__KIND_ARRAY, false); }
 
 shm_type shm_value_type(const shm_value *v) {
-  const shmval__obj *o = obj_of(v);
-  return obj_check(o, SHMVAL__KIND_VALUE) == 0 ? (shm_type)o->type : (shm_type)0;
+  const shmval__obj *o = shmval__obj_of(v);
+  return shmval__obj_check(o, SHMVAL__KIND_VALUE) == 0 ? (shm_type)o->type : (shm_type)0;
 }
 
 size_t shm_value_size(const shm_value *v) {
-  const shmval__obj *o = obj_of(v);
-  return obj_check(o, SHMVAL__KIND_VALUE) == 0 ? o->elem_size : 0;
+  const shmval__obj *o = shmval__obj_of(v);
+  return shmval__obj_check(o, SHMVAL__KIND_VALUE) == 0 ? o->elem_size : 0;
 }
 
 /* Check an array handle and the slice [start, start+count). */
 static inline int slice_check(const shmval__obj *o, size_t start, size_t count, const void *buf) {
-  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_ARRAY);
   if (SHMVAL__UNLIKELY(rc != 0))
     return rc;
   if (SHMVAL__UNLIKELY(start > o->length || count > o->length - start))
@@ -656,64 +646,65 @@ static inline int slice_check(const shmval__obj *o, size_t start, size_t count, 
 }
 
 int shm_array_get(shm_array *a, size_t i, void *out) {
-  shmval__obj *o = obj_of(a);
+  shmval__obj *o = shmval__obj_of(a);
   int rc = slice_check(o, i, 1, out);
   if (SHMVAL__UNLIKELY(rc != 0))
     return rc;
-  return locked_copy(o, is_ro(a), out, payload(o) + i * o->elem_size, o->elem_size);
+  return locked_copy(o, shmval__is_ro(a), out, shmval__payload(o) + i * o->elem_size, o->elem_size);
 }
 
 int shm_array_set(shm_array *a, size_t i, const void *in) {
-  shmval__obj *o = obj_of(a);
+  shmval__obj *o = shmval__obj_of(a);
   int rc = slice_check(o, i, 1, in);
-  if (SHMVAL__UNLIKELY(rc != 0 || is_ro(a)))
+  if (SHMVAL__UNLIKELY(rc != 0 || shmval__is_ro(a)))
     return rc != 0 ? rc : SHMVAL_EACCES;
-  return locked_copy(o, false, payload(o) + i * o->elem_size, in, o->elem_size);
+  return locked_copy(o, false, shmval__payload(o) + i * o->elem_size, in, o->elem_size);
 }
 
 int shm_array_read(shm_array *a, size_t start, size_t count, void *out) {
-  shmval__obj *o = obj_of(a);
+  shmval__obj *o = shmval__obj_of(a);
   int rc = slice_check(o, start, count, out);
   if (rc != 0 || count == 0)
     return rc;
-  return locked_copy(o, is_ro(a), out, payload(o) + start * o->elem_size, count * o->elem_size);
+  return locked_copy(o, shmval__is_ro(a), out, shmval__payload(o) + start * o->elem_size,
+                     count * o->elem_size);
 }
 
 int shm_array_write(shm_array *a, size_t start, size_t count, const void *in) {
-  shmval__obj *o = obj_of(a);
+  shmval__obj *o = shmval__obj_of(a);
   int rc = slice_check(o, start, count, in);
-  if (rc == 0 && is_ro(a))
+  if (rc == 0 && shmval__is_ro(a))
     rc = SHMVAL_EACCES;
   if (rc != 0 || count == 0)
     return rc;
-  return locked_copy(o, false, payload(o) + start * o->elem_size, in, count * o->elem_size);
+  return locked_copy(o, false, shmval__payload(o) + start * o->elem_size, in, count * o->elem_size);
 }
 
 size_t shm_array_length(const shm_array *a) {
-  const shmval__obj *o = obj_of(a);
-  return obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? (size_t)o->length : 0;
+  const shmval__obj *o = shmval__obj_of(a);
+  return shmval__obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? (size_t)o->length : 0;
 }
 
 size_t shm_array_elem_size(const shm_array *a) {
-  const shmval__obj *o = obj_of(a);
-  return obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? o->elem_size : 0;
+  const shmval__obj *o = shmval__obj_of(a);
+  return shmval__obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? o->elem_size : 0;
 }
 
 shm_type shm_array_type(const shm_array *a) {
-  const shmval__obj *o = obj_of(a);
-  return obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? (shm_type)o->type : (shm_type)0;
+  const shmval__obj *o = shmval__obj_of(a);
+  return shmval__obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? (shm_type)o->type : (shm_type)0;
 }
 
 void *shm_array_ptr(shm_array *a) {
-  shmval__obj *o = obj_of(a);
-  return obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? payload(o) : NULL;
+  shmval__obj *o = shmval__obj_of(a);
+  return shmval__obj_check(o, SHMVAL__KIND_ARRAY) == 0 ? shmval__payload(o) : NULL;
 }
 
 shm_lock *shm_array_get_lock(shm_array *a) {
-  shmval__obj *o = obj_of(a);
-  if (obj_check(o, SHMVAL__KIND_ARRAY) != 0 || obj_lock(o) == NULL)
+  shmval__obj *o = shmval__obj_of(a);
+  if (shmval__obj_check(o, SHMVAL__KIND_ARRAY) != 0 || shmval__obj_lock(o) == NULL)
     return NULL;
-  return tag(obj_lock(o), is_ro(a));
+  return shmval__tag(shmval__obj_lock(o), shmval__is_ro(a));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -722,25 +713,25 @@ shm_lock *shm_array_get_lock(shm_array *a) {
 /* Elements before the first zero element, or the whole length. */
 static size_t str_len(const shmval__obj *o) {
   if (o->type == SHMVAL_CHAR) {
-    const char *p = memchr(payload(o), 0, (size_t)o->length);
-    return p != NULL ? (size_t)(p - payload(o)) : (size_t)o->length;
+    const char *p = memchr(shmval__payload(o), 0, (size_t)o->length);
+    return p != NULL ? (size_t)(p - shmval__payload(o)) : (size_t)o->length;
   }
-  const wchar_t *w = wmemchr((const wchar_t *)(void *)payload(o), L'\0', (size_t)o->length);
-  return w != NULL ? (size_t)(w - (const wchar_t *)(void *)payload(o)) : (size_t)o->length;
+  const wchar_t *w = wmemchr((const wchar_t *)(void *)shmval__payload(o), L'\0', (size_t)o->length);
+  return w != NULL ? (size_t)(w - (const wchar_t *)(void *)shmval__payload(o)) : (size_t)o->length;
 }
 
 /* Copy the string of array @p h (of type @p type) into @p buf of @p cap elements. */
 static int str_get(const void *h, int type, void *buf, size_t cap) {
-  shmval__obj *o = obj_of(h);
-  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
+  shmval__obj *o = shmval__obj_of(h);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_ARRAY);
   if (rc != 0)
     return rc;
   if (o->type != type)
     return SHMVAL_ETYPE;
   if (buf == NULL || cap == 0)
     return SHMVAL_EINVAL;
-  shmval__lock *l = obj_lock(o);
-  if (l != NULL && is_ro(h))
+  shmval__lock *l = shmval__obj_lock(o);
+  if (l != NULL && shmval__is_ro(h))
     return SHMVAL_EACCES;
   if (l != NULL && (rc = shmval__lock_enter(l)) < 0)
     return rc;
@@ -749,7 +740,7 @@ static int str_get(const void *h, int type, void *buf, size_t cap) {
   if (n >= cap) {
     ret = SHMVAL_ERANGE;
   } else {
-    memcpy(buf, payload(o), n * es);
+    memcpy(buf, shmval__payload(o), n * es);
     memset((char *)buf + n * es, 0, es);
   }
   if (l != NULL && (rc = shmval__lock_leave(l)) != 0)
@@ -759,20 +750,20 @@ static int str_get(const void *h, int type, void *buf, size_t cap) {
 
 /* Store the string @p s (of @p type) in array @p h, terminated when shorter. */
 static int str_set(const void *h, int type, const void *s, bool wide) {
-  shmval__obj *o = obj_of(h);
-  int rc = obj_check(o, SHMVAL__KIND_ARRAY);
+  shmval__obj *o = shmval__obj_of(h);
+  int rc = shmval__obj_check(o, SHMVAL__KIND_ARRAY);
   if (rc != 0 || s == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
   if (o->type != type)
     return SHMVAL_ETYPE;
-  if (is_ro(h))
+  if (shmval__is_ro(h))
     return SHMVAL_EACCES;
   size_t max = (size_t)o->length, es = o->elem_size;
   size_t n = wide ? wcsnlen(s, max + 1) : strnlen(s, max + 1);
   if (n > max)
     return SHMVAL_ERANGE;
   /* The terminator, when stored, is the one at s[n]. */
-  return locked_copy(o, false, payload(o), s, (n < max ? n + 1 : n) * es);
+  return locked_copy(o, false, shmval__payload(o), s, (n < max ? n + 1 : n) * es);
 }
 
 int shm_array_get_string(shm_array *a, char *buf, size_t cap) {
@@ -806,7 +797,7 @@ int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kin
     return rc;
   if (hdr.kind != kind || (expected != 0 && hdr.type != expected))
     return SHMVAL_ETYPE;
-  *out = tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
+  *out = shmval__tag(o, (sg->flags & SHMVAL_RDONLY) != 0);
   return 0;
 }
 
@@ -878,6 +869,6 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
   info->offset = (size_t)off;
   /* A lock's handle is the lock itself, not its host object. */
   void *hd = h.kind == SHMVAL__KIND_LOCK ? (void *)((char *)o + h.lock_rel) : (void *)o;
-  info->handle = tag(hd, (sg->flags & SHMVAL_RDONLY) != 0);
+  info->handle = shmval__tag(hd, (sg->flags & SHMVAL_RDONLY) != 0);
   return 0;
 }

@@ -159,7 +159,7 @@ int shmval__prim_shm_create_unnamed(unsigned mode, int *fd) {
 }
 
 int shmval__prim_shm_link(int fd, const char *name) {
-  char from[64], to[sizeof SHM_DIR + 258];
+  char from[64], to[sizeof SHM_DIR + SHMVAL_NAME_MAX + 2];
   snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
   snprintf(to, sizeof to, SHM_DIR "%s", name);
   return linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0 ? 0 : file_error(errno);

@@ -98,7 +98,7 @@ int shmval__reclaim_journal(shmval__seg *seg, uint64_t *pending, size_t *blocks,
     __atomic_store_n(pending, 0, __ATOMIC_RELEASE);
     return 0;
   }
-  if ((rc = shmval__heap_free_j(seg, off, pending)) == 0) {
+  if ((rc = shmval__heap_free(seg, off, pending)) == 0) {
     ++*blocks;
     *bytes += (size_t)size;
   }

@@ -85,7 +85,7 @@ static void on_fork(shm_segment *sg) {
 /* Names, attacher slots. */
 
 /* "name" or "/name" to "/name": 1..255 bytes, no other '/', not . or .. */
-static int norm_name(const char *in, char out[258]) {
+static int norm_name(const char *in, char out[SHMVAL__SEG_NAME_SIZE]) {
   if (in == NULL)
     return SHMVAL_EINVAL;
   if (*in == '/')
@@ -251,8 +251,8 @@ static int init_new(int fd, const char *name, uint64_t size, uint32_t max_attach
   seg->policy = policy;
   seg->max_attach = max_attach;
   seg->created_ns = shmval__prim_wall_ns();
-  if ((rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach,
-                                    &t)) != 0 ||
+  if ((rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach, &t,
+                                    NULL)) != 0 ||
       (seg->attach_off = t->self_off, rc = shmval__dir_init(seg)) != 0) {
     rc = rc == SHMVAL_ENOMEM ? SHMVAL_EINVAL : rc; /* too small for its own tables */
     goto fail;
@@ -331,7 +331,7 @@ static int make_segment(const char *nm, uint64_t total, unsigned mode, uint32_t 
 
 int shm_segment_create(shm_segment **out, const char *name, size_t size,
                        const shm_segment_opts *o) {
-  char nm[258];
+  char nm[SHMVAL__SEG_NAME_SIZE];
   unsigned mode;
   uint32_t max_attach;
   int rc = check_create_opts(o, &mode, &max_attach);
@@ -457,7 +457,7 @@ static int open_impl(shm_segment **out, const char *name, const shm_segment_opts
 }
 
 int shm_segment_open(shm_segment **out, const char *name, const shm_segment_opts *o) {
-  char nm[258];
+  char nm[SHMVAL__SEG_NAME_SIZE];
   if (out == NULL || norm_name(name, nm) != 0)
     return SHMVAL_EINVAL;
   return open_impl(out, nm, o);
@@ -567,7 +567,7 @@ static int classify(int fd, uint64_t *fsize, uint64_t *dev, uint64_t *ino, void 
 }
 
 int shm_segment_unlink(const char *name) {
-  char nm[258];
+  char nm[SHMVAL__SEG_NAME_SIZE];
   int fd;
   uint64_t fsize, dev, ino;
   void *mem;
@@ -638,7 +638,7 @@ int shm_segment_stat(shm_segment *sg, shm_segment_info *info) {
 }
 
 int shm_segment_inspect(const char *name, shm_segment_info *info) {
-  char nm[258];
+  char nm[SHMVAL__SEG_NAME_SIZE];
   int fd;
   uint64_t fsize, dev, ino;
   void *mem;

@@ -18,9 +18,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define obj_of shmval__obj_of
-#define is_ro shmval__is_ro
-
 /* ------------------------------------------------------------------------ */
 /* Shared helpers. */
 
@@ -53,11 +50,11 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t seen, const wait_spec *w)
 
 /* The object behind a handle of @p kind and its state; writers need a writable one. */
 static int sync_obj(const void *h, unsigned kind, bool write, shmval__obj **o, void **state) {
-  *o = obj_of(h);
+  *o = shmval__obj_of(h);
   int rc = shmval__obj_check(*o, kind);
   if (rc != 0)
     return rc;
-  if (write && is_ro(h))
+  if (write && shmval__is_ro(h))
     return SHMVAL_EACCES;
   *state = shmval__payload(*o);
   return 0;
@@ -103,19 +100,19 @@ int shm_lock_open(shm_lock **out, shm_segment *seg, const char *name) {
     return SHMVAL_EINVAL;
   int rc = shmval__obj_open(&h, seg, name, SHMVAL__KIND_LOCK, 0);
   if (rc == 0)
-    *out = shmval__tag(shmval__obj_lock(obj_of(h)), is_ro(h));
+    *out = shmval__tag(shmval__obj_lock(shmval__obj_of(h)), shmval__is_ro(h));
   return rc;
 }
 
 int shm_lock_destroy(shm_lock *lock) {
   if (lock == NULL)
     return 0;
-  if (is_ro(lock))
+  if (shmval__is_ro(lock))
     return SHMVAL_EACCES;
-  shmval__lock *l = (shmval__lock *)(void *)obj_of(lock);
-  uint32_t m = atomic_load_explicit(&l->magic, memory_order_acquire);
-  if (m != SHMVAL__LOCK_MAGIC)
-    return m == SHMVAL__OBJ_DEAD ? SHMVAL_ESTALE : SHMVAL_EINVAL;
+  shmval__lock *l = (shmval__lock *)(void *)shmval__obj_of(lock);
+  int rc = shmval__lock_check(l);
+  if (rc != 0)
+    return rc;
   shmval__obj *host = (shmval__obj *)(void *)((char *)l - l->host_back);
   if (shmval__obj_check(host, SHMVAL__KIND_LOCK) != 0)
     return shmval__magic_dead(atomic_load(&host->magic)) ? SHMVAL_ESTALE : SHMVAL_EINVAL;
@@ -309,10 +306,10 @@ int shm_cond_open(shm_cond **out, shm_segment *seg, const char *name) {
 }
 
 shm_lock *shm_cond_get_lock(shm_cond *c) {
-  shmval__obj *o = obj_of(c);
+  shmval__obj *o = shmval__obj_of(c);
   if (shmval__obj_check(o, SHMVAL__KIND_COND) != 0)
     return NULL;
-  return shmval__tag(shmval__obj_lock(o), is_ro(c));
+  return shmval__tag(shmval__obj_lock(o), shmval__is_ro(c));
 }
 
 /* The condition's state and lock, with the lock held by the caller. */
@@ -535,7 +532,7 @@ static void forget_action(const void *b) {
 }
 
 int shm_barrier_set_action(shm_barrier *b, void (*fn)(void *), void *ctx) {
-  shmval__obj *o = obj_of(b);
+  shmval__obj *o = shmval__obj_of(b);
   int rc = shmval__obj_check(o, SHMVAL__KIND_BARRIER);
   if (rc != 0)
     return rc;
@@ -767,6 +764,6 @@ int shm_barrier_parties(shm_barrier *b) { return bar_read(b, 2); }
 int shm_barrier_destroy(shm_barrier *b) {
   int rc = shmval__obj_destroy(b, SHMVAL__KIND_BARRIER);
   if (rc == 0 && b != NULL)
-    forget_action(obj_of(b));
+    forget_action(shmval__obj_of(b));
   return rc;
 }

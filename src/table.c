@@ -10,16 +10,11 @@
 #include <string.h>
 
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                            shmval__obj **out) {
-  return shmval__obj_alloc_table_j(seg, kind, elem_size, length, out, NULL);
-}
-
-int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                              shmval__obj **out, uint64_t *journal) {
+                            shmval__obj **out, uint64_t *journal) {
   shmval__obj_layout lo;
   uint64_t off;
   shmval__obj_plan((uint64_t)elem_size * length, 8, false, 0, &lo);
-  int rc = shmval__heap_alloc_j(seg, (size_t)lo.block, &off, journal);
+  int rc = shmval__heap_alloc(seg, (size_t)lo.block, &off, journal);
   if (rc != 0)
     return rc;
   shmval__obj *o = shmval__obj_init(seg, off, &lo, kind, 0, elem_size, length);
@@ -39,5 +34,5 @@ void shmval__obj_free_table(shmval__obj *o, uint64_t *journal) {
   SHMVAL__CRASH_POINT();
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
   SHMVAL__CRASH_POINT();
-  (void)shmval__heap_free_j(shmval__obj_seg(o), shmval__block_off(o), journal);
+  (void)shmval__heap_free(shmval__obj_seg(o), shmval__block_off(o), journal);
 }

@@ -7,12 +7,12 @@
 
 #include "heap.h"
 
-/* Allocate an internal object (a table) of @p length zeroed elements. */
+/*
+ * Allocate an internal object (a table) of @p length zeroed elements,
+ * journaled in @p journal (or NULL) while it is made (see shmval__heap_alloc()).
+ */
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                            shmval__obj **out);
-/* The same, journaled in @p journal while it is made (see shmval__heap_alloc_j). */
-int shmval__obj_alloc_table_j(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
-                              shmval__obj **out, uint64_t *journal);
+                            shmval__obj **out, uint64_t *journal);
 /* Free a table, noting it in the crash journal @p journal (or NULL) until it is free. */
 void shmval__obj_free_table(shmval__obj *o, uint64_t *journal);
 

@@ -224,11 +224,11 @@ static void test_alignment(void **state) {
 static void test_large_array(void **state) {
   (void)state;
   const size_t n = (size_t)8 << 20; /* 64 MiB of doubles */
-  shmval_arena_info before, mid, after;
+  shm_arena_info before, mid, after;
   shm_array *a;
-  assert_ok(shmval_arena_stat(&before));
+  assert_ok(shm_arena_stat(&before));
   assert_ok(shm_array_create(&a, SHMVAL_DOUBLE, n, NULL, NULL));
-  assert_ok(shmval_arena_stat(&mid));
+  assert_ok(shm_arena_stat(&mid));
   if (mid.segments != before.segments + 1) /* a segment of its own */
     fail_msg("segments %zu -> %zu", before.segments, mid.segments);
   double *p = shm_array_ptr(a), v = 0;
@@ -237,11 +237,11 @@ static void test_large_array(void **state) {
   assert_ok(shm_array_get(a, n - 4096, &v));
   assert_true(v == (double)(n - 4096));
   assert_ok(shm_array_destroy(a));
-  assert_ok(shmval_arena_stat(&after));
+  assert_ok(shm_arena_stat(&after));
   assert_int_equal(after.used, before.used);
   /* The freed segment serves the next large array: no new mapping. */
   assert_ok(shm_array_create(&a, SHMVAL_DOUBLE, n, NULL, NULL));
-  assert_ok(shmval_arena_stat(&mid));
+  assert_ok(shm_arena_stat(&mid));
   assert_int_equal(mid.segments, after.segments);
   assert_true(*(double *)shm_array_ptr(a) == 0.0); /* zeroed again */
   assert_ok(shm_array_destroy(a));

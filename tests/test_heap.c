@@ -55,9 +55,9 @@ static void test_split_merge(void **state) {
   (void)state;
   uint64_t a, b, c;
   shmval__heap_stat st0 = check();
-  assert_ok(shmval__heap_alloc(seg, 100, &a)); /* rounds to 128 */
-  assert_ok(shmval__heap_alloc(seg, 64, &b));
-  assert_ok(shmval__heap_alloc(seg, 1000, &c));
+  assert_ok(shmval__heap_alloc(seg, 100, &a, NULL)); /* rounds to 128 */
+  assert_ok(shmval__heap_alloc(seg, 64, &b, NULL));
+  assert_ok(shmval__heap_alloc(seg, 1000, &c, NULL));
   assert_int_equal(shmval__blk_size(seg, a), 128);
   assert_int_equal(shmval__blk_size(seg, b), 64);
   assert_int_equal(b, a + 128);
@@ -66,30 +66,30 @@ static void test_split_merge(void **state) {
   assert_int_equal(st.blocks, 3);
   assert_int_equal(st.used, 128 + 64 + 1024);
   /* Free the middle, then each neighbour: both merges happen. */
-  assert_ok(shmval__heap_free(seg, b));
+  assert_ok(shmval__heap_free(seg, b, NULL));
   assert_int_equal(check().free_blocks, 2);
-  assert_ok(shmval__heap_free(seg, a));
+  assert_ok(shmval__heap_free(seg, a, NULL));
   assert_int_equal(check().free_blocks, 2);
-  assert_ok(shmval__heap_free(seg, c));
+  assert_ok(shmval__heap_free(seg, c, NULL));
   st = check();
   assert_int_equal(st.free_blocks, 1);
   assert_int_equal(st.used, st0.used);
   /* A freed block is reused. */
-  assert_ok(shmval__heap_alloc(seg, 64, &b));
+  assert_ok(shmval__heap_alloc(seg, 64, &b, NULL));
   assert_int_equal(b, a);
-  assert_ok(shmval__heap_free(seg, b));
+  assert_ok(shmval__heap_free(seg, b, NULL));
 }
 
 static void test_bad_frees(void **state) {
   (void)state;
   uint64_t a;
-  assert_ok(shmval__heap_alloc(seg, 64, &a));
-  assert_ok(shmval__heap_free(seg, a));
-  assert_code(shmval__heap_free(seg, a), SHMVAL_ECORRUPT); /* double free */
-  assert_code(shmval__heap_free(seg, a + 8), SHMVAL_ECORRUPT);
-  assert_code(shmval__heap_free(seg, 0), SHMVAL_ECORRUPT);
-  assert_code(shmval__heap_free(seg, seg->heap_end), SHMVAL_ECORRUPT);
-  assert_code(shmval__heap_alloc(seg, 0, &a), SHMVAL_EINVAL);
+  assert_ok(shmval__heap_alloc(seg, 64, &a, NULL));
+  assert_ok(shmval__heap_free(seg, a, NULL));
+  assert_code(shmval__heap_free(seg, a, NULL), SHMVAL_ECORRUPT); /* double free */
+  assert_code(shmval__heap_free(seg, a + 8, NULL), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_free(seg, 0, NULL), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_free(seg, seg->heap_end, NULL), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_alloc(seg, 0, &a, NULL), SHMVAL_EINVAL);
   check();
 }
 
@@ -97,13 +97,13 @@ static void test_exhaustion(void **state) {
   (void)state;
   uint64_t whole, x;
   uint64_t room = seg->heap_end - seg->heap_start;
-  assert_code(shmval__heap_alloc(seg, room + 1, &x), SHMVAL_ENOMEM);
-  assert_code(shmval__heap_alloc(seg, (size_t)1 << 50, &x), SHMVAL_ENOMEM);
+  assert_code(shmval__heap_alloc(seg, room + 1, &x, NULL), SHMVAL_ENOMEM);
+  assert_code(shmval__heap_alloc(seg, (size_t)1 << 50, &x, NULL), SHMVAL_ENOMEM);
   /* The single block is found although its class is below the rounded one. */
-  assert_ok(shmval__heap_alloc(seg, room, &whole));
-  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ENOMEM);
+  assert_ok(shmval__heap_alloc(seg, room, &whole, NULL));
+  assert_code(shmval__heap_alloc(seg, 64, &x, NULL), SHMVAL_ENOMEM);
   assert_int_equal(check().free_blocks, 0);
-  assert_ok(shmval__heap_free(seg, whole));
+  assert_ok(shmval__heap_free(seg, whole, NULL));
   assert_int_equal(check().free_blocks, 1);
 }
 
@@ -116,10 +116,10 @@ static void test_random_churn(void **state) {
     r = r * 6364136223846793005u + 1442695040888963407u;
     int s = (int)((r >> 33) % SLOTS);
     if (off[s] != 0) {
-      assert_ok(shmval__heap_free(seg, off[s]));
+      assert_ok(shmval__heap_free(seg, off[s], NULL));
       off[s] = 0;
     } else {
-      int rc = shmval__heap_alloc(seg, 8 + (r >> 40) % 5000, &off[s]);
+      int rc = shmval__heap_alloc(seg, 8 + (r >> 40) % 5000, &off[s], NULL);
       if (rc == SHMVAL_ENOMEM)
         off[s] = 0;
       else
@@ -130,7 +130,7 @@ static void test_random_churn(void **state) {
   }
   for (int s = 0; s < SLOTS; s++)
     if (off[s] != 0)
-      assert_ok(shmval__heap_free(seg, off[s]));
+      assert_ok(shmval__heap_free(seg, off[s], NULL));
   assert_int_equal(check().free_blocks, 1);
 }
 
@@ -161,10 +161,10 @@ static void scribble_derived(void) {
 
 static void test_rebuild_after_owner_death(void **state) {
   (void)state;
-  assert_ok(shmval__heap_alloc(seg, 64, &blk_a));
-  assert_ok(shmval__heap_alloc(seg, 64, &blk_b));
-  assert_ok(shmval__heap_alloc(seg, 64, &blk_c));
-  assert_ok(shmval__heap_free(seg, blk_c)); /* c merges with the tail */
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_a, NULL));
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_b, NULL));
+  assert_ok(shmval__heap_alloc(seg, 64, &blk_c, NULL));
+  assert_ok(shmval__heap_free(seg, blk_c, NULL)); /* c merges with the tail */
   die_holding_heap_lock(scribble_derived);
   /* The next holder rebuilds lists, bitmaps, tags and counters. */
   shmval__heap_stat st = check();
@@ -172,10 +172,10 @@ static void test_rebuild_after_owner_death(void **state) {
   assert_int_equal(st.used, 64);
   assert_int_equal(st.free_blocks, 1); /* b merged with the free tail */
   uint64_t x;
-  assert_ok(shmval__heap_alloc(seg, 64, &x));
+  assert_ok(shmval__heap_alloc(seg, 64, &x, NULL));
   assert_int_equal(x, blk_b);
-  assert_ok(shmval__heap_free(seg, x));
-  assert_ok(shmval__heap_free(seg, blk_a));
+  assert_ok(shmval__heap_free(seg, x, NULL));
+  assert_ok(shmval__heap_free(seg, blk_a, NULL));
   assert_int_equal(check().free_blocks, 1);
 }
 
@@ -203,9 +203,9 @@ static void test_broken_chain_is_fenced(void **state) {
   uint64_t x;
   shmval__heap_stat st;
   die_holding_heap_lock(break_chain);
-  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ECORRUPT);
+  assert_code(shmval__heap_alloc(seg, 64, &x, NULL), SHMVAL_ECORRUPT);
   /* Fenced off for good rather than allocating from a corrupt heap. */
-  assert_code(shmval__heap_alloc(seg, 64, &x), SHMVAL_ENOTRECOVERABLE);
+  assert_code(shmval__heap_alloc(seg, 64, &x, NULL), SHMVAL_ENOTRECOVERABLE);
   assert_code(shmval__heap_check(seg, &st), SHMVAL_ENOTRECOVERABLE);
 }
 

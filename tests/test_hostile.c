@@ -29,7 +29,7 @@ static wchar_t wbuf[8];
 static unsigned ubuf;
 static shm_segment_info sinfo;
 static shm_check_report creport;
-static shmval_arena_info ainfo;
+static shm_arena_info ainfo;
 static char long_name[SHMVAL_NAME_MAX + 2];
 static char huge_seg_name[300];
 
@@ -223,7 +223,7 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shmval_err_name(INT_MIN) != NULL, 1)                                                           \
   X(shm_type_size(0) == 0, 1)                                                                      \
   X(shm_type_size(INT_MAX) == 0, 1)                                                                \
-  X(shmval_arena_stat(NULL), SHMVAL_EINVAL)
+  X(shm_arena_stat(NULL), SHMVAL_EINVAL)
 
 static int run_case(int i) {
   int k = 0;
@@ -303,7 +303,7 @@ static void snap(snapshot *s) {
   s->event = shm_event_is_set(event);
   s->waiting = shm_barrier_n_waiting(barrier);
   s->parties = shm_barrier_parties(barrier);
-  assert_ok(shmval_arena_stat(&ainfo));
+  assert_ok(shm_arena_stat(&ainfo));
   s->arena_used = ainfo.used;
   assert_ok(shm_segment_stat(seg, &sinfo));
   s->seg_used = sinfo.used;

@@ -105,14 +105,14 @@ static shm_value *shared_v;
 
 static int child_allocates(void *arg) {
   (void)arg;
-  shmval_arena_info before, after;
+  shm_arena_info before, after;
   shm_value *mine;
-  if (shmval_arena_stat(&before) != 0)
+  if (shm_arena_stat(&before) != 0)
     return 40;
   for (int i = 0; i < 100; i++)
     if (shm_value_create(&mine, SHMVAL_INT, NULL, NULL) != 0)
       return 41;
-  if (shmval_arena_stat(&after) != 0)
+  if (shm_arena_stat(&after) != 0)
     return 42;
   /* The child's objects went to a segment of its own. */
   if (after.segments != before.segments + 1)
@@ -126,14 +126,14 @@ static int child_allocates(void *arg) {
 
 static void test_child_objects_are_its_own(void **state) {
   (void)state;
-  shmval_arena_info before, after;
+  shm_arena_info before, after;
   int x = 0;
   assert_ok(shm_value_create(&shared_v, SHMVAL_INT, NULL, NULL));
-  assert_ok(shmval_arena_stat(&before));
+  assert_ok(shm_arena_stat(&before));
   pid_t pid = spawn(child_allocates, NULL);
   assert_true(pid > 0);
   assert_int_equal(reap(pid), 0);
-  assert_ok(shmval_arena_stat(&after));
+  assert_ok(shm_arena_stat(&after));
   /* Nothing the child left behind is in the parent's segments... */
   assert_int_equal(after.segments, before.segments);
   /* ...and the parent's Value was destroyed by the child. */

@@ -225,10 +225,10 @@ static void test_shared_lock(void **state) {
   (void)state;
   shm_value *a, *b;
   shm_array *arr;
-  shmval_arena_info before, after;
+  shm_arena_info before, after;
   int x = 1, y = 0;
   assert_ok(shm_value_create(&a, SHMVAL_INT, &x, NULL));
-  assert_ok(shmval_arena_stat(&before));
+  assert_ok(shm_arena_stat(&before));
   shm_opts share = {.lock = shm_value_get_lock(a)};
   assert_ok(shm_value_create(&b, SHMVAL_INT, NULL, &share));
   assert_ok(shm_array_create(&arr, SHMVAL_INT, 4, NULL, &share));
@@ -255,7 +255,7 @@ static void test_shared_lock(void **state) {
   assert_code(shm_array_destroy(arr), SHMVAL_EBUSY);
   assert_ok(shm_array_release(arr));
   assert_ok(shm_array_destroy(arr));
-  assert_ok(shmval_arena_stat(&after));
+  assert_ok(shm_arena_stat(&after));
   assert_int_equal(after.used + 128, before.used); /* a's block went too */
   /* A destroyed object's lock cannot be shared. */
   assert_code(shm_value_create(&b, SHMVAL_INT, NULL, &share), SHMVAL_ESTALE);

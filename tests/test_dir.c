@@ -1,0 +1,153 @@
+/*
+ * The name directory, white-box (src/dir.c): growth, tombstones and their
+ * reuse, the lock-free lookup's sequence-lock retry, and the verifier.
+ */
+#include "helpers.h"
+
+#include "internal.h"
+
+#include <string.h>
+
+#define MIB ((size_t)1 << 20)
+
+static char nbuf[96];
+static shm_segment *seg;
+
+static int setup(void **state) {
+  (void)state;
+  return shm_segment_create(&seg, test_name(nbuf, sizeof nbuf, "dir"), 4 * MIB, NULL);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return shm_segment_close(seg) || shm_segment_unlink(nbuf);
+}
+
+/* Create the Values n<from>..n<to-1>. */
+static void create_names(int from, int to, shm_value **v) {
+  char name[32];
+  for (int i = from; i < to; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    assert_ok(shm_value_create(&v[i], SHMVAL_INT, &i, &(shm_opts){.segment = seg, .name = name}));
+  }
+}
+
+/* Look n<i> up without the lock: 0 and its object, or the code. */
+static int lookup(int i, bool can_lock, shmval__obj **o) {
+  char name[32];
+  shmval__obj hdr;
+  snprintf(name, sizeof name, "n%d", i);
+  return shmval__dir_lookup(seg->base, name, strlen(name), can_lock, o, &hdr);
+}
+
+static void verify(uint64_t want_named) {
+  uint64_t named = 0;
+  shmval__problem pb = {0};
+  assert_ok(shmval__dir_lock(seg->base));
+  int rc = shmval__dir_verify(seg->base, &named, &pb);
+  shmval__dir_unlock(seg->base);
+  if (rc != 0)
+    fail_msg("directory verify: %s", pb.what);
+  assert_int_equal(named, want_named);
+}
+
+/* The table doubles as names are added; every name is found after each growth. */
+static void test_growth(void **state) {
+  (void)state;
+  enum { N = 200 };
+  shm_value *v[N];
+  uint64_t cap0 = seg->base->dir_cap;
+  assert_int_equal(cap0, 16); /* DIR_MIN */
+  create_names(0, N, v);
+  assert_true(seg->base->dir_cap >= N * 4 / 3);
+  assert_int_equal(seg->base->dir_count, N);
+  assert_int_equal(seg->base->dir_gen & 1, 0);
+  for (int i = 0; i < N; i++) {
+    shmval__obj *o;
+    assert_ok(lookup(i, false, &o));
+    assert_ptr_equal(o, shmval__obj_of(v[i]));
+  }
+  verify(N);
+  for (int i = 0; i < N; i++)
+    assert_ok(shm_value_destroy(v[i]));
+  verify(0);
+}
+
+/* A removal leaves a tombstone that later probes pass over and an insert reuses. */
+static void test_tombstones(void **state) {
+  (void)state;
+  enum { N = 10 };
+  shm_value *v[N];
+  shmval__obj *o;
+  uint64_t tombs0 = seg->base->dir_tombs;
+  create_names(0, N, v);
+  uint64_t cap = seg->base->dir_cap;
+  for (int i = 0; i < N; i += 2)
+    assert_ok(shm_value_destroy(v[i]));
+  assert_int_equal(seg->base->dir_tombs, tombs0 + N / 2);
+  for (int i = 0; i < N; i++)
+    assert_code(lookup(i, false, &o), i % 2 == 0 ? SHMVAL_ENOENT : 0);
+  verify(N / 2);
+  /* Re-creating the removed names reuses tombstones instead of growing. */
+  for (int i = 0; i < N; i += 2) {
+    char name[32];
+    snprintf(name, sizeof name, "n%d", i);
+    assert_ok(shm_value_create(&v[i], SHMVAL_INT, &i, &(shm_opts){.segment = seg, .name = name}));
+  }
+  assert_int_equal(seg->base->dir_cap, cap);
+  assert_true(seg->base->dir_tombs < tombs0 + N / 2);
+  verify(N);
+  for (int i = 0; i < N; i++)
+    assert_ok(shm_value_destroy(v[i]));
+}
+
+/*
+ * While the generation is odd (a writer mid-change), a lock-free lookup
+ * retries, then gives up with EAGAIN; one that may lock takes the lock and
+ * finds the name.
+ */
+static void test_sequence_lock_retry(void **state) {
+  (void)state;
+  shm_value *v[1];
+  shmval__obj *o;
+  create_names(0, 1, v);
+  assert_ok(lookup(0, false, &o));
+  __atomic_fetch_add(&seg->base->dir_gen, 1, __ATOMIC_RELEASE); /* "a writer is at work" */
+  assert_code(lookup(0, false, &o), SHMVAL_EAGAIN);
+  assert_ok(lookup(0, true, &o));
+  assert_ptr_equal(o, shmval__obj_of(v[0]));
+  __atomic_fetch_add(&seg->base->dir_gen, 1, __ATOMIC_RELEASE);
+  assert_ok(lookup(0, false, &o));
+  /* A generation that moves during the probe also makes it retry. */
+  assert_ok(shm_value_destroy(v[0]));
+  assert_code(lookup(0, false, &o), SHMVAL_ENOENT);
+}
+
+/* The verifier catches a counter that disagrees with the table. */
+static void test_verify_counts(void **state) {
+  (void)state;
+  shm_value *v[3];
+  create_names(0, 3, v);
+  verify(3);
+  seg->base->dir_tombs++;
+  uint64_t named = 0;
+  shmval__problem pb = {0};
+  assert_ok(shmval__dir_lock(seg->base));
+  assert_code(shmval__dir_verify(seg->base, &named, &pb), SHMVAL_ECORRUPT);
+  seg->base->dir_tombs--;
+  shmval__dir_unlock(seg->base);
+  assert_non_null(pb.what);
+  verify(3);
+  for (int i = 0; i < 3; i++)
+    assert_ok(shm_value_destroy(v[i]));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sequence_lock_retry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_verify_counts, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
