@@ -223,7 +223,8 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shmval_err_name(INT_MIN) != NULL, 1)                                                           \
   X(shm_type_size(0) == 0, 1)                                                                      \
   X(shm_type_size(INT_MAX) == 0, 1)                                                                \
-  X(shm_arena_stat(NULL), SHMVAL_EINVAL)
+  X(shm_arena_stat(NULL), SHMVAL_EINVAL)                                                           \
+  X(shmval_arena_stat(NULL), SHMVAL_EINVAL)
 
 static int run_case(int i) {
   int k = 0;

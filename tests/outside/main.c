@@ -15,7 +15,8 @@ int main(void) {
   pid_t pid = fork();
   if (pid == 0) {
     long one = 1;
-    _exit(shm_value_acquire(counter) < 0 || shm_value_add(counter, &one, NULL) != SHMVAL_ENOTATOMIC ||
+    _exit(shm_value_acquire(counter) < 0 ||
+          shm_value_add(counter, &one, NULL) != SHMVAL_ENOTATOMIC ||
           (*(long *)shm_value_ptr(counter) += 41, shm_value_release(counter) != 0));
   }
   int st;
