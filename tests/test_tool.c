@@ -91,7 +91,7 @@ static void test_usage(void **state) {
 static void test_ls_and_show(void **state) {
   (void)state;
   shm_segment *s;
-  shm_value *v;
+  shm_value *v, *v2;
   shm_array *a, *t;
   const char *name = test_name(nbuf, sizeof nbuf, "tool");
   assert_ok(shm_segment_create(&s, name, MIB, NULL));
@@ -102,6 +102,8 @@ static void test_ls_and_show(void **state) {
   for (int i = 0; i < 100; i++)
     series[i] = i * 0.5;
   assert_ok(shm_array_create(&a, SHMVAL_DOUBLE, 100, series, &o));
+  o.name = "two\nlines";
+  assert_ok(shm_value_create(&v2, SHMVAL_INT, &(int){7}, &o));
   o.name = "greeting";
   o.flags = SHMVAL_RAW;
   assert_ok(shm_array_create(&t, SHMVAL_CHAR, 16, (char[16]){"hi \"there\""}, &o));
@@ -113,7 +115,7 @@ static void test_ls_and_show(void **state) {
   assert_non_null(strstr(line, "0600"));
   assert_non_null(strstr(line, " ok"));
   assert_int_equal(tool("ls", "--json", NULL, NULL), 0);
-  assert_non_null(strstr(out, "\"objects\": 3, \"attached\": 1"));
+  assert_non_null(strstr(out, "\"objects\": 4, \"attached\": 1"));
   assert_non_null(strstr(out, "\"mode\": \"0600\""));
 
   assert_int_equal(tool("show", name, NULL, NULL), 0);
@@ -121,6 +123,9 @@ static void test_ls_and_show(void **state) {
   assert_non_null(strstr(out, "42"));
   assert_non_null(strstr(out, "[0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, ... 90 more, 49, 49.5]"));
   assert_non_null(strstr(out, "\"hi \\\"there\\\"\""));
+  /* A name with a control character stays on its row, escaped. */
+  assert_non_null(strstr(out, "two\\x0alines"));
+  assert_null(strstr(out, "two\nlines"));
   assert_int_equal(tool("show", "--lock", name, "answer"), 0);
   assert_non_null(strstr(out, "42"));
   assert_null(strstr(out, "series"));

@@ -71,6 +71,24 @@ static void json_string(const char *s) {
   putchar('"');
 }
 
+/*
+ * @p s for a text table: bytes that would break the line or the terminal
+ * (control characters, DEL) shown as \xNN. A static buffer: one at a time.
+ */
+static const char *text_name(const char *s) {
+  static char buf[4 * 256 + 1];
+  size_t n = 0;
+  for (; *s != '\0' && n + 5 < sizeof buf; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f)
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", c);
+    else
+      buf[n++] = (char)c;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
 static const char *state_name(shm_segment_state st) {
   switch (st) {
   case SHMVAL_SEG_OK:
@@ -146,8 +164,8 @@ static int ls_one(const shm_segment_info *i, void *arg) {
     char size[32], used[32];
     human_size(i->size, size, sizeof size);
     human_size(i->used, used, sizeof used);
-    printf("%-32s %9s %9s %7zu %8u  %-11s %04o %s", i->name, size, used, i->objects, i->attached,
-           policy, i->mode, state_name(i->state));
+    printf("%-32s %9s %9s %7zu %8u  %-11s %04o %s", text_name(i->name), size, used, i->objects,
+           i->attached, policy, i->mode, state_name(i->state));
     if (i->state == SHMVAL_SEG_CORRUPT)
       printf(" (%s)", shmval_err_name(i->error));
     putchar('\n');
@@ -393,7 +411,7 @@ static int show_one(const shm_object_info *o, void *arg) {
            kind, data ? type_name(o->type) : "-", o->elem_size, o->length,
            o->has_lock ? "true" : "false", o->offset);
   } else {
-    printf("%-24s %-7s %-6s %8zu  %-6s ", o->name != NULL ? o->name : "(unnamed)", kind,
+    printf("%-24s %-7s %-6s %8zu  %-6s ", o->name != NULL ? text_name(o->name) : "(unnamed)", kind,
            data ? type_name(o->type) : "-", o->length, o->has_lock ? "locked" : "raw");
   }
   if (lrc < 0)
