@@ -338,6 +338,8 @@ static bool slot_alive(shmval__cond_state *st, shmval__cond_slot *s) {
   if (r == 0 || r == EOWNERDEAD)
     pthread_mutex_unlock(&s->alive);
   s->state = SHMVAL__CW_FREE;
+  atomic_signal_fence(memory_order_seq_cst);
+  SHMVAL__CRASH_POINT();
   st->in_slots -= st->in_slots > 0;
   return false;
 }
@@ -356,9 +358,18 @@ static int cond_enter(shmval__cond_state *st) {
       r = pthread_mutex_consistent(&s->alive);
     if (r != 0)
       continue;
-    s->state = SHMVAL__CW_WAITING;
-    s->ticket = st->next_ticket++;
+    /*
+     * Counted before it is marked: a waiter killed between the two leaves
+     * the count one too high (a notify scans once for nothing and corrects
+     * it), never too low (a notify would skip a live waiter).
+     */
+    SHMVAL__CRASH_POINT();
     st->in_slots++;
+    atomic_signal_fence(memory_order_seq_cst);
+    SHMVAL__CRASH_POINT();
+    s->ticket = st->next_ticket++;
+    s->state = SHMVAL__CW_WAITING;
+    SHMVAL__CRASH_POINT();
     return (int)i;
   }
   st->waiters++;
@@ -377,8 +388,11 @@ static bool cond_notified(shmval__cond_state *st, int slot) {
 
 static void cond_leave(shmval__cond_state *st, int slot) {
   if (slot >= 0) {
-    st->slot[slot].state = SHMVAL__CW_FREE;
+    st->slot[slot].state = SHMVAL__CW_FREE; /* before the count, as in cond_enter() */
+    atomic_signal_fence(memory_order_seq_cst);
+    SHMVAL__CRASH_POINT();
     st->in_slots -= st->in_slots > 0;
+    SHMVAL__CRASH_POINT();
     pthread_mutex_unlock(&st->slot[slot].alive);
     return;
   }
@@ -460,16 +474,21 @@ int shm_cond_wait_for(shm_cond *c, int (*pred)(void *ctx), void *ctx, double tim
  */
 static unsigned waiting_slots(shmval__cond_state *st, unsigned *v) {
   unsigned m = 0;
+  uint32_t taken = 0;
   for (unsigned i = 0; i < SHMVAL__COND_SLOTS; i++) {
     shmval__cond_slot *s = &st->slot[i];
-    if (s->state != SHMVAL__CW_WAITING || !slot_alive(st, s))
+    if (s->state != SHMVAL__CW_WAITING || !slot_alive(st, s)) {
+      taken += s->state != SHMVAL__CW_FREE;
       continue;
+    }
+    taken++;
     /* Insertion by ticket; tickets wrap, so compare their distance. */
     unsigned j = m++;
     for (; j > 0 && (int32_t)(s->ticket - st->slot[v[j - 1]].ticket) < 0; j--)
       v[j] = v[j - 1];
     v[j] = i;
   }
+  st->in_slots = taken; /* a count a killed waiter left too high is corrected here */
   return m;
 }
 

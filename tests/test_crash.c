@@ -293,6 +293,87 @@ static void test_cond_slot_damage(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+/*
+ * A Condition waiter killed at each step of entering and leaving its wait
+ * (the slot and its count changing under the condition's lock) leaves the
+ * condition working: live waiters in either slot are notified, and a notify
+ * with no live waiter is lost.
+ */
+static shm_cond *kcond;
+static shm_sem *ksleeping;
+static long kdie_at;
+
+/* Wait on kcond for @p t seconds: 0 notified, 2 not, 3 an error. */
+static int kwait(double t) {
+  shm_lock *l = shm_cond_get_lock(kcond);
+  if (shm_lock_acquire(l) < 0)
+    return 1;
+  shm_sem_release(ksleeping);
+  int rc = shm_cond_wait(kcond, t);
+  shm_lock_release(l);
+  /* A timeout, or a wake-up that found the dying waiter's lock owner-dead. */
+  return rc == 0 ? 0 : rc == SHMVAL_ETIMEDOUT || rc == SHMVAL_OWNERDEAD ? 2 : 3;
+}
+static int kwait_short(void *arg) { return (void)arg, kwait(0.3); }
+static int kwait_long(void *arg) { return (void)arg, kwait(3); }
+static int kwait_dying(void *arg) {
+  (void)arg;
+  shmval__crash_countdown = kdie_at;
+  return kwait(0.05);
+}
+
+/* Start @p fn and return once it waits (its lock is free only inside the wait). */
+static pid_t kstart(int (*fn)(void *)) {
+  pid_t pid = spawn(fn, NULL);
+  assert_ok(shm_sem_acquire(ksleeping, 5));
+  shm_lock *l = shm_cond_get_lock(kcond);
+  int rc = shm_lock_acquire(l);
+  assert_true(rc == 0 || rc == SHMVAL_OWNERDEAD);
+  assert_ok(shm_lock_release(l));
+  return pid;
+}
+
+static void knotify(unsigned n) {
+  shm_lock *l = shm_cond_get_lock(kcond);
+  int rc = shm_lock_acquire(l);
+  assert_true(rc == 0 || rc == SHMVAL_OWNERDEAD);
+  assert_ok(shm_cond_notify(kcond, n));
+  assert_ok(shm_lock_release(l));
+}
+
+static void test_cond_waiter_killed_at_every_step(void **state) {
+  (void)state;
+  assert_ok(shm_cond_create(&kcond, NULL, NULL));
+  assert_ok(shm_sem_create(&ksleeping, 0, NULL));
+  bool finished = false;
+  for (kdie_at = 1; !finished && kdie_at < 100; kdie_at++) {
+    /* A live waiter first, so that the dying one takes the second slot. */
+    pid_t x = kstart(kwait_short);
+    pid_t d = kstart(kwait_dying);
+    int drc = reap(d);
+    finished = drc != 128 + SIGKILL;
+    if (finished)
+      assert_int_equal(drc, 2); /* it timed out normally */
+    assert_int_equal(reap(x), 2);
+    /* Two live waiters; the first leaves; a notify must still reach the second. */
+    pid_t a = kstart(kwait_short), b = kstart(kwait_long);
+    assert_int_equal(reap(a), 2);
+    knotify(1);
+    if (reap(b) != 0)
+      fail_msg("killed at step %ld: the live waiter was not notified", kdie_at);
+    /* No live waiter: the notify is lost. */
+    knotify(1);
+    shm_lock *l = shm_cond_get_lock(kcond);
+    assert_ok(shm_lock_acquire(l));
+    assert_code(shm_cond_wait(kcond, 0.05), SHMVAL_ETIMEDOUT);
+    assert_ok(shm_lock_release(l));
+  }
+  assert_true(finished);
+  print_message("killed a Condition waiter at each of its %ld steps\n", kdie_at - 2);
+  assert_ok(shm_cond_destroy(kcond));
+  assert_ok(shm_sem_destroy(ksleeping));
+}
+
 /* A segment with a named Value "victim" (own lock), for damage to be done to. */
 static shm_segment *victim_segment(char *name, size_t cap, shm_value **v) {
   shm_segment *seg;
@@ -778,6 +859,7 @@ int main(void) {
       cmocka_unit_test(test_shared_lock_not_leaked),
       cmocka_unit_test(test_check_finds_damage),
       cmocka_unit_test(test_cond_slot_damage),
+      cmocka_unit_test(test_cond_waiter_killed_at_every_step),
       cmocka_unit_test(test_fuzz_finds),
       cmocka_unit_test(test_owner_death_wakeup_lost),
       cmocka_unit_test(test_new_attacher_reclaims),
