@@ -674,6 +674,19 @@ typedef struct shm_segment_opts {
    * initialising: 0 means the default, 2 seconds; negative means do not wait.
    */
   double timeout;
+  /**
+   * shm_segment_create(): the most the segment may ever hold, header
+   * included; rounded up to a page; at most 1 TiB. 0 means the `size` given
+   * to create: a fixed segment. Above that size the segment grows: when an
+   * allocation finds no room, the allocator commits more (at least doubling
+   * the committed size, by at most 1 GiB more than the request) until it
+   * reaches max_size. Every process maps max_size of address space when it
+   * creates or opens the segment, so a grow moves nothing: every handle
+   * stays valid in every process, and nobody else has to do anything to
+   * see the new space. Only committed space uses memory (the file's
+   * allocated blocks, `du`); the file's apparent size (`ls -l`) is max_size.
+   */
+  size_t max_size;
 } shm_segment_opts;
 
 /** What shm_segment_inspect() and shm_segment_stat() found. */
@@ -686,10 +699,11 @@ typedef enum shm_segment_state {
 
 /** A segment's description. */
 typedef struct shm_segment_info {
-  char name[257]; /**< "/name" */
-  size_t size;    /**< bytes in the segment */
-  size_t used;    /**< bytes in allocated blocks */
-  size_t free;    /**< bytes in free blocks */
+  char name[257];  /**< "/name" */
+  size_t size;     /**< bytes committed (reserved in /dev/shm), header included */
+  size_t max_size; /**< the most it may grow to (equal to size for a fixed segment) */
+  size_t used;     /**< bytes in allocated blocks */
+  size_t free;     /**< bytes in free blocks */
   /** live objects of every kind (Values, Arrays, locks, semaphores, conditions,
    *  events, barriers); the segment's own tables are not counted */
   size_t objects;
@@ -732,11 +746,15 @@ typedef struct shm_object_info {
  * @brief Create a named segment and attach to it.
  * @param out  Receives the segment.
  * @param name The segment's name (see above).
- * @param size Total bytes, header included; rounded up to a page. The space
- *             is reserved now, so a full /dev/shm fails here, not later.
- * @param o    Options, or NULL: mode 0600, #SHMVAL_PERSIST.
+ * @param size Bytes committed at first, header included; rounded up to a
+ *             page. The space is reserved now, so a full /dev/shm fails here,
+ *             not later; so does every grow (#shm_segment_opts.max_size): a
+ *             grow that finds /dev/shm full fails the allocation that needed
+ *             it with #SHMVAL_ENOSPC, and no process ever gets SIGBUS.
+ * @param o    Options, or NULL: mode 0600, #SHMVAL_PERSIST, a fixed size.
  * @return 0; #SHMVAL_EINVAL (bad name, size too small for the header and
- *         tables, unknown flags, mode beyond 0777); #SHMVAL_EEXIST (the name
+ *         tables or above 1 TiB, max_size below size or above 1 TiB, unknown
+ *         flags, mode beyond 0777); #SHMVAL_EEXIST (the name
  *         exists and #SHMVAL_OPEN_OR_CREATE was not given); #SHMVAL_ENOSPC
  *         (no room in /dev/shm); #SHMVAL_EACCES; #SHMVAL_EMFILE or #SHMVAL_ENFILE
  *         (out of file descriptors: nothing is left behind); #SHMVAL_ENOMEM;
@@ -762,7 +780,10 @@ SHMVAL_API int shm_segment_create(shm_segment **out, const char *name, size_t si
  * @brief Attach to an existing named segment.
  *
  * Everything is validated before it is trusted: the file's size, the magic,
- * the layout version, the ABI fingerprint and the tables it points to.
+ * the layout version, the ABI fingerprint, the sizes (the heap within the
+ * committed size, the committed size within the maximum, which is the file's
+ * size) and the tables it points to. The whole maximum size is mapped, so
+ * the segment's later growth needs nothing of this process.
  * @param out  Receives the segment.
  * @param name The segment's name.
  * @param o    Options: #SHMVAL_RDONLY, #SHMVAL_OBSERVE, timeout; or NULL.

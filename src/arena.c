@@ -89,11 +89,11 @@ static int add_seg(size_t bytes, size_t *index) {
     arena.next_size *= 2;
   }
   void *mem;
-  int rc = shmval__prim_map_anon(size, &mem);
+  int rc = shmval__prim_map_anon(size, false, &mem);
   if (rc != 0)
     return rc;
   shmval__seg *seg = mem;
-  rc = shmval__seg_init(seg, size, SHMVAL__SEG_ANON);
+  rc = shmval__seg_init(seg, size, size, SHMVAL__SEG_ANON);
   if (rc != 0) {
     shmval__prim_unmap(mem, size);
     return rc;

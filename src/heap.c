@@ -15,6 +15,13 @@
  * bitmaps, footers, PREV_FREE bits and counters are derived data: the next
  * process that locks the heap and gets EOWNERDEAD rebuilds all of them from a
  * walk of the chain before marking the lock consistent.
+ *
+ * Growth: a segment whose committed size is below its maximum grows when no
+ * free block fits a request (see grow()): the space is reserved first (the
+ * file's blocks, or an anonymous segment's pages), then the new committed
+ * size is published, then the heap extends into it with the same one-store
+ * discipline. Every process has the whole maximum mapped already, so nothing
+ * moves and nobody else has to do anything to see the new space.
  */
 #include "heap.h"
 #include "journal.h"
@@ -27,6 +34,8 @@
 #define BLK_MIN ((uint64_t)SHMVAL__BLOCK_ALIGN)
 /* Heaps are limited so that every block size maps to a first-level class. */
 #define HEAP_MAX (UINT64_C(1) << 40)
+/* A grow at least doubles the committed size, but adds at most this much beyond the request. */
+#define GROW_STEP_MAX (UINT64_C(1) << 30)
 /* Freed blocks at least this big give their interior pages back. */
 #define DISCARD_MIN (UINT64_C(64) << 10)
 
@@ -202,6 +211,7 @@ static int heap_rebuild(shmval__seg *seg) {
   }
   if (run_size != 0)
     rebuild_free_run(seg, run_start, run_size);
+  seg->end_prev_free = run_size != 0;
   seg->used = used;
   seg->blocks = blocks;
   return 0;
@@ -254,10 +264,10 @@ void shmval__heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_loc
 
 /* ------------------------------------------------------------------------ */
 
-int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
+int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags) {
   uint64_t start = align_up(sizeof(shmval__seg), BLK_MIN);
   uint64_t end = (uint64_t)size & ~(BLK_MIN - 1);
-  if (end < start + BLK_MIN || end - start > HEAP_MAX)
+  if (end < start + BLK_MIN || max_size < size || max_size - start > HEAP_MAX)
     return SHMVAL_EINVAL;
   /* Everything but the magic, which a named segment's creator has set. */
   memset((char *)seg + sizeof seg->magic, 0, sizeof *seg - sizeof seg->magic);
@@ -265,6 +275,7 @@ int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
   seg->hdr_size = (uint32_t)sizeof *seg;
   seg->abi = shmval__abi_fingerprint();
   seg->size = size;
+  seg->max_size = max_size;
   seg->heap_start = start;
   seg->heap_end = end;
   seg->flags = flags;
@@ -274,6 +285,7 @@ int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags) {
   *word_at(seg, start) = (end - start) | SHMVAL__BLK_FREE;
   set_footer(seg, start, end - start);
   list_insert(seg, start, end - start);
+  seg->end_prev_free = 1;
   /* A named segment's creator adds its tables first, then publishes. */
   if (!(flags & SHMVAL__SEG_NAMED))
     shmval__seg_publish(seg);
@@ -383,11 +395,117 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journ
     SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
       set_used_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
+    else
+      seg->end_prev_free = 0;
   }
   SHMVAL__CRASH_POINT();
   seg->used += size;
   SHMVAL__CRASH_POINT();
   seg->blocks++;
+}
+
+/*
+ * The size of the free block that ends at @p off, checked from its boundary
+ * tag back to its header and its links; 0 if it does not check out.
+ */
+static uint64_t free_before(shmval__seg *seg, uint64_t off) {
+  uint64_t psize = off > seg->heap_start ? *word_at(seg, off - 8) : 0;
+  if (psize == 0 || psize > off - seg->heap_start)
+    return 0;
+  uint64_t prev = off - psize;
+  if (!blk_ok(seg, prev, psize) || *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE) ||
+      !links_ok(seg, prev, psize))
+    return 0;
+  return psize;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Growth. */
+
+/*
+ * Reserve the backing of the committed space [from, to): the file's blocks
+ * of a named segment (through this process's descriptor for it), the pages
+ * of an anonymous one.
+ */
+static int commit(shmval__seg *seg, uint64_t from, uint64_t to) {
+  if (seg->flags & SHMVAL__SEG_ANON)
+    return shmval__prim_populate((char *)seg + from, (size_t)(to - from));
+  int fd = shmval__attach_fd(seg);
+  return fd < 0 ? SHMVAL_ENOMEM : shmval__prim_reserve_range(fd, from, to - from);
+}
+
+/*
+ * Make the committed space [heap_end, new_end) the heap's last block, merged
+ * with the free block of @p tsize bytes that ends the heap now (0: none).
+ * The new block is written outside the chain first; one store of heap_end
+ * makes it part of it; the merge after that is a free's. A death in between
+ * leaves two adjacent free blocks, which the rebuild merges.
+ */
+static uint64_t extend(shmval__seg *seg, uint64_t new_end, uint64_t tsize) {
+  uint64_t end = seg->heap_end, delta = new_end - end, blk = end - tsize;
+  *word_at(seg, end) = delta | SHMVAL__BLK_FREE;
+  SHMVAL__CRASH_POINT();
+  set_footer(seg, end, delta);
+  SHMVAL__CRASH_POINT();
+  atomic_store_explicit(&seg->heap_end, new_end, memory_order_release);
+  SHMVAL__CRASH_POINT();
+  if (tsize != 0) {
+    list_remove(seg, blk, tsize);
+    SHMVAL__CRASH_POINT();
+    *word_at(seg, blk) = (tsize + delta) | SHMVAL__BLK_FREE;
+    SHMVAL__CRASH_POINT();
+    set_footer(seg, blk, tsize + delta);
+  }
+  list_insert(seg, blk, tsize + delta);
+  seg->end_prev_free = 1;
+  return blk;
+}
+
+/* The committed size a grow to hold a heap ending at @p want aims for. */
+static uint64_t grow_target(const shmval__seg *seg, uint64_t size, uint64_t want) {
+  uint64_t ps = shmval__prim_page_size(), step = size < GROW_STEP_MAX ? size : GROW_STEP_MAX;
+  uint64_t target = align_up(want, ps);
+  if (target < size + step)
+    target = size + step; /* double: a logarithmic number of grows */
+  return target < seg->max_size ? target : seg->max_size;
+}
+
+/*
+ * With the heap lock held, when no free block holds @p need bytes: grow the
+ * heap until its last block, free, does, committing more of the segment
+ * first if needed; that block's offset in *blk. Reserve, then publish the
+ * committed size, then extend: a death after the reservation leaves space
+ * that the next grower reserves again (a no-op) and publishes; a death after
+ * the publication leaves committed space beyond heap_end, which the next
+ * grower extends into. SHMVAL_ENOMEM when the segment is at its maximum
+ * size; what the reservation says when the system is out of space.
+ */
+static int grow(shmval__seg *seg, uint64_t need, uint64_t *blk) {
+  uint64_t size = seg->size, end = seg->heap_end, tsize = 0;
+  if (seg->end_prev_free && (tsize = free_before(seg, end)) == 0)
+    return SHMVAL_ECORRUPT;
+  if (tsize >= need) { /* a fitting last block that the class search passed over */
+    *blk = end - tsize;
+    return 0;
+  }
+  uint64_t want = end + (need - tsize);
+  if (want > seg->max_size)
+    return SHMVAL_ENOMEM;
+  if (want > size) {
+    uint64_t target = grow_target(seg, size, want);
+    int rc = commit(seg, size, target);
+    if (rc != 0)
+      return rc;
+    SHMVAL__CRASH_POINT();
+    atomic_store_explicit(&seg->size, target, memory_order_release);
+    SHMVAL__CRASH_POINT();
+    size = target;
+  }
+  uint64_t new_end = size & ~(BLK_MIN - 1);
+  if (!head_ok(seg, tsize + new_end - end))
+    return SHMVAL_ECORRUPT;
+  *blk = extend(seg, new_end, tsize);
+  return 0;
 }
 
 int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *journal) {
@@ -402,9 +520,9 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *
   uint64_t b = fl < SHMVAL__FL_COUNT ? find_free(seg, fl, sl) : 0;
   if (b == 0)
     b = find_in_own_class(seg, size);
-  if (b == 0) {
+  if (b == 0 && (rc = grow(seg, size, &b)) != 0) {
     shmval__heap_unlock(seg);
-    return SHMVAL_ENOMEM;
+    return rc;
   }
   uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0, bsize = w & ~SHMVAL__BLK_FLAGS;
   if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, bsize) || bsize < size ||
@@ -447,13 +565,8 @@ static bool free_ok(shmval__seg *seg, uint64_t off, uint64_t w, uint64_t *nsize,
     if (!blk_ok(seg, next, *nsize) || !links_ok(seg, next, *nsize))
       return false;
   }
-  if (w & SHMVAL__BLK_PREV_FREE) {
-    *psize = off > seg->heap_start ? *word_at(seg, off - 8) : 0;
-    uint64_t prev = off - *psize;
-    if (*psize == 0 || *psize > off - seg->heap_start || !blk_ok(seg, prev, *psize) ||
-        *word_at(seg, prev) != (*psize | SHMVAL__BLK_FREE) || !links_ok(seg, prev, *psize))
-      return false;
-  }
+  if ((w & SHMVAL__BLK_PREV_FREE) && (*psize = free_before(seg, off)) == 0)
+    return false;
   return head_ok(seg, *psize + size + *nsize);
 }
 
@@ -489,6 +602,8 @@ static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   list_insert(seg, start, total);
   if (start + total < seg->heap_end)
     set_used_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
+  else
+    seg->end_prev_free = 1;
   SHMVAL__CRASH_POINT();
   seg->used -= size;
   SHMVAL__CRASH_POINT();
@@ -565,6 +680,8 @@ static int check_chain(shmval__seg *seg, shmval__heap_stat *st, shmval__problem 
   st->total = seg->heap_end - seg->heap_start;
   if (off != seg->heap_end)
     return shmval__bad(pb, off, "the block chain overruns the heap's end");
+  if (seg->end_prev_free != (prev_free ? 1u : 0u))
+    return shmval__bad(pb, off, "the heap's end flag disagrees with its last block");
   if (st->used != seg->used || st->blocks != seg->blocks)
     return shmval__bad(pb, 0, "the header's used-byte or block counters disagree with the heap");
   return 0;
@@ -600,6 +717,8 @@ static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit
 
 int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb) {
   memset(st, 0, sizeof *st);
+  if (seg->heap_end > seg->size || seg->size > seg->max_size)
+    return shmval__bad(pb, 0, "the heap's end, committed and maximum sizes are out of order");
   int rc = check_chain(seg, st, pb);
   uint64_t listed = 0;
   for (unsigned fl = 0; rc == 0 && fl < SHMVAL__FL_COUNT; fl++) {

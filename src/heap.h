@@ -14,11 +14,12 @@ typedef struct shmval__heap_stat {
 
 uint64_t shmval__abi_fingerprint(void);
 /*
- * Lay out a fresh segment header and heap over @p size bytes at @p seg. An
+ * Lay out a fresh segment header and heap over @p size committed bytes at
+ * @p seg, mapped (and growable) up to @p max_size bytes (>= size). An
  * anonymous segment is published at once; a named one by its creator, with
  * shmval__seg_publish(), once its tables are in place.
  */
-int shmval__seg_init(shmval__seg *seg, size_t size, uint32_t flags);
+int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags);
 void shmval__seg_publish(shmval__seg *seg);
 /*
  * Call @p cb for every allocated block, under the heap lock (so @p cb must
@@ -30,8 +31,10 @@ int shmval__heap_walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint6
 int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t size),
                                void *ctx);
 /*
- * Allocate a block able to hold @p bytes (block header included). On success
- * *off is the block's offset from the segment base. The block is noted in the
+ * Allocate a block able to hold @p bytes (block header included), growing
+ * the segment's committed size when none is free and it may grow. On success
+ * *off is the block's offset from the segment base. SHMVAL_ENOMEM when there
+ * is no room; SHMVAL_ENOSPC when a grow found /dev/shm full. The block is noted in the
  * crash journal word @p journal (when not NULL) under the heap lock, before it
  * is taken: see journal.h.
  */

@@ -73,6 +73,16 @@ void shmval__attach_remove(shm_segment *sg) {
   pthread_mutex_unlock(&reg.mu);
 }
 
+int shmval__attach_fd(const shmval__seg *seg) {
+  int fd = -1;
+  pthread_mutex_lock(&reg.mu);
+  for (shm_segment *sg = reg.head; sg != NULL && fd < 0; sg = sg->next)
+    if (sg->base == seg)
+      fd = sg->fd;
+  pthread_mutex_unlock(&reg.mu);
+  return fd;
+}
+
 shmval__attach_ent *shmval__attach_table(shmval__seg *seg) {
   shmval__obj *t;
   if (shmval__obj_at(seg, seg->attach_off, &t) != 0 || t->kind != SHMVAL__KIND_ATTACH ||

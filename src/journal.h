@@ -31,6 +31,11 @@ struct shm_segment {
  */
 void shmval__attach_add(struct shm_segment *sg, void (*on_fork)(struct shm_segment *sg));
 void shmval__attach_remove(struct shm_segment *sg);
+/*
+ * The descriptor of this process's attachment mapped at @p seg (the file a
+ * grow reserves space in), or -1 if it has none.
+ */
+int shmval__attach_fd(const shmval__seg *seg);
 /* This process's pid, asked of the kernel once per process. */
 int shmval__attach_pid(void);
 

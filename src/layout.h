@@ -30,7 +30,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 5u
+#define SHMVAL__LAYOUT_VERSION 6u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -67,12 +67,23 @@ typedef struct shmval__seg {
   _Atomic uint64_t magic;
   uint32_t version;
   uint32_t hdr_size;
-  uint64_t abi;        /* shmval__abi_fingerprint() of the creator */
-  uint64_t size;       /* bytes in the segment */
+  uint64_t abi; /* shmval__abi_fingerprint() of the creator */
+  /*
+   * Bytes committed: backed by reserved memory (a named segment's file has
+   * its blocks allocated this far). Only grows, under heap_lock, after the
+   * space is reserved and before the heap extends into it (release store;
+   * see shmval__seg_size()), so heap_end <= size <= max_size always.
+   */
+  _Atomic uint64_t size;
   uint64_t heap_start; /* first block, 64-aligned */
-  uint64_t heap_end;   /* end of the last block */
-  uint32_t flags;      /* SHMVAL__SEG_* */
-  uint32_t reserved0;
+  /* End of the last block: only grows, under heap_lock (see shmval__heap_end()). */
+  _Atomic uint64_t heap_end;
+  uint32_t flags; /* SHMVAL__SEG_* */
+  /*
+   * Guarded by heap_lock, derived (rebuilt after a death): whether the last
+   * block is free, the PREV_FREE bit of the block that a grow appends.
+   */
+  uint32_t end_prev_free;
   /* Allocator state, guarded by heap_lock. */
   uint64_t used;   /* bytes in allocated blocks */
   uint64_t blocks; /* allocated blocks */
@@ -103,6 +114,12 @@ typedef struct shmval__seg {
   uint32_t reserved0b;
   uint64_t created_ns; /* CLOCK_REALTIME at creation */
   /*
+   * The most the segment may hold, fixed at creation: every process maps
+   * this much address space (a named segment's file has this size, its
+   * blocks allocated only as far as size), so a grow never moves anything.
+   */
+  uint64_t max_size;
+  /*
    * Guarded by heap_lock (kept here, in what was padding before layout 4, so
    * that the fields above kept their offsets): the operation a holder of
    * heap_lock is in the middle of, as the block's offset with
@@ -123,6 +140,20 @@ typedef struct shmval__seg {
   pthread_mutex_t heap_lock __attribute__((aligned(SHMVAL__CACHELINE)));
   pthread_mutex_t dir_lock __attribute__((aligned(SHMVAL__CACHELINE)));
 } shmval__seg;
+
+/* The committed size (acquire: the space below it is reserved). */
+static inline uint64_t shmval__seg_size(const shmval__seg *seg) {
+  return atomic_load_explicit(&((shmval__seg *)(uintptr_t)seg)->size, memory_order_acquire);
+}
+
+/*
+ * The heap's end as a lock-free reader sees it now: every offset read from
+ * shared memory is checked against it. It never exceeds the committed size,
+ * which never exceeds the mapping.
+ */
+static inline uint64_t shmval__heap_end(const shmval__seg *seg) {
+  return atomic_load_explicit(&((shmval__seg *)(uintptr_t)seg)->heap_end, memory_order_acquire);
+}
 
 /*
  * A free block: the header word, then the free-list links. The word at +8 is
@@ -288,7 +319,6 @@ static inline void shmval__journal_set(uint64_t *j, uint64_t v) {
     __atomic_store_n(j, v, __ATOMIC_RELEASE);
 }
 
-/* The segment holding the object header @p o. */
 /* The segment holding the object header @p o. */
 static inline shmval__seg *shmval__obj_seg(const shmval__obj *o) {
   return (shmval__seg *)((char *)(uintptr_t)o - o->self_off);

@@ -130,7 +130,7 @@ static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
   uint64_t blk_end = host - SHMVAL__OBJ_HDR_OFF + (w & ~SHMVAL__BLK_FLAGS);
   memcpy(&h, (const char *)seg + host, sizeof h);
   return h.self_off == host && (h.flags & SHMVAL__OBJ_OWN_LOCK) && h.lock_rel == (int64_t)back &&
-         blk_end <= seg->heap_end && at + sizeof(shmval__lock) <= blk_end;
+         blk_end <= shmval__heap_end(seg) && at + sizeof(shmval__lock) <= blk_end;
 }
 
 /* Whether the lock @p o points to lies in the heap and is a lock. */
@@ -139,7 +139,7 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
     return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
   /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
   uint64_t at = off + (uint64_t)o->lock_rel;
-  if (at < seg->heap_start || (at & 7) != 0 || at > seg->heap_end - sizeof(shmval__lock))
+  if (at < seg->heap_start || (at & 7) != 0 || at > shmval__heap_end(seg) - sizeof(shmval__lock))
     return false;
   if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
       (at < off + sizeof *o || at + sizeof(shmval__lock) > blk_end))
@@ -160,14 +160,15 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
  * that was checked.
  */
 int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
-  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF;
-  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= seg->heap_end ||
-      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->heap_end - off < sizeof(shmval__obj))
+  /* Read once: another process may grow the heap meanwhile. */
+  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
+  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
+      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || end - off < sizeof(shmval__obj))
     return SHMVAL_ECORRUPT;
   uint64_t w =
       __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
   uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
-  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > seg->heap_end - blk)
+  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > end - blk)
     return SHMVAL_ECORRUPT;
   shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);

@@ -16,17 +16,33 @@
 #include <time.h>
 #include <unistd.h>
 
-int shmval__prim_map_anon(size_t size, void **out) {
+int shmval__prim_map_anon(size_t size, bool sparse, void **out) {
   /*
    * MAP_SHARED|MAP_ANONYMOUS is backed by an unnamed shmem object: children
    * forked later share it, nothing appears in /dev/shm, and the kernel frees
-   * it when the last process unmaps it.
+   * it when the last process unmaps it. Its size is fixed now, so that
+   * children forked later see every page later committed in it.
    */
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int flags = MAP_SHARED | MAP_ANONYMOUS | (sparse ? MAP_NORESERVE : 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
   if (p == MAP_FAILED)
     return errno == ENOMEM || errno == EAGAIN ? SHMVAL_ENOMEM : -errno;
   *out = p;
   return 0;
+}
+
+int shmval__prim_populate(void *addr, size_t size) {
+#ifdef MADV_POPULATE_WRITE
+  if (size == 0 || madvise(addr, size, MADV_POPULATE_WRITE) == 0)
+    return 0;
+  if (errno == EINVAL) /* a kernel without it: pages are committed when touched */
+    return 0;
+  return errno == ENOMEM || errno == EFAULT || errno == EAGAIN ? SHMVAL_ENOMEM : -errno;
+#else
+  (void)addr;
+  (void)size;
+  return 0;
+#endif
 }
 
 void shmval__prim_unmap(void *addr, size_t size) {
@@ -202,11 +218,20 @@ int shmval__prim_fd_mode(int fd, unsigned *mode) {
   return 0;
 }
 
-int shmval__prim_reserve(int fd, uint64_t size) {
+int shmval__prim_reserve(int fd, uint64_t size, uint64_t apparent) {
   int e = posix_fallocate(fd, 0, (off_t)size);
   if (e == EOPNOTSUPP || e == ENOSYS) /* a file system without fallocate */
-    e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+    e = 0;
+  /* Growing the apparent size allocates nothing: the file is sparse beyond size. */
+  if (e == 0 && ftruncate(fd, (off_t)apparent) != 0)
+    e = errno;
   return e == 0 ? 0 : file_error(e);
+}
+
+int shmval__prim_reserve_range(int fd, uint64_t off, uint64_t len) {
+  int e = posix_fallocate(fd, (off_t)off, (off_t)len);
+  /* Without fallocate the file already has its full apparent size: nothing to do. */
+  return e == 0 || e == EOPNOTSUPP || e == ENOSYS ? 0 : file_error(e);
 }
 
 int shmval__prim_map(int fd, size_t size, bool rdonly, void **out) {

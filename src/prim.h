@@ -19,8 +19,19 @@
 #define SHMVAL__LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHMVAL__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* Map @p size bytes of anonymous memory shared with future fork children. */
-int shmval__prim_map_anon(size_t size, void **out);
+/*
+ * Map @p size bytes of anonymous memory shared with future fork children.
+ * With @p sparse, nothing is reserved or accounted up front: the range is
+ * address space whose pages are committed by shmval__prim_populate().
+ */
+int shmval__prim_map_anon(size_t size, bool sparse, void **out);
+/*
+ * Commit the pages of a page-aligned range of a shared anonymous mapping now,
+ * so that running out of memory is SHMVAL_ENOMEM here rather than a fault
+ * later; where the kernel cannot (before Linux 5.14) pages are committed as
+ * they are first touched.
+ */
+int shmval__prim_populate(void *addr, size_t size);
 /* Unmap a mapping made above (or any page-aligned range of one). */
 void shmval__prim_unmap(void *addr, size_t size);
 /*
@@ -74,8 +85,14 @@ int shmval__prim_shm_unlink(const char *name);
 int shmval__prim_fd_info(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);
 /* The permission bits of an open file. */
 int shmval__prim_fd_mode(int fd, unsigned *mode);
-/* Reserve @p size bytes of backing store: ENOSPC now rather than SIGBUS later. */
-int shmval__prim_reserve(int fd, uint64_t size);
+/*
+ * Reserve the first @p size bytes of backing store (ENOSPC now rather than
+ * SIGBUS later) and give the file @p apparent bytes (>= size; the rest holds
+ * no blocks until reserved with shmval__prim_reserve_range()).
+ */
+int shmval__prim_reserve(int fd, uint64_t size, uint64_t apparent);
+/* Reserve the backing store of [off, off+len) of a file: idempotent. */
+int shmval__prim_reserve_range(int fd, uint64_t off, uint64_t len);
 int shmval__prim_map(int fd, size_t size, bool rdonly, void **out);
 void shmval__prim_close(int fd);
 /*

@@ -198,8 +198,15 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
     return SHMVAL_EVERSION;
   if (seg->abi != shmval__abi_fingerprint())
     return SHMVAL_EABI;
-  if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->size != fsize || seg->heap_start != hdr_bytes() ||
-      seg->heap_end > fsize || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
+  /*
+   * The file's size is the maximum (its blocks are allocated only as far as
+   * the committed size), so all of it is mapped: the committed size, and
+   * the heap's end within it, may grow after this without a remap.
+   */
+  uint64_t size = shmval__seg_size(seg);
+  if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->max_size != fsize || size > seg->max_size ||
+      seg->heap_start != hdr_bytes() || shmval__heap_end(seg) > size ||
+      seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
       seg->max_attach > MAX_ATTACH || shmval__attach_table(seg) == NULL ||
       !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
@@ -212,6 +219,8 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
 
 static int check_create_opts(const shm_segment_opts *o, unsigned *mode, uint32_t *max_attach) {
   unsigned flags = o != NULL ? o->flags : 0;
+  if (o != NULL && o->max_size > SEG_MAX)
+    return SHMVAL_EINVAL;
   *mode = o != NULL && o->mode != 0 ? o->mode : 0600;
   *max_attach = o != NULL && o->max_attach != 0 ? o->max_attach : DEFAULT_ATTACH;
   if ((flags & ~(unsigned)(SHMVAL_OPEN_OR_CREATE | SHMVAL_AUTO_UNLINK)) || (*mode & ~0777u) ||
@@ -220,9 +229,18 @@ static int check_create_opts(const shm_segment_opts *o, unsigned *mode, uint32_t
   return 0;
 }
 
-/* Lay out a new segment in the file @p fd that this process just created. */
-static int init_new(int fd, const char *name, uint64_t size, uint32_t max_attach, unsigned policy,
+/* The sizes of a segment to create: committed and maximum, page-rounded. */
+typedef struct seg_sizes {
+  uint64_t size, max;
+} seg_sizes;
+
+/*
+ * Lay out a new segment in the file @p fd that this process just created:
+ * @p sz.size bytes committed, the file (and every mapping) @p sz.max long.
+ */
+static int init_new(int fd, const char *name, seg_sizes sz, uint32_t max_attach, unsigned policy,
                     shm_segment **out) {
+  uint64_t size = sz.max; /* what is mapped, and unmapped on failure */
   void *mem = NULL;
   shmval__obj *t;
   shm_segment *sg = calloc(1, sizeof *sg);
@@ -239,14 +257,14 @@ static int init_new(int fd, const char *name, uint64_t size, uint32_t max_attach
   if (rc == 0)
     rc = shmval__prim_write_at(fd, &mark, sizeof mark, 0);
   if (rc == 0)
-    rc = shmval__prim_reserve(fd, size);
+    rc = shmval__prim_reserve(fd, sz.size, sz.max);
   if (rc == 0)
     rc = shmval__prim_map(fd, (size_t)size, false, &mem);
   if (rc != 0)
     goto fail;
   shmval__seg *seg = mem;
   atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC_INIT, memory_order_relaxed);
-  if ((rc = shmval__seg_init(seg, (size_t)size, SHMVAL__SEG_NAMED)) != 0)
+  if ((rc = shmval__seg_init(seg, (size_t)sz.size, (size_t)sz.max, SHMVAL__SEG_NAMED)) != 0)
     goto fail;
   seg->policy = policy;
   seg->max_attach = max_attach;
@@ -303,7 +321,7 @@ static void discard_unnamed(shm_segment *sg) {
  * under its name and marked as being initialised at once. SHMVAL_EEXIST when
  * the name is taken.
  */
-static int make_segment(const char *nm, uint64_t total, unsigned mode, uint32_t max_attach,
+static int make_segment(const char *nm, seg_sizes total, unsigned mode, uint32_t max_attach,
                         unsigned policy, shm_segment **out) {
   int fd;
   int rc = shmval__prim_shm_create_unnamed(mode, &fd);
@@ -337,10 +355,12 @@ int shm_segment_create(shm_segment **out, const char *name, size_t size,
   int rc = check_create_opts(o, &mode, &max_attach);
   if (rc != 0 || out == NULL || (rc = norm_name(name, nm)) != 0)
     return rc != 0 ? rc : SHMVAL_EINVAL;
-  size_t ps = shmval__prim_page_size();
-  if (size == 0 || size > SEG_MAX)
+  uint64_t ps = shmval__prim_page_size(), max = o != NULL ? o->max_size : 0;
+  if (size == 0 || size > SEG_MAX || (max != 0 && max < size))
     return SHMVAL_EINVAL;
-  uint64_t total = ((uint64_t)size + ps - 1) & ~(uint64_t)(ps - 1);
+  seg_sizes total = {((uint64_t)size + ps - 1) & ~(ps - 1), (max + ps - 1) & ~(ps - 1)};
+  if (max == 0)
+    total.max = total.size; /* a fixed segment */
   unsigned flags = o != NULL ? o->flags : 0;
   for (int tries = 0; tries < 8; tries++) {
     /* A name already taken is found before anything is reserved. */
@@ -616,9 +636,10 @@ static int describe(shmval__seg *seg, bool writable, shm_segment_info *info) {
   tally t = {.seg = seg};
   int rc = writable ? shmval__heap_walk(seg, tally_block, &t)
                     : shmval__heap_walk_unlocked(seg, tally_block, &t);
-  info->size = (size_t)seg->size;
+  info->size = (size_t)shmval__seg_size(seg);
+  info->max_size = (size_t)seg->max_size;
   info->used = (size_t)t.used;
-  info->free = (size_t)(seg->heap_end - seg->heap_start - t.used);
+  info->free = (size_t)(shmval__heap_end(seg) - seg->heap_start - t.used);
   info->objects = t.objects;
   info->max_attach = seg->max_attach;
   info->flags = seg->policy & SHMVAL_AUTO_UNLINK;
@@ -650,7 +671,7 @@ int shm_segment_inspect(const char *name, shm_segment_info *info) {
   memset(info, 0, sizeof *info);
   strcpy(info->name, nm);
   rc = classify(fd, &fsize, &dev, &ino, &mem);
-  info->size = (size_t)fsize;
+  info->size = info->max_size = (size_t)fsize;
   (void)shmval__prim_fd_mode(fd, &info->mode);
   if (rc == 0) {
     shmval__seg *seg = mem;

@@ -20,7 +20,7 @@ static int setup(void **state) {
   if (mem == MAP_FAILED)
     return -1;
   seg = mem;
-  return shmval__seg_init(seg, SEG_SIZE, SHMVAL__SEG_ANON);
+  return shmval__seg_init(seg, SEG_SIZE, SEG_SIZE, SHMVAL__SEG_ANON);
 }
 
 static int teardown(void **state) {
@@ -48,7 +48,9 @@ static void test_header(void **state) {
   assert_int_equal(st.largest_free, seg->heap_end - seg->heap_start);
   /* Too small to hold a heap, or too large for the size classes. */
   char small[sizeof(shmval__seg) + 64];
-  assert_code(shmval__seg_init((shmval__seg *)(void *)small, sizeof small - 64, 0), SHMVAL_EINVAL);
+  assert_code(
+      shmval__seg_init((shmval__seg *)(void *)small, sizeof small - 64, sizeof small - 64, 0),
+      SHMVAL_EINVAL);
 }
 
 static void test_split_merge(void **state) {
