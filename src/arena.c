@@ -10,6 +10,16 @@
  * created before the fork. Like Python's heap, it allocates its own objects
  * only in segments it maps itself: objects a child leaves behind vanish with
  * it instead of leaking into its parent's segments.
+ *
+ * An object that grows in place (a dict, a list) gets a growable segment of
+ * its own: one MAP_SHARED|MAP_ANONYMOUS|MAP_NORESERVE mapping of its maximum
+ * size, made when the object is created, before the children that share it
+ * are forked. The kernel fixes an anonymous shared object's size when it is
+ * mapped and children inherit the mapping itself, so every process that
+ * shares the object has all of it mapped at the same place: the allocator
+ * commits pages as it extends the heap (shmval__prim_populate(), so running
+ * out of memory is an error of the allocation, not a fault later) and
+ * nobody remaps. Address space is all the unused rest costs.
  */
 #include "arena.h"
 #include "heap.h"
@@ -23,7 +33,7 @@
 
 typedef struct arena_seg {
   shmval__seg *seg;
-  uint64_t room; /* heap bytes: no bigger block can ever fit */
+  uint64_t room; /* heap bytes: no bigger block can ever fit; 0: an object's own segment */
 } arena_seg;
 
 static struct {
@@ -73,11 +83,34 @@ static int try_range(size_t from, size_t to, size_t skip, size_t bytes, shmval__
   return SHMVAL_ENOMEM;
 }
 
-/* Map and add a segment able to hold a block of @p bytes. Call with grow held. */
-static int add_seg(size_t bytes, size_t *index) {
+/*
+ * Map a segment of @p size committed bytes out of @p max_size and list it,
+ * as an object's own (@p own: nothing else is allocated in it) or as one of
+ * the arena's. Call with grow held.
+ */
+static int map_seg(size_t size, size_t max_size, bool own, size_t *index) {
   size_t n = atomic_load_explicit(&arena.n, memory_order_relaxed);
   if (n == MAX_SEGS)
     return SHMVAL_ENOMEM;
+  void *mem;
+  bool sparse = max_size > size;
+  int rc = shmval__prim_map_anon(max_size, sparse, &mem);
+  if (rc != 0)
+    return rc;
+  shmval__seg *seg = mem;
+  if ((sparse && (rc = shmval__prim_populate(mem, size)) != 0) ||
+      (rc = shmval__seg_init(seg, size, max_size, SHMVAL__SEG_ANON)) != 0) {
+    shmval__prim_unmap(mem, max_size);
+    return rc;
+  }
+  arena.segs[n] = (arena_seg){.seg = seg, .room = own ? 0 : seg->heap_end - seg->heap_start};
+  atomic_store_explicit(&arena.n, n + 1, memory_order_release);
+  *index = n;
+  return 0;
+}
+
+/* Map and add a segment able to hold a block of @p bytes. Call with grow held. */
+static int add_seg(size_t bytes, size_t *index) {
   size_t ps = shmval__prim_page_size();
   size_t hdr = (sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN - 1) & ~(size_t)(SHMVAL__BLOCK_ALIGN - 1);
   size_t need = hdr + bytes + SHMVAL__BLOCK_ALIGN;
@@ -88,20 +121,22 @@ static int add_seg(size_t bytes, size_t *index) {
   } else if (arena.next_size < MAX_SEG_SIZE) {
     arena.next_size *= 2;
   }
-  void *mem;
-  int rc = shmval__prim_map_anon(size, false, &mem);
-  if (rc != 0)
-    return rc;
-  shmval__seg *seg = mem;
-  rc = shmval__seg_init(seg, size, size, SHMVAL__SEG_ANON);
-  if (rc != 0) {
-    shmval__prim_unmap(mem, size);
-    return rc;
-  }
-  arena.segs[n] = (arena_seg){.seg = seg, .room = seg->heap_end - seg->heap_start};
-  atomic_store_explicit(&arena.n, n + 1, memory_order_release);
-  *index = n;
-  return 0;
+  return map_seg(size, size, false, index);
+}
+
+int shmval__arena_add_growable(size_t size, size_t max_size, shmval__seg **seg) {
+  size_t ps = shmval__prim_page_size(), idx;
+  if (size == 0 || max_size < size || max_size > ((size_t)1 << 40))
+    return SHMVAL_EINVAL;
+  size = (size + ps - 1) & ~(ps - 1);
+  max_size = (max_size + ps - 1) & ~(ps - 1);
+  pthread_once(&arena_once, arena_init);
+  pthread_mutex_lock(&arena.grow);
+  int rc = map_seg(size, max_size, true, &idx);
+  pthread_mutex_unlock(&arena.grow);
+  if (rc == 0)
+    *seg = arena.segs[idx].seg;
+  return rc;
 }
 
 int shmval__arena_alloc(size_t bytes, shmval__seg **seg, uint64_t *off) {

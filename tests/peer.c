@@ -11,10 +11,14 @@
  *                                       Value V by name, print "opened", then take
  *                                       L, take a unit of S, wait for E, pass B,
  *                                       and wait on C until V is 1
+ *   shmval_test_peer grow SEG ID COUNT  open SEG and do process ID's share of
+ *                                       the growth test (grow_work.h)
  *
  * Exit status: 0, or 10 + the step that failed.
  */
 #include <shmval.h>
+
+#include "grow_work.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +105,16 @@ static int sync_script(const char *seg) {
   return shm_segment_close(s) == 0 ? 0 : 17;
 }
 
+static int grow(const char *seg, int id, int count) {
+  shm_segment *s;
+  if (shm_segment_open(&s, seg, NULL) != 0)
+    return 10;
+  int rc = grow_work(s, id, count);
+  if (rc != 0)
+    return rc + 10;
+  return shm_segment_close(s) == 0 ? 0 : 11;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "attach") == 0)
     return attach(argv[2], argc > 3 && strcmp(argv[3], "ro") == 0);
@@ -110,6 +124,8 @@ int main(int argc, char **argv) {
     return get(argv[2], argv[3]);
   if (argc == 3 && strcmp(argv[1], "sync") == 0)
     return sync_script(argv[2]);
-  fprintf(stderr, "usage: %s attach|race|get SEG ...\n", argv[0]);
+  if (argc == 5 && strcmp(argv[1], "grow") == 0)
+    return grow(argv[2], atoi(argv[3]), atoi(argv[4]));
+  fprintf(stderr, "usage: %s attach|race|get|sync|grow SEG ...\n", argv[0]);
   return 2;
 }

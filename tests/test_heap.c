@@ -211,9 +211,56 @@ static void test_broken_chain_is_fenced(void **state) {
   assert_code(shmval__heap_check(seg, &st), SHMVAL_ENOTRECOVERABLE);
 }
 
+/*
+ * A growable anonymous segment made before a fork: the child's allocations
+ * grow it, and the parent sees the new space and what the child wrote there
+ * without doing anything.
+ */
+static void test_growable_shared_with_child(void **state) {
+  (void)state;
+  shmval__seg *g;
+  uint64_t slot, off;
+  assert_code(shmval__arena_add_growable(1 << 20, 1 << 19, &g), SHMVAL_EINVAL);
+  assert_ok(shmval__arena_add_growable(64 << 10, 64 << 20, &g));
+  assert_int_equal(shmval__seg_size(g), 64 << 10);
+  assert_int_equal(g->max_size, 64 << 20);
+  assert_ok(shmval__heap_alloc(g, 64, &slot, NULL));
+  uint64_t *shared = (uint64_t *)(void *)((char *)g + slot + 8);
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (int i = 0; i < 3; i++) {
+      if (shmval__heap_alloc(g, 8 << 20, &off, NULL) != 0)
+        _exit(1);
+      memset((char *)g + off + 8, 0x40 + i, (8 << 20) - 8);
+    }
+    __atomic_store_n(shared, off, __ATOMIC_RELEASE);
+    _exit(0);
+  }
+  assert_int_equal(reap(pid), 0);
+  off = __atomic_load_n(shared, __ATOMIC_ACQUIRE);
+  assert_true(off > (64 << 10));
+  const unsigned char *p = (const unsigned char *)g + off + 8;
+  assert_int_equal(p[0], 0x42);
+  assert_int_equal(p[(8 << 20) - 9], 0x42);
+  assert_true(shmval__seg_size(g) >= (24 << 20) && shmval__seg_size(g) <= g->max_size);
+  shmval__heap_stat st;
+  assert_ok(shmval__heap_check(g, &st));
+  assert_int_equal(st.blocks, 4);
+  /* It grows here too, up to its maximum and no further. */
+  assert_ok(shmval__heap_alloc(g, 16 << 20, &off, NULL));
+  assert_code(shmval__heap_alloc(g, 32 << 20, &off, NULL), SHMVAL_ENOMEM);
+  assert_ok(shmval__heap_check(g, &st));
+  assert_true(shmval__seg_size(g) <= g->max_size);
+  /* The arena lists it, but allocates nothing else in it. */
+  shm_arena_info ai;
+  assert_ok(shm_arena_stat(&ai));
+  assert_true(ai.total >= st.total);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_header),       cmocka_unit_test(test_split_merge),
+      cmocka_unit_test(test_growable_shared_with_child),
       cmocka_unit_test(test_bad_frees),    cmocka_unit_test(test_exhaustion),
       cmocka_unit_test(test_random_churn), cmocka_unit_test(test_rebuild_after_owner_death),
       cmocka_unit_test(test_half_split),   cmocka_unit_test(test_broken_chain_is_fenced),
