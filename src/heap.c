@@ -492,7 +492,8 @@ static int grow(shmval__seg *seg, uint64_t need, uint64_t *blk) {
   if (want > seg->max_size)
     return SHMVAL_ENOMEM;
   if (want > size) {
-    uint64_t target = grow_target(seg, size, want), least = align_up(want, shmval__prim_page_size());
+    uint64_t target = grow_target(seg, size, want),
+             least = align_up(want, shmval__prim_page_size());
     int rc = commit(seg, size, target);
     /* Short of space for a whole step, the request alone may still fit. */
     if ((rc == SHMVAL_ENOSPC || rc == SHMVAL_ENOMEM) && least < target)

@@ -13,6 +13,7 @@
 
 #include <linux/futex.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NAMES 20 /* more than the directory's first table holds: it resizes */
 #define ARRAY_LEN 3000
@@ -853,6 +854,156 @@ static void test_shared_lock_not_leaked(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+/* ------------------------------------------------------------------------ */
+/* Kills during growth. */
+
+#define GROW_NAMES 6
+#define GROW_LEN                                                                                   \
+  (40u << 10) /* bytes per array: the six take the segment from 64 KiB past 256 KiB */
+
+/*
+ * The length of a raw char array whose block takes all of the free block that
+ * ends the heap, so that the next grow finds the heap ending in a used block;
+ * 0 if it does not end in a free one.
+ */
+static size_t tail_fill_len(shm_segment *seg) {
+  const shmval__seg *b = seg->base;
+  uint64_t end = shmval__heap_end(b);
+  if (!b->end_prev_free)
+    return 0;
+  uint64_t tail = *(const uint64_t *)(const void *)((const char *)b + end - 8);
+  /* The payload starts 64 bytes in; the name "tail" follows it. */
+  return tail > 128 ? (size_t)(tail - 72) : 0;
+}
+
+/*
+ * The child's workload: an array that fills the heap's free tail, then arrays
+ * g0..g5, each filled with its index; *progress counts the seven.
+ */
+static int grow_workload(shm_segment *seg, shm_value *progress, size_t fill_len) {
+  static char fill[GROW_LEN];
+  char name[16];
+  shm_array *a;
+  shm_opts fo = {.segment = seg, .name = "tail", .flags = SHMVAL_RAW};
+  if (fill_len != 0 && shm_array_create(&a, SHMVAL_CHAR, fill_len, NULL, &fo) != 0)
+    return 9;
+  shm_value_add(progress, &(int){1}, NULL);
+  for (int i = 0; i < GROW_NAMES; i++) {
+    memset(fill, 'a' + i, sizeof fill);
+    snprintf(name, sizeof name, "g%d", i);
+    if (shm_array_create(&a, SHMVAL_CHAR, GROW_LEN, fill,
+                         &(shm_opts){.segment = seg, .name = name}))
+      return 10 + i;
+    shm_value_add(progress, &(int){1}, NULL);
+  }
+  return 0;
+}
+
+/* Whether g<i> exists, as it must after @p done operations (in flight: either way). */
+static void expect_grown(shm_segment *seg, int done) {
+  char name[16];
+  for (int i = 0; i < GROW_NAMES; i++) {
+    shm_array *a;
+    snprintf(name, sizeof name, "g%d", i);
+    int rc = shm_array_open(&a, seg, name, SHMVAL_CHAR);
+    if (i + 1 == done) {
+      assert_true(rc == 0 || rc == SHMVAL_ENOENT);
+    } else if (i + 1 < done) {
+      assert_ok(rc);
+      const char *p = shm_array_ptr(a);
+      assert_int_equal(p[0], 'a' + i);
+      assert_int_equal(p[GROW_LEN - 1], 'a' + i);
+    } else {
+      assert_code(rc, SHMVAL_ENOENT);
+    }
+  }
+}
+
+typedef struct grow_seen {
+  bool reserved_unpublished; /* a kill between the reservation and the publication */
+  bool published_unused;     /* a kill between the publication and the heap's extension */
+} grow_seen;
+
+/* One round: kill the growing child after step @p n. True if it finished instead. */
+static bool grow_round_at(long n, grow_seen *seen) {
+  char name[96];
+  shm_segment *seg;
+  test_name(name, sizeof name, "crashgrow");
+  assert_ok(shm_segment_create(&seg, name, 64 << 10, &(shm_segment_opts){.max_size = 4 << 20}));
+  shm_opts prog_o = {.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC};
+  shm_value *progress;
+  assert_ok(shm_value_create(&progress, SHMVAL_INT, NULL, &prog_o));
+  size_t fill_len = tail_fill_len(seg);
+  assert_true(fill_len > 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmval__crash_countdown = n;
+    _exit(grow_workload(seg, progress, fill_len));
+  }
+  int st = reap(pid);
+  assert_true(st == 0 || st == 128 + SIGKILL);
+
+  /* Space is reserved before it is published: the file holds at least what is committed. */
+  shmval__seg *b = seg->base;
+  struct stat fs;
+  assert_int_equal(fstat(seg->fd, &fs), 0);
+  uint64_t size = shmval__seg_size(b), allocated = (uint64_t)fs.st_blocks * 512u;
+  if (allocated < size)
+    fail_msg("after a kill at step %ld: %llu bytes committed, %llu reserved", n,
+             (unsigned long long)size, (unsigned long long)allocated);
+  seen->reserved_unpublished |= allocated > size;
+  seen->published_unused |= shmval__heap_end(b) < size;
+
+  shm_check_report r;
+  int rc = shm_segment_check(seg, &r);
+  if (rc != 0)
+    fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
+             r.problem_offset, r.problem != NULL ? r.problem : "?");
+  assert_true(r.leaked_blocks <= 1);
+  size_t blocks, bytes;
+  assert_ok(shm_segment_reclaim(seg, &blocks, &bytes));
+  int done = 0;
+  assert_ok(shm_value_get(progress, &done));
+  expect_grown(seg, done);
+  if (st == 0)
+    assert_int_equal(done, GROW_NAMES + 1);
+
+  /* It grows again: the workload from the start here, then past what the child reached. */
+  char nm[16];
+  for (int i = -1; i < GROW_NAMES; i++) {
+    snprintf(nm, sizeof nm, i < 0 ? "tail" : "g%d", i);
+    rc = shm_object_remove(seg, nm);
+    assert_true(rc == 0 || rc == SHMVAL_ENOENT);
+  }
+  assert_int_equal(grow_workload(seg, progress, tail_fill_len(seg)), 0);
+  shm_array *big;
+  assert_ok(shm_array_create(&big, SHMVAL_CHAR, 1 << 20, NULL, &(shm_opts){.segment = seg}));
+  assert_true(shmval__seg_size(b) > size);
+  rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0)
+    fail_msg("after a kill at step %ld and a grow: %s, %zu leaked blocks (%s)", n,
+             shmval_err_name(rc), r.leaked_blocks, r.problem != NULL ? r.problem : "");
+  assert_int_equal(fstat(seg->fd, &fs), 0);
+  assert_true((uint64_t)fs.st_blocks * 512u >= shmval__seg_size(b));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return st == 0;
+}
+
+static void test_kill_at_every_grow_step(void **state) {
+  (void)state;
+  grow_seen seen = {false, false};
+  long n;
+  for (n = 1; n < 100000; n++)
+    if (grow_round_at(n, &seen))
+      break;
+  print_message("killed a growing workload at each of its %ld steps\n", n - 1);
+  assert_true(n > 100);
+  /* Kills landed inside the grows, in both of their windows. */
+  assert_true(seen.reserved_unpublished);
+  assert_true(seen.published_unused);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
@@ -868,6 +1019,7 @@ int main(void) {
       cmocka_unit_test(test_unreturned_object),
       cmocka_unit_test(test_kill_during_takeover),
       cmocka_unit_test(test_kill_at_every_step),
+      cmocka_unit_test(test_kill_at_every_grow_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,10 +208,10 @@ static void test_grow_damaged_sizes(void **state) {
     size_t at;
     uint64_t v;
   } cases[] = {
-      {offsetof(shmval__seg, size), 2 * MIB},            /* committed beyond the maximum */
-      {offsetof(shmval__seg, size), 32 * KIB},           /* the heap beyond the committed size */
-      {offsetof(shmval__seg, heap_end), 128 * KIB},      /* the same, the other way */
-      {offsetof(shmval__seg, max_size), MIB - 4096},     /* a maximum that is not the file's size */
+      {offsetof(shmval__seg, size), 2 * MIB},        /* committed beyond the maximum */
+      {offsetof(shmval__seg, size), 32 * KIB},       /* the heap beyond the committed size */
+      {offsetof(shmval__seg, heap_end), 128 * KIB},  /* the same, the other way */
+      {offsetof(shmval__seg, max_size), MIB - 4096}, /* a maximum that is not the file's size */
       {offsetof(shmval__seg, max_size), (uint64_t)-4096}, /* or beyond the address space */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -300,8 +300,8 @@ static int tiny_devshm_grow(void *arg) {
   shm_array *a;
   shm_check_report r;
   if (shm_object_remove(s, "c0") != 0 ||
-      shm_array_create(&a, SHMVAL_UCHAR, CHUNK, NULL, &(shm_opts){.segment = s, .name = "again", .flags = SHMVAL_RAW}) !=
-          0 ||
+      shm_array_create(&a, SHMVAL_UCHAR, CHUNK, NULL,
+                       &(shm_opts){.segment = s, .name = "again", .flags = SHMVAL_RAW}) != 0 ||
       shm_segment_check(s, &r) != 0 || r.leaked_blocks != 0)
     return 5;
   if (shm_segment_close(s) != 0 || shm_segment_unlink(name) != 0)

@@ -157,6 +157,7 @@ static void scribble_derived(void) {
   seg->fl_bitmap = 0x12345678;
   seg->used = 1;
   seg->blocks = 999;
+  seg->end_prev_free = 0; /* the last block is free */
   /* A free interrupted after its merge store: b is marked free, unlisted. */
   *(uint64_t *)(void *)((char *)seg + blk_b) |= SHMVAL__BLK_FREE;
 }
@@ -259,11 +260,15 @@ static void test_growable_shared_with_child(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_header),       cmocka_unit_test(test_split_merge),
+      cmocka_unit_test(test_header),
+      cmocka_unit_test(test_split_merge),
       cmocka_unit_test(test_growable_shared_with_child),
-      cmocka_unit_test(test_bad_frees),    cmocka_unit_test(test_exhaustion),
-      cmocka_unit_test(test_random_churn), cmocka_unit_test(test_rebuild_after_owner_death),
-      cmocka_unit_test(test_half_split),   cmocka_unit_test(test_broken_chain_is_fenced),
+      cmocka_unit_test(test_bad_frees),
+      cmocka_unit_test(test_exhaustion),
+      cmocka_unit_test(test_random_churn),
+      cmocka_unit_test(test_rebuild_after_owner_death),
+      cmocka_unit_test(test_half_split),
+      cmocka_unit_test(test_broken_chain_is_fenced),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
