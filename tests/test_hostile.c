@@ -182,6 +182,12 @@ static int no_fn(const shm_object_info *i, void *ctx) {
     SHMVAL_EINVAL)                                                                                 \
   X(shm_segment_create(&seg, seg_name, 1 << 20, &(shm_segment_opts){.mode = 01777}),               \
     SHMVAL_EINVAL)                                                                                 \
+  X(shm_segment_create(&seg, seg_name, 1 << 20, &(shm_segment_opts){.max_size = 4096}),            \
+    SHMVAL_EINVAL)                                                                                 \
+  X(shm_segment_create(&seg, seg_name, 1 << 20, &(shm_segment_opts){.max_size = SIZE_MAX}),        \
+    SHMVAL_EINVAL)                                                                                 \
+  X(shm_segment_create(&seg, seg_name, SIZE_MAX, &(shm_segment_opts){.max_size = SIZE_MAX}),       \
+    SHMVAL_EINVAL)                                                                                 \
   X(shm_segment_open(NULL, seg_name, NULL), SHMVAL_EINVAL)                                         \
   X(shm_segment_open(&seg, "/a/b", NULL), SHMVAL_EINVAL)                                           \
   X(shm_segment_close(NULL), 0)                                                                    \

@@ -115,10 +115,13 @@ static void test_ls_and_show(void **state) {
   assert_non_null(strstr(line, "0600"));
   assert_non_null(strstr(line, " ok"));
   assert_int_equal(tool("ls", "--json", NULL, NULL), 0);
+  assert_non_null(strstr(out, "\"size\": 1048576, \"max_size\": 1048576"));
   assert_non_null(strstr(out, "\"objects\": 4, \"attached\": 1"));
   assert_non_null(strstr(out, "\"mode\": \"0600\""));
 
   assert_int_equal(tool("show", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, ": 1.0MiB committed of 1.0MiB at most, "));
+  assert_non_null(strstr(out, " used, 4 objects\n"));
   assert_non_null(strstr(out, "answer"));
   assert_non_null(strstr(out, "42"));
   assert_non_null(strstr(out, "[0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, ... 90 more, 49, 49.5]"));
@@ -259,11 +262,35 @@ static void test_check(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+/* A growable segment: ls and show give its committed and maximum sizes. */
+static void test_ls_growable(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_array *a;
+  shm_segment_info info;
+  char want[128];
+  const char *name = test_name(nbuf, sizeof nbuf, "toolgrow");
+  assert_ok(shm_segment_create(&s, name, 64 << 10, &(shm_segment_opts){.max_size = 64 * MIB}));
+  assert_ok(shm_array_create(&a, SHMVAL_CHAR, MIB, NULL, &(shm_opts){.segment = s, .name = "a"}));
+  assert_ok(shm_segment_stat(s, &info));
+  assert_true(info.size > MIB && info.size < 4 * MIB);
+  assert_int_equal(tool("ls", NULL, NULL, NULL), 0);
+  char *line = strstr(out, name);
+  assert_non_null(line);
+  assert_non_null(strstr(line, "MiB   64.0MiB "));
+  assert_int_equal(tool("ls", "--json", NULL, NULL), 0);
+  snprintf(want, sizeof want, "\"size\": %zu, \"max_size\": %zu", info.size, 64 * MIB);
+  assert_non_null(strstr(out, want));
+  assert_int_equal(tool("show", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, "MiB committed of 64.0MiB at most, "));
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_usage),
-      cmocka_unit_test(test_ls_and_show),
-      cmocka_unit_test(test_gc),
+      cmocka_unit_test(test_usage),       cmocka_unit_test(test_ls_and_show),
+      cmocka_unit_test(test_ls_growable), cmocka_unit_test(test_gc),
       cmocka_unit_test(test_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -154,18 +154,20 @@ static int ls_one(const shm_segment_info *i, void *arg) {
   if (c->json) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
     json_string(i->name);
-    printf(", \"size\": %zu, \"used\": %zu, \"objects\": %zu, \"attached\": %u, "
-           "\"policy\": \"%s\", \"mode\": \"%04o\", \"state\": \"%s\"",
-           i->size, i->used, i->objects, i->attached, policy, i->mode, state_name(i->state));
+    printf(", \"size\": %zu, \"max_size\": %zu, \"used\": %zu, \"objects\": %zu, "
+           "\"attached\": %u, \"policy\": \"%s\", \"mode\": \"%04o\", \"state\": \"%s\"",
+           i->size, i->max_size, i->used, i->objects, i->attached, policy, i->mode,
+           state_name(i->state));
     if (i->state == SHMVAL_SEG_CORRUPT)
       printf(", \"error\": \"%s\"", shmval_err_name(i->error));
     printf("}");
   } else {
-    char size[32], used[32];
+    char size[32], max[32], used[32];
     human_size(i->size, size, sizeof size);
+    human_size(i->max_size, max, sizeof max);
     human_size(i->used, used, sizeof used);
-    printf("%-32s %9s %9s %7zu %8u  %-11s %04o %s", text_name(i->name), size, used, i->objects,
-           i->attached, policy, i->mode, state_name(i->state));
+    printf("%-32s %9s %9s %9s %7zu %8u  %-11s %04o %s", text_name(i->name), size, max, used,
+           i->objects, i->attached, policy, i->mode, state_name(i->state));
     if (i->state == SHMVAL_SEG_CORRUPT)
       printf(" (%s)", shmval_err_name(i->error));
     putchar('\n');
@@ -186,8 +188,8 @@ static int cmd_ls(const command *cmd, int argc, char **argv) {
   if (c.json)
     printf("[");
   else
-    printf("%-32s %9s %9s %7s %8s  %-11s %-4s %s\n", "NAME", "SIZE", "USED", "OBJECTS", "ATTACHED",
-           "POLICY", "MODE", "STATE");
+    printf("%-32s %9s %9s %9s %7s %8s  %-11s %-4s %s\n", "NAME", "SIZE", "MAX", "USED", "OBJECTS",
+           "ATTACHED", "POLICY", "MODE", "STATE");
   int rc = for_each_segment(ls_one, &c);
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
@@ -198,17 +200,33 @@ static int cmd_ls(const command *cmd, int argc, char **argv) {
 /* show */
 
 typedef struct show_ctx {
+  shm_segment *seg;
   bool json, lock, full;
   const char *only;
   int count;
 } show_ctx;
 
+/* The text form's first line: the segment's sizes and its object count. */
+static void show_header(shm_segment *s) {
+  shm_segment_info i;
+  char size[32], max[32], used[32];
+  if (shm_segment_stat(s, &i) != 0)
+    return;
+  human_size(i.size, size, sizeof size);
+  human_size(i.max_size, max, sizeof max);
+  human_size(i.used, used, sizeof used);
+  printf("%s: %s committed of %s at most, %s used, %zu object%s\n", text_name(i.name), size, max,
+         used, i.objects, i.objects == 1 ? "" : "s");
+}
+
 /* The table's heading, or the JSON list's opening, before the first object. */
 static void show_start(const show_ctx *c) {
-  if (c->json)
+  if (c->json) {
     printf("[");
-  else
-    printf("%-24s %-7s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
+    return;
+  }
+  show_header(c->seg);
+  printf("%-24s %-7s %-6s %8s  %-6s %s\n", "OBJECT", "KIND", "TYPE", "LENGTH", "LOCK", "VALUE");
 }
 
 #define SHOW_HEAD 8
@@ -454,14 +472,16 @@ static int cmd_show(const command *cmd, int argc, char **argv) {
   int rc = shm_segment_open(&s, seg_name, &o);
   if (rc != 0)
     return seg_error(seg_name, rc);
+  c.seg = s;
   rc = shm_segment_foreach(s, show_one, &c);
-  shm_segment_close(s);
   if (rc == 0 && c.only != NULL && c.count == 0) {
+    shm_segment_close(s);
     fprintf(stderr, "shmval: %s: no object named '%s'\n", seg_name, c.only);
     return 1;
   }
   if (c.count == 0)
     show_start(&c); /* an empty segment: an empty table */
+  shm_segment_close(s);
   if (c.json)
     printf("%s]\n", c.count ? "\n" : "");
   if (rc != 0) {
@@ -620,15 +640,17 @@ static int cmd_gc(const command *cmd, int argc, char **argv) {
 
 static const command commands[] = {
     {"ls", "ls [--json]", "list every libshmval segment",
-     "List every libshmval segment in " SHM_DIR ": name, size, bytes used, live\n"
-     "objects, live attached processes, lifetime policy (persist or auto-unlink),\n"
-     "permission bits and state (ok, uninitialised, orphaned, corrupt).\n"
+     "List every libshmval segment in " SHM_DIR ": name, committed size, maximum\n"
+     "size (what a growable segment may grow to), bytes used, live objects, live\n"
+     "attached processes, lifetime policy (persist or auto-unlink), permission\n"
+     "bits and state (ok, uninitialised, orphaned, corrupt).\n"
      "  --json   one JSON array of objects, one per segment\n",
      cmd_ls},
     {"show", "show [--json] [--lock] [--full] SEGMENT [OBJECT]",
      "show a segment's objects and their values",
      "Show the objects of SEGMENT (or only the one named OBJECT): kind, type,\n"
-     "length, lock and value. Reading does not attach to the segment.\n"
+     "length, lock and value, after a line with the segment's committed and\n"
+     "maximum sizes. Reading does not attach to the segment.\n"
      "  --json   one JSON array of objects, one per object\n"
      "  --lock   read each value under its lock, waiting at most 1 s for it\n"
      "           (without it, values are read without locks)\n"

@@ -6,7 +6,8 @@
  *   fuzz_attach   (FUZZ_ATTACH): open it read-write (which reclaims its slot's
  *                 journal), run the integrity check, visit every object (take
  *                 and release its lock, read and write its value), open
- *                 objects by name, allocate and free, reclaim every journal.
+ *                 objects by name, allocate (enough to grow a growable image)
+ *                 and free, reclaim every journal.
  *   fuzz_inspect  (otherwise): describe it without attaching, open it
  *                 read-only, list and read its objects, look names up.
  *
@@ -159,6 +160,9 @@ static void run(void) {
   if (shm_value_create(&v, SHMVAL_INT, NULL, &uo) == 0)
     (void)shm_value_destroy(v);
   if (shm_array_create(&a, SHMVAL_DOUBLE, 300, NULL, &uo) == 0)
+    (void)shm_array_destroy(a);
+  /* Bigger than what most images have free: a growable one grows (its sizes are image bytes). */
+  if (shm_array_create(&a, SHMVAL_CHAR, 24000, NULL, &uo) == 0)
     (void)shm_array_destroy(a);
   if (shm_value_create(&n, SHMVAL_LLONG, NULL, &no) == 0)
     (void)shm_value_destroy(n);

@@ -1,7 +1,8 @@
 /*
- * Make the fuzzers' seed corpus from real segments: a few small segments
- * holding every kind of object, with names, holes and a resized directory,
- * each copied byte for byte from /dev/shm into DIR.
+ * Make the fuzzers' seed corpus from real segments: a few small segments,
+ * fixed and growable (some grown already), holding every kind of object,
+ * with names, holes and a resized directory, each copied byte for byte from
+ * /dev/shm into DIR.
  *
  *   make_seeds DIR
  *   make_seeds --regressions DIR
@@ -182,13 +183,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   mkdir(argv[1], 0755);
-  const size_t sizes[] = {16384, 32768, 65536};
+  /* Fixed segments of three sizes; then growable ones (a maximum of 64 KiB). */
+  const size_t sizes[] = {16384, 32768, 65536, 16384};
   int n = 0, status = 0;
   for (int variant = 0; variant < 3; variant++) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
       char name[64];
       shm_segment *s;
-      shm_segment_opts so = {.max_attach = 4};
+      shm_segment_opts so = {.max_attach = 4, .max_size = k == 3 ? 65536 : 0};
       snprintf(name, sizeof name, "/shmval-seed-%d-%d", (int)getpid(), n);
       int rc = shm_segment_create(&s, name, sizes[k], &so);
       if (rc != 0) {
@@ -196,6 +198,13 @@ int main(int argc, char **argv) {
         return 1;
       }
       status |= fill(s, variant);
+      if (k == 3 && variant > 0) { /* grown past its first size, then partly freed */
+        shm_array *a;
+        shm_opts o = {.segment = s};
+        TRY(shm_array_create(&a, SHMVAL_DOUBLE, 2000 * (size_t)variant, NULL, &o));
+        if (variant == 2)
+          TRY(shm_array_destroy(a));
+      }
       shm_segment_close(s);
       status |= copy_out(name, argv[1], n++);
       shm_segment_unlink(name);

@@ -411,8 +411,9 @@ static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_valu
 
 static int make_world(shm_segment **seg, shm_value **locked, shm_value **atomic, shm_value **stop,
                       int k) {
-  shm_segment_opts so = {.max_attach = MAX_WORKERS * 2};
-  int rc = shm_segment_create(seg, seg_name, 8u << 20, &so);
+  /* Growable, from little: the workers' first creations grow it while they are being killed. */
+  shm_segment_opts so = {.max_attach = MAX_WORKERS * 2, .max_size = 64u << 20};
+  int rc = shm_segment_create(seg, seg_name, 128u << 10, &so);
   if (rc != 0)
     return rc;
   shm_opts o = {.segment = *seg, .name = "locked"};
