@@ -109,6 +109,7 @@ static inline void *shared_alloc(size_t n) {
 int bench_core(int quick);
 int bench_sync(int quick);
 int bench_named(int quick);
+int bench_grow(int quick);
 int bench_peers(int quick);
 int bench_scaling(int quick);
 
