@@ -82,6 +82,18 @@ static void fragment(shm_segment *seg) {
     assert_ok(shm_value_destroy(v[i]));
 }
 
+/*
+ * After a kill at step @p n: the segment checks clean (its locks' next holder
+ * repairs what the dead left), with at most one block leaked.
+ */
+static void check_after_kill(shm_segment *seg, long n, shm_check_report *r) {
+  int rc = shm_segment_check(seg, r);
+  if (rc != 0)
+    fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
+             r->problem_offset, r->problem != NULL ? r->problem : "?");
+  assert_true(r->leaked_blocks <= 1);
+}
+
 /* One round: kill the child after step @p n. True if it finished instead. */
 static bool round_at(long n, size_t *max_leaked) {
   char name[96];
@@ -132,12 +144,9 @@ static bool round_at(long n, size_t *max_leaked) {
   shmval__heap_unlock(seg->base);
   shmval__dir_unlock(seg->base);
   shm_check_report r;
-  int rc = shm_segment_check(seg, &r);
-  if (rc != 0)
-    fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
-             r.problem_offset, r.problem != NULL ? r.problem : "?");
   /* A kill leaves at most the one block of the operation it interrupted, */
-  assert_true(r.leaked_blocks <= 1);
+  check_after_kill(seg, n, &r);
+  int rc;
   if (r.leaked_blocks > *max_leaked)
     *max_leaked = r.leaked_blocks;
   /* and the dead child's journal lets it be freed. */
@@ -955,11 +964,8 @@ static bool grow_round_at(long n, grow_seen *seen) {
   seen->published_unused |= shmval__heap_end(b) < size;
 
   shm_check_report r;
-  int rc = shm_segment_check(seg, &r);
-  if (rc != 0)
-    fail_msg("after a kill at step %ld: %s at offset %llu: %s", n, shmval_err_name(rc),
-             r.problem_offset, r.problem != NULL ? r.problem : "?");
-  assert_true(r.leaked_blocks <= 1);
+  check_after_kill(seg, n, &r);
+  int rc;
   size_t blocks, bytes;
   assert_ok(shm_segment_reclaim(seg, &blocks, &bytes));
   int done = 0;
