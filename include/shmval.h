@@ -685,6 +685,7 @@ typedef struct shm_segment_opts {
    * stays valid in every process, and nobody else has to do anything to
    * see the new space. Only committed space uses memory (the file's
    * allocated blocks, `du`); the file's apparent size (`ls -l`) is max_size.
+   * With #SHMVAL_OPEN_OR_CREATE, a segment that exists keeps its own sizes.
    */
   size_t max_size;
 } shm_segment_opts;
@@ -700,7 +701,9 @@ typedef enum shm_segment_state {
 /** A segment's description. */
 typedef struct shm_segment_info {
   char name[257];  /**< "/name" */
-  size_t size;     /**< bytes committed (reserved in /dev/shm), header included */
+  /** bytes committed (reserved in /dev/shm), header included; for a segment
+   *  that is not #SHMVAL_SEG_OK, the file's size (as max_size) */
+  size_t size;
   size_t max_size; /**< the most it may grow to (equal to size for a fixed segment) */
   size_t used;     /**< bytes in allocated blocks */
   size_t free;     /**< bytes in free blocks */
