@@ -700,7 +700,7 @@ typedef enum shm_segment_state {
 
 /** A segment's description. */
 typedef struct shm_segment_info {
-  char name[257];  /**< "/name" */
+  char name[257]; /**< "/name" */
   /** bytes committed (reserved in /dev/shm), header included; for a segment
    *  that is not #SHMVAL_SEG_OK, the file's size (as max_size) */
   size_t size;
