@@ -702,7 +702,7 @@ typedef enum shm_segment_state {
 typedef struct shm_segment_info {
   char name[257]; /**< "/name" */
   /** bytes committed (reserved in /dev/shm), header included; for a segment
-   *  that is not #SHMVAL_SEG_OK, the file's size (as max_size) */
+   *  that is unfinished or fails validation, the file's size (as max_size) */
   size_t size;
   size_t max_size; /**< the most it may grow to (equal to size for a fixed segment) */
   size_t used;     /**< bytes in allocated blocks */
