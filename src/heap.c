@@ -542,9 +542,14 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *
   return 0;
 }
 
-/* Give the interior pages of a big block back before it is freed. */
+/*
+ * Give the interior pages of a big block of an anonymous segment back before
+ * it is freed. A named segment's pages stay: its committed space is reserved
+ * in /dev/shm, and a page given back would have to be found again when the
+ * block is reused, where a full /dev/shm is SIGBUS in whoever writes it.
+ */
 static void discard_interior(shmval__seg *seg, uint64_t off, uint64_t size) {
-  if (size < DISCARD_MIN)
+  if (size < DISCARD_MIN || !(seg->flags & SHMVAL__SEG_ANON))
     return;
   uint64_t ps = shmval__prim_page_size();
   uint64_t base = (uint64_t)(uintptr_t)seg;

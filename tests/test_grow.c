@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -262,10 +263,23 @@ static int tiny_reader(shm_segment *s, int go_fd) {
  * before stays readable in every process (no SIGBUS), the segment keeps
  * working, and nothing is left behind.
  */
-static int tiny_devshm_grow(void *arg) {
-  (void)arg;
+/*
+ * In a child: a private /dev/shm of 3 MiB (0), or 77 without the rights to
+ * make one. A fault kills the child (cmocka's handler, inherited, would carry
+ * on with the parent's tests), so that the parent sees it.
+ */
+static int private_devshm(void) {
+  signal(SIGBUS, SIG_DFL);
+  signal(SIGSEGV, SIG_DFL);
   if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
       mount("tmpfs", "/dev/shm", "tmpfs", 0, TINY_FS) != 0)
+    return 77;
+  return 0;
+}
+
+static int tiny_devshm_grow(void *arg) {
+  (void)arg;
+  if (private_devshm() != 0)
     return 77;
   const char *name = "/shmval-test-tiny-grow";
   shm_segment *s;
@@ -325,11 +339,59 @@ static void test_grow_no_space(void **state) {
     fail_msg("the tiny /dev/shm child exited with %d%s", rc, rc == 128 + SIGBUS ? " (SIGBUS)" : "");
 }
 
+/*
+ * Space freed in a named segment stays reserved: a big block destroyed and
+ * made again while another file took the rest of /dev/shm is written without
+ * SIGBUS (its pages were given back to the file system until layout 6).
+ */
+static int tiny_devshm_reuse(void *arg) {
+  (void)arg;
+  if (private_devshm() != 0)
+    return 77;
+  const char *name = "/shmval-test-tiny-reuse";
+  shm_segment *s;
+  shm_array *a;
+  shm_opts o = {.flags = SHMVAL_RAW};
+  size_t apparent, before, after;
+  if (shm_segment_create(&s, name, 2 * MIB, NULL) != 0)
+    return 1;
+  o.segment = s;
+  file_sizes(name, &apparent, &before);
+  if (shm_array_create(&a, SHMVAL_UCHAR, MIB, NULL, &o) != 0 || shm_array_destroy(a) != 0)
+    return 2;
+  file_sizes(name, &apparent, &after);
+  if (after < before) {
+    fprintf(stderr, "freeing 1 MiB gave %zu bytes of the segment's file back\n", before - after);
+    return 3;
+  }
+  /* Another file takes what is left of /dev/shm. */
+  int fd = shm_open("/shmval-test-tiny-filler", O_RDWR | O_CREAT | O_EXCL, 0600);
+  for (size_t chunk = MIB; fd >= 0 && chunk >= 4096; chunk /= 2) {
+    struct stat st;
+    while (fstat(fd, &st) == 0 && posix_fallocate(fd, st.st_size, (off_t)chunk) == 0) {
+    }
+  }
+  if (fd < 0 || shm_array_create(&a, SHMVAL_UCHAR, MIB, NULL, &o) != 0)
+    return 4;
+  memset(shm_array_ptr(a), 0x5a, MIB);
+  close(fd);
+  shm_unlink("/shmval-test-tiny-filler");
+  return shm_segment_close(s) == 0 && shm_segment_unlink(name) == 0 ? 0 : 5;
+}
+
+static void test_freed_space_stays_reserved(void **state) {
+  (void)state;
+  int rc = reap(spawn(tiny_devshm_reuse, NULL));
+  if (rc == 77)
+    skip(); /* needs root for a private /dev/shm */
+  if (rc != 0)
+    fail_msg("the tiny /dev/shm child exited with %d%s", rc, rc == 128 + SIGBUS ? " (SIGBUS)" : "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_grow_limits),
-      cmocka_unit_test(test_grow_damaged_sizes),
-      cmocka_unit_test(test_grow_no_space),
+      cmocka_unit_test(test_grow_limits),         cmocka_unit_test(test_grow_damaged_sizes),
+      cmocka_unit_test(test_grow_no_space),       cmocka_unit_test(test_freed_space_stays_reserved),
       cmocka_unit_test(test_grow_four_processes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
