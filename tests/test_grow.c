@@ -119,6 +119,8 @@ static void test_grow_four_processes(void **state) {
   bool valgrind = pre != NULL && strstr(pre, "vgpreload") != NULL;
   if (allocated < info.size || (allocated > info.size + MIB && !valgrind))
     fail_msg("%zu bytes allocated for %zu committed", allocated, info.size);
+  print_message("4 processes: %zu bytes used, %zu committed, %zu allocated, %zu maximum\n",
+                info.used, info.size, allocated, info.max_size);
   shm_check_report r;
   assert_ok(shm_segment_check(s, &r));
   assert_int_equal(r.leaked_blocks, 0);
