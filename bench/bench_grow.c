@@ -24,21 +24,26 @@ static char grow_name[64];
 
 typedef struct fill_ctx {
   size_t first, max, bytes; /* sizes: made at, at most, to allocate */
+  int failed;               /* a create or an allocation failed: the timing means nothing */
 } fill_ctx;
 
 /* Create, allocate ctx->bytes in 1 KiB raw Arrays, close, unlink: n times. */
 static void fill_run(void *ctx, long n) {
-  const fill_ctx *c = ctx;
+  fill_ctx *c = ctx;
   for (long r = 0; r < n; r++) {
     shm_segment *s;
     shm_segment_opts so = {.max_size = c->max};
-    if (shm_segment_create(&s, grow_name, c->first, &so) != 0)
+    if (shm_segment_create(&s, grow_name, c->first, &so) != 0) {
+      c->failed = 1;
       return;
+    }
     shm_opts o = {.segment = s, .flags = SHMVAL_RAW};
     for (size_t done = 0; done < c->bytes; done += KIB) {
       shm_array *a;
-      if (shm_array_create(&a, SHMVAL_CHAR, KIB - 64, NULL, &o) != 0)
+      if (shm_array_create(&a, SHMVAL_CHAR, KIB - 64, NULL, &o) != 0) {
+        c->failed = 1;
         break;
+      }
     }
     shm_segment_close(s);
     shm_segment_unlink(grow_name);
@@ -116,9 +121,13 @@ int bench_grow(int quick) {
   section("Growable segments", "1 KiB allocation (ns/op)", "grows from 64 KiB",
           "made at full size");
   /* Allocations fill 15/16 of it: what the fixed segment holds with its tables. */
-  fill_ctx grow = {64 * KIB, 4 * total, total / 16 * 15}, fixed = {total, 0, total / 16 * 15};
+  fill_ctx grow = {64 * KIB, 4 * total, total / 16 * 15, 0}, fixed = {total, 0, total / 16 * 15, 0};
   long allocs = (long)(grow.bytes / KIB);
   pair p = measure(fill_run, &grow, 1, fill_run, &fixed, 1);
+  if (grow.failed || fixed.failed) {
+    fprintf(stderr, "shmval_bench: grow: an allocation run failed\n");
+    return 1;
+  }
   p.lib.med /= (double)allocs, p.lib.min /= (double)allocs, p.lib.max /= (double)allocs;
   p.base.med /= (double)allocs, p.base.min /= (double)allocs, p.base.max /= (double)allocs;
   row_ns(quick ? "allocate 60 MiB, growing to 64 MiB" : "allocate 240 MiB, growing to 256 MiB", p,
