@@ -8,7 +8,9 @@
 #include "grow_work.h"
 #include "layout.h" /* header field offsets, for the damaged-header cases */
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -390,10 +392,85 @@ static void test_freed_space_stays_reserved(void **state) {
     fail_msg("the tiny /dev/shm child exited with %d%s", rc, rc == 128 + SIGBUS ? " (SIGBUS)" : "");
 }
 
+/* Threads of one process: writers grow the segment while readers open and read by name. */
+#define T_WRITERS 3
+#define T_ARRAYS 24
+#define T_LEN (64 * 1024) /* ints: 256 KiB an array */
+
+typedef struct thread_ctx {
+  shm_segment *seg;
+  int id, failures;
+  _Atomic int *done;
+} thread_ctx;
+
+static void *writer_thread(void *arg) {
+  thread_ctx *c = arg;
+  char name[32];
+  for (int i = 0; i < T_ARRAYS; i++) {
+    shm_array *a;
+    snprintf(name, sizeof name, "t%d-%d", c->id, i);
+    shm_opts o = {.segment = c->seg, .name = name};
+    if (shm_array_create(&a, SHMVAL_INT, T_LEN, NULL, &o) != 0 ||
+        shm_array_set(a, T_LEN - 1, &(int){c->id * 1000 + i}) != 0)
+      c->failures++;
+  }
+  atomic_fetch_add(c->done, 1);
+  return NULL;
+}
+
+static void *reader_thread(void *arg) {
+  thread_ctx *c = arg;
+  char name[32];
+  unsigned r = (unsigned)c->id;
+  while (atomic_load(c->done) < T_WRITERS) {
+    r = r * 1103515245u + 12345u;
+    int w = (int)(r >> 8) % T_WRITERS, i = (int)(r >> 16) % T_ARRAYS, x = -1;
+    shm_array *a;
+    snprintf(name, sizeof name, "t%d-%d", w, i);
+    if (shm_array_open(&a, c->seg, name, SHMVAL_INT) != 0)
+      continue; /* not made yet */
+    if (shm_array_length(a) != T_LEN || shm_array_get(a, T_LEN - 1, &x) != 0 ||
+        (x != 0 && x != w * 1000 + i))
+      c->failures++;
+  }
+  return NULL;
+}
+
+static void test_grow_threads(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *s;
+  _Atomic int done = 0;
+  pthread_t t[T_WRITERS + 2];
+  thread_ctx c[T_WRITERS + 2];
+  test_name(name, sizeof name, "threads");
+  assert_ok(shm_segment_create(&s, name, 64 * KIB, &(shm_segment_opts){.max_size = 256 * MIB}));
+  for (int i = 0; i < T_WRITERS + 2; i++) {
+    c[i] = (thread_ctx){s, i, 0, &done};
+    assert_int_equal(
+        pthread_create(&t[i], NULL, i < T_WRITERS ? writer_thread : reader_thread, &c[i]), 0);
+  }
+  for (int i = 0; i < T_WRITERS + 2; i++) {
+    assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(c[i].failures, 0);
+  }
+  shm_segment_info info;
+  assert_ok(shm_segment_stat(s, &info));
+  assert_true(info.size >= T_WRITERS * T_ARRAYS * T_LEN * sizeof(int));
+  shm_check_report r;
+  assert_ok(shm_segment_check(s, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_ok(shm_segment_close(s));
+  assert_ok(shm_segment_unlink(name));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_grow_limits),         cmocka_unit_test(test_grow_damaged_sizes),
-      cmocka_unit_test(test_grow_no_space),       cmocka_unit_test(test_freed_space_stays_reserved),
+      cmocka_unit_test(test_grow_limits),
+      cmocka_unit_test(test_grow_threads),
+      cmocka_unit_test(test_grow_damaged_sizes),
+      cmocka_unit_test(test_grow_no_space),
+      cmocka_unit_test(test_freed_space_stays_reserved),
       cmocka_unit_test(test_grow_four_processes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
