@@ -482,7 +482,9 @@ static uint64_t grow_target(const shmval__seg *seg, uint64_t size, uint64_t want
  */
 static int grow(shmval__seg *seg, uint64_t need, uint64_t *blk) {
   uint64_t size = seg->size, end = seg->heap_end, tsize = 0;
-  if (seg->end_prev_free && (tsize = free_before(seg, end)) == 0)
+  /* Checked at open, and only this lock's holders change them: damage is refused, not followed. */
+  if (end > size || size > seg->max_size ||
+      (seg->end_prev_free && (tsize = free_before(seg, end)) == 0))
     return SHMVAL_ECORRUPT;
   if (tsize >= need) { /* a fitting last block that the class search passed over */
     *blk = end - tsize;

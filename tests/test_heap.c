@@ -252,6 +252,16 @@ static void test_growable_shared_with_child(void **state) {
   assert_code(shmval__heap_alloc(g, 32 << 20, &off, NULL), SHMVAL_ENOMEM);
   assert_ok(shmval__heap_check(g, &st));
   assert_true(shmval__seg_size(g) <= g->max_size);
+  /* Sizes out of order (damage): a grow refuses them rather than write past the mapping. */
+  shmval__seg *h;
+  assert_ok(shmval__arena_add_growable(64 << 10, 1 << 20, &h));
+  atomic_store(&h->size, 2 << 20);
+  assert_code(shmval__heap_alloc(h, 512 << 10, &off, NULL), SHMVAL_ECORRUPT);
+  atomic_store(&h->size, 64 << 10);
+  atomic_store(&h->heap_end, 128 << 10);
+  assert_code(shmval__heap_alloc(h, 512 << 10, &off, NULL), SHMVAL_ECORRUPT);
+  atomic_store(&h->heap_end, 64 << 10); /* undamaged again: it grows */
+  assert_ok(shmval__heap_alloc(h, 512 << 10, &off, NULL));
   /* The arena lists it, but allocates nothing else in it. */
   shm_arena_info ai;
   assert_ok(shm_arena_stat(&ai));
