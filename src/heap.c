@@ -36,7 +36,7 @@
 #define HEAP_MAX (UINT64_C(1) << 40)
 /* A grow at least doubles the committed size, but adds at most this much beyond the request. */
 #define GROW_STEP_MAX (UINT64_C(1) << 30)
-/* Freed blocks at least this big give their interior pages back. */
+/* Freed blocks this big in an anonymous segment give their interior pages back. */
 #define DISCARD_MIN (UINT64_C(64) << 10)
 
 static inline uint64_t *word_at(shmval__seg *seg, uint64_t off) {
@@ -483,8 +483,7 @@ static uint64_t grow_target(const shmval__seg *seg, uint64_t size, uint64_t want
 static int grow(shmval__seg *seg, uint64_t need, uint64_t *blk) {
   uint64_t size = seg->size, end = seg->heap_end, tsize = 0;
   /* Checked at open, and only this lock's holders change them: damage is refused, not followed. */
-  if (end > size || size > seg->max_size ||
-      (seg->end_prev_free && (tsize = free_before(seg, end)) == 0))
+  if (!shmval__seg_sizes_ok(seg) || (seg->end_prev_free && (tsize = free_before(seg, end)) == 0))
     return SHMVAL_ECORRUPT;
   if (tsize >= need) { /* a fitting last block that the class search passed over */
     *blk = end - tsize;
@@ -728,7 +727,7 @@ static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit
 
 int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb) {
   memset(st, 0, sizeof *st);
-  if (seg->heap_end > seg->size || seg->size > seg->max_size)
+  if (!shmval__seg_sizes_ok(seg))
     return shmval__bad(pb, 0, "the heap's end, committed and maximum sizes are out of order");
   int rc = check_chain(seg, st, pb);
   uint64_t listed = 0;

@@ -156,6 +156,16 @@ static inline uint64_t shmval__heap_end(const shmval__seg *seg) {
 }
 
 /*
+ * Whether the heap's end, the committed size and the maximum are in order:
+ * what every reader's bounds rest on, checked at open, by a grow and by the
+ * heap check.
+ */
+static inline bool shmval__seg_sizes_ok(const shmval__seg *seg) {
+  uint64_t size = shmval__seg_size(seg);
+  return shmval__heap_end(seg) <= size && size <= seg->max_size;
+}
+
+/*
  * A free block: the header word, then the free-list links. The word at +8 is
  * left alone so that a freed object's header keeps its DEAD magic there, and
  * a stale handle is recognised until the block is reused.

@@ -220,10 +220,11 @@ int shmval__prim_fd_mode(int fd, unsigned *mode) {
 
 int shmval__prim_reserve(int fd, uint64_t size, uint64_t apparent) {
   int e = posix_fallocate(fd, 0, (off_t)size);
+  bool sized = e == 0;                /* posix_fallocate made the file size bytes long */
   if (e == EOPNOTSUPP || e == ENOSYS) /* a file system without fallocate */
     e = 0;
   /* Growing the apparent size allocates nothing: the file is sparse beyond size. */
-  if (e == 0 && ftruncate(fd, (off_t)apparent) != 0)
+  if (e == 0 && (apparent > size || !sized) && ftruncate(fd, (off_t)apparent) != 0)
     e = errno;
   return e == 0 ? 0 : file_error(e);
 }

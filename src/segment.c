@@ -203,10 +203,8 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
    * the committed size), so all of it is mapped: the committed size, and
    * the heap's end within it, may grow after this without a remap.
    */
-  uint64_t size = shmval__seg_size(seg);
-  if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->max_size != fsize || size > seg->max_size ||
-      seg->heap_start != hdr_bytes() || shmval__heap_end(seg) > size ||
-      seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
+  if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->max_size != fsize || !shmval__seg_sizes_ok(seg) ||
+      seg->heap_start != hdr_bytes() || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
       seg->max_attach > MAX_ATTACH || shmval__attach_table(seg) == NULL ||
       !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
