@@ -95,6 +95,7 @@ SHMVAL_API const char *shmval_version(void);
   XX(EDEADLK, SHMVAL__ESYS(EDEADLK), "non-recursive lock already held by this thread")             \
   XX(ETIMEDOUT, SHMVAL__ESYS(ETIMEDOUT), "timed out")                                              \
   XX(ENOTRECOVERABLE, SHMVAL__ESYS(ENOTRECOVERABLE), "lock is not recoverable")                    \
+  XX(ENOBUFS, SHMVAL__ESYS(ENOBUFS), "buffer too small for the value")                             \
   XX(ENOLOCK, -30001, "object has no lock (created raw)")                                          \
   XX(ETYPE, -30002, "wrong element type for this operation")                                       \
   XX(ESTALE, -30003, "handle refers to a destroyed object")                                        \
@@ -228,6 +229,13 @@ typedef struct shm_opts {
    * unnamed object. A name needs a segment.
    */
   const char *name;
+  /**
+   * For a dict made in the default arena: the most its segment of its own
+   * may grow to, in bytes (address space reserved when it is made, memory
+   * committed as it grows); 0: 4 GiB. Ignored elsewhere (a dict in a named
+   * segment grows with the segment: #shm_segment_opts.max_size).
+   */
+  size_t max_size;
 } shm_opts;
 /** @} */
 
@@ -730,7 +738,9 @@ typedef enum shm_object_kind {
   SHMVAL_OBJ_SEM = 4,
   SHMVAL_OBJ_COND = 5,
   SHMVAL_OBJ_EVENT = 6,
-  SHMVAL_OBJ_BARRIER = 7
+  SHMVAL_OBJ_BARRIER = 7,
+  SHMVAL_OBJ_DICT = 8, /**< a shm_dict; type and elem_size describe its values */
+  SHMVAL_OBJ_LIST = 9  /**< reserved for the shared list */
 } shm_object_kind;
 
 /** One object of a segment, as shm_segment_foreach() reports it. */
@@ -1212,6 +1222,202 @@ SHMVAL_API int shm_barrier_broken(shm_barrier *b);
 SHMVAL_API int shm_barrier_n_waiting(shm_barrier *b);
 /** @brief The number of parties, or an error code. */
 SHMVAL_API int shm_barrier_parties(shm_barrier *b);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Shared dicts
+ *
+ * Python's `Manager().dict()` without the server: a hash table in the
+ * segment that every attached process reads and writes directly.
+ *
+ * - Keys are byte strings of 0..#SHMVAL_KEY_MAX bytes (a C string passes
+ *   `strlen(k)`); two keys are equal when their bytes are.
+ * - Values are byte strings of any length (value type 0: Python's
+ *   arbitrary values, serialised by the caller), or, in a typed dict, one
+ *   element of a #shm_type (a counter dict, a dict of doubles) or a record of
+ *   a fixed size (shm_dict_create_record()).
+ * - Readers (get, contains, len, foreach) take no lock and write nothing
+ *   shared: a get is a hash, a probe and a copy validated by the slot's
+ *   version, retried when a writer changed the slot meanwhile, so a value is
+ *   seen whole, old or new, never a mix. Writers lock one of 16 stripes of
+ *   the keys (robust, process-shared mutexes): writers of keys in different
+ *   stripes do not wait for each other.
+ * - The table grows (and shrinks after mass deletion) while readers go on
+ *   reading the old one; writers wait for the resize.
+ * - A writer killed at any point leaves every key at its old or its new
+ *   value: the next writer of the same stripe (or a resize) completes or
+ *   drops the change, and frees what it left. Dict calls never return
+ *   #SHMVAL_OWNERDEAD.
+ * - Thread- and fork-safe: handles may be shared by threads; a dict made in
+ *   the default arena is shared with children forked after its creation.
+ *
+ * Common return codes: #SHMVAL_EINVAL (NULL handle or key with a nonzero
+ * length, a key longer than #SHMVAL_KEY_MAX, a typed dict given a value of
+ * another size, not a dict handle); #SHMVAL_ESTALE (destroyed);
+ * #SHMVAL_EACCES (a write through a dict opened from a #SHMVAL_RDONLY
+ * segment); #SHMVAL_ENOMEM / #SHMVAL_ENOSPC (no room in the arena's segment
+ * / the named segment); #SHMVAL_ECORRUPT (the dict's memory is damaged);
+ * #SHMVAL_ENOTRECOVERABLE.
+ * @{ */
+
+/** A shared dict. Opaque. */
+typedef struct shm_dict shm_dict;
+
+/** The longest key, in bytes. */
+#define SHMVAL_KEY_MAX 65535
+
+/**
+ * @brief Create a dict.
+ * @param out        Receives the handle.
+ * @param value_type 0: values are byte strings of any length; or a #shm_type
+ *                   letter other than #SHMVAL_RECORD: every value is one
+ *                   element of that type.
+ * @param opts       NULL, or options: `segment` and `name` as for Values;
+ *                   `max_size` for a dict in the default arena; `flags` and
+ *                   `lock` must be 0 / NULL.
+ * @return 0; #SHMVAL_EINVAL (NULL @p out, an unknown type, flags or a lock
+ *         given); #SHMVAL_EEXIST, #SHMVAL_ENOSPC, #SHMVAL_EACCES in a named
+ *         segment as for shm_value_create(); #SHMVAL_ENOMEM.
+ *
+ * In the default arena the dict gets a growable segment of its own, shared
+ * with the children forked after this call (address space for
+ * `opts->max_size` bytes is reserved now). In a named segment it is
+ * allocated there, and grows as far as the segment may.
+ */
+SHMVAL_API int shm_dict_create(shm_dict **out, shm_type value_type, const shm_opts *opts);
+
+/**
+ * @brief Create a typed dict whose values are records of @p size bytes
+ *        aligned to @p align (a C struct: `sizeof`, `_Alignof`).
+ * @return As shm_dict_create(); #SHMVAL_EINVAL for a bad size or alignment.
+ */
+SHMVAL_API int shm_dict_create_record(shm_dict **out, size_t size, size_t align,
+                                      const shm_opts *opts);
+
+/**
+ * @brief Open the dict called @p name in @p seg.
+ * @return 0; #SHMVAL_ENOENT; #SHMVAL_ETYPE (the name is another kind of
+ *         object); #SHMVAL_EINVAL; as shm_value_open() otherwise. Through a
+ *         #SHMVAL_RDONLY segment the dict can be read, not written.
+ */
+SHMVAL_API int shm_dict_open(shm_dict **out, shm_segment *seg, const char *name);
+
+/**
+ * @brief Destroy a dict and every entry; NULL is a no-op.
+ * @return 0; #SHMVAL_ESTALE; #SHMVAL_EINVAL; #SHMVAL_EACCES.
+ * @note Nobody may use the dict meanwhile or after (they get #SHMVAL_ESTALE
+ *       when they notice). A destroyer killed halfway leaves a dict that is
+ *       empty or partly emptied (every key present or gone); a second
+ *       destroy, or shm_object_remove(), finishes it.
+ */
+SHMVAL_API int shm_dict_destroy(shm_dict *d);
+
+/**
+ * @brief `d[key] = val`.
+ * @param vlen The value's length: any for a bytes dict; exactly the element
+ *             size in a typed dict.
+ * @return 0; the common codes.
+ */
+SHMVAL_API int shm_dict_set(shm_dict *d, const void *key, size_t klen, const void *val,
+                            size_t vlen);
+
+/**
+ * @brief `d[key]`: copy the value into @p buf.
+ * @param buf  Receives the value; may be NULL when @p cap is 0.
+ * @param cap  Bytes at @p buf.
+ * @param vlen Receives the value's length (also on #SHMVAL_ENOBUFS); may be
+ *             NULL.
+ * @return 0; #SHMVAL_ENOENT (Python's KeyError); #SHMVAL_ENOBUFS (@p cap is
+ *         smaller than the value: nothing copied, *vlen says how much is
+ *         needed); the common codes. Takes no lock.
+ */
+SHMVAL_API int shm_dict_get(shm_dict *d, const void *key, size_t klen, void *buf, size_t cap,
+                            size_t *vlen);
+
+/** @brief `key in d`: 1, 0, or a negative code. Takes no lock. */
+SHMVAL_API int shm_dict_contains(shm_dict *d, const void *key, size_t klen);
+
+/** @brief `del d[key]`: 0; #SHMVAL_ENOENT if absent; the common codes. */
+SHMVAL_API int shm_dict_del(shm_dict *d, const void *key, size_t klen);
+
+/**
+ * @brief `d.pop(key)`: copy the value out and remove the key, in one step.
+ * @return As shm_dict_get(); on #SHMVAL_ENOBUFS the key stays.
+ */
+SHMVAL_API int shm_dict_pop(shm_dict *d, const void *key, size_t klen, void *buf, size_t cap,
+                            size_t *vlen);
+
+/**
+ * @brief `d.setdefault(key, dflt)`: insert @p dflt unless the key exists;
+ *        either way copy the key's value (the one found, or @p dflt) out.
+ * @param buf,cap,vlen As shm_dict_get(); @p buf may be NULL with @p cap 0
+ *        when the value is not wanted (then #SHMVAL_ENOBUFS is not returned).
+ * @return 1 if inserted, 0 if the key existed; #SHMVAL_ENOBUFS (nothing
+ *         inserted, *vlen set) when the value does not fit a non-NULL @p buf;
+ *         the common codes.
+ */
+SHMVAL_API int shm_dict_setdefault(shm_dict *d, const void *key, size_t klen, const void *dflt,
+                                   size_t dlen, void *buf, size_t cap, size_t *vlen);
+
+/** @brief `len(d)`: 0 and *n. Takes no lock (a sum over the stripes). */
+SHMVAL_API int shm_dict_len(shm_dict *d, size_t *n);
+
+/** @brief `d.clear()`: remove every key; the table shrinks to its least size. */
+SHMVAL_API int shm_dict_clear(shm_dict *d);
+
+/**
+ * @brief `d[key] += delta` in a typed numeric dict (integers wrap around
+ *        like shm_value_add()), a missing key counting as 0.
+ * @param delta One element of the dict's type.
+ * @param old   Receives the value before the addition (0 for a new key);
+ *              may be NULL.
+ * @return 0; #SHMVAL_ETYPE (a bytes, bool or record dict); the common codes.
+ */
+SHMVAL_API int shm_dict_add(shm_dict *d, const void *key, size_t klen, const void *delta,
+                            void *old);
+
+/**
+ * @brief Read-modify-write one key with no other writer able to change it
+ *        meanwhile.
+ * @param fn Called once, with the key's stripe locked: @p val is a private
+ *           copy of the value (zeroed if absent), @p *vlen its length (0 if
+ *           absent in a bytes dict), @p cap the bytes @p val may hold (a
+ *           typed dict: one element; a bytes dict: twice the current length,
+ *           at least 256), @p present 1 or 0. It sets *vlen (a typed dict:
+ *           unchanged) and returns 0 to store the value, or anything else to
+ *           leave the dict unchanged and have that returned. It must not call
+ *           into this dict (its stripe is locked: a deadlock for keys of the
+ *           same stripe); other dicts are fine.
+ * @return 0; fn's nonzero result; #SHMVAL_EINVAL (fn set *vlen beyond @p cap,
+ *         or to another size in a typed dict); the common codes.
+ * @note If the process dies inside @p fn the key keeps its old value.
+ */
+SHMVAL_API int
+shm_dict_update(shm_dict *d, const void *key, size_t klen,
+                int (*fn)(void *val, size_t *vlen, size_t cap, int present, void *ctx), void *ctx);
+
+/**
+ * @brief Call @p fn for every key and value.
+ *
+ * The keys and values are first copied into process memory in one pass over
+ * the table (no lock: a resize meanwhile restarts the pass), then @p fn is
+ * called for each copy, in the table's order (no order to rely on), so @p fn
+ * may call any dict function, on this dict too. Every key present for the
+ * whole iteration is seen exactly once, with a value it had during the
+ * iteration; keys added or removed meanwhile may or may not be.
+ * @return 0; @p fn's first nonzero result, which stops the iteration;
+ *         #SHMVAL_ENOMEM (process memory for the copy); the common codes.
+ */
+SHMVAL_API int shm_dict_foreach(shm_dict *d,
+                                int (*fn)(const void *key, size_t klen, const void *val,
+                                          size_t vlen, void *ctx),
+                                void *ctx);
+
+/**
+ * @brief The value type: 0 for a bytes dict, else a #shm_type letter; *size
+ *        (may be NULL) gets a typed dict's value size. 0 for a bad handle.
+ */
+SHMVAL_API shm_type shm_dict_value_type(const shm_dict *d, size_t *size);
 /** @} */
 
 #ifdef __cplusplus

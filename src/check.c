@@ -4,6 +4,7 @@
  * directory (dir.c) with both of the segment's locks held, and counts blocks
  * that no live object owns, which a killed process may leave.
  */
+#include "dict.h"
 #include "dir.h"
 #include "reclaim.h"
 #include "heap.h"
@@ -23,7 +24,16 @@ typedef struct walk_ctx {
   shmval__creating creating; /* objects whose create has not returned */
   shmval__offs users;        /* the shared locks live objects use, one entry per use */
   shmval__offs kept; /* destroyed hosts whose lock is still referenced: (lock, block size) pairs */
+  shmval__offs orphans; /* blocks no object header claims: (block, size) pairs */
+  shmval__offs dicts;   /* live dicts' object headers */
+  shmval__offs owned;   /* the blocks those dicts own (tables, entries, journaled blocks) */
 } walk_ctx;
+
+/* A block without a live object of its own: a dict's, or leaked (see dict_owned()). */
+static int orphan(walk_ctx *w, uint64_t blk, uint64_t size) {
+  int rc = shmval__offs_push(&w->orphans, blk);
+  return rc != 0 ? rc : shmval__offs_push(&w->orphans, size);
+}
 
 /* Count a block that holds no live object, or a table that is not in use. */
 static int leaked(walk_ctx *w, uint64_t size) {
@@ -90,7 +100,7 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     uint32_t m = atomic_load_explicit(&((shmval__obj *)(void *)((char *)w->seg + off))->magic,
                                       memory_order_relaxed);
     return m == SHMVAL__OBJ_MAGIC ? shmval__bad(w->pb, off, "an object header is not valid")
-                                  : leaked(w, size);
+                                  : orphan(w, blk, size);
   }
   if (h.lock_rel != 0 && !(h.flags & SHMVAL__OBJ_OWN_LOCK) &&
       (rc = shmval__offs_push(&w->users, off + (uint64_t)h.lock_rel)) != 0)
@@ -102,6 +112,12 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     return off == w->seg->dir_off ? 0 : leaked(w, size);
   case SHMVAL__KIND_ATTACH:
     return off == w->seg->attach_off ? 0 : leaked(w, size);
+  case SHMVAL__KIND_DICT_TAB:
+    return orphan(w, blk, size);
+  case SHMVAL__KIND_DICT:
+    if ((rc = shmval__offs_push(&w->dicts, off)) != 0)
+      return rc;
+    break;
   default:
     break;
   }
@@ -157,6 +173,36 @@ static void kept_or_leaked(walk_ctx *w) {
   }
 }
 
+/* Whether the sorted list @p l holds @p off. */
+static bool has(const shmval__offs *l, uint64_t off) { return count_of(l, off) != 0; }
+
+/*
+ * Verify every live dict, then sort the blocks without an object of their
+ * own: those a dict owns are in use, the rest leaked. Every block a dict
+ * points to must be one of them (allocated, and nobody else's object).
+ */
+static int dict_owned(walk_ctx *w) {
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < w->dicts.n; i++)
+    rc = shmval__dict_verify(w->seg, w->dicts.v[i], &w->owned, w->pb);
+  if (rc != 0)
+    return rc;
+  shmval__offs_sort(&w->owned);
+  shmval__offs blocks = {0};
+  for (size_t i = 0; rc == 0 && i + 1 < w->orphans.n; i += 2) {
+    uint64_t blk = w->orphans.v[i], size = w->orphans.v[i + 1];
+    if (!has(&w->owned, blk))
+      leaked(w, size);
+    rc = shmval__offs_push(&blocks, blk);
+  }
+  shmval__offs_sort(&blocks);
+  for (size_t i = 0; rc == 0 && i < w->owned.n; i++)
+    if (!has(&blocks, w->owned.v[i]))
+      rc = shmval__bad(w->pb, w->owned.v[i], "a dict points to a block that is not its own");
+  free(blocks.v);
+  return rc;
+}
+
 /* Both locks are held. */
 static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem *pb) {
   shmval__heap_stat st;
@@ -175,9 +221,14 @@ static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem
   rc = shmval__heap_walk_unlocked(seg, check_block, &w);
   if (rc == 0)
     kept_or_leaked(&w);
+  if (rc == 0)
+    rc = dict_owned(&w);
   free(w.creating.v);
   free(w.users.v);
   free(w.kept.v);
+  free(w.orphans.v);
+  free(w.dicts.v);
+  free(w.owned.v);
   if (rc != 0)
     return rc;
   uint64_t named = 0;

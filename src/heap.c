@@ -642,6 +642,23 @@ int shmval__heap_free(shmval__seg *seg, uint64_t off, uint64_t *journal) {
   return rc;
 }
 
+int shmval__heap_free_journaled(shmval__seg *seg, uint64_t *journal) {
+  uint64_t size;
+  int rc = shmval__heap_lock(seg);
+  if (rc != 0)
+    return rc;
+  uint64_t off = __atomic_load_n(journal, __ATOMIC_ACQUIRE) & ~SHMVAL__J_STAGE;
+  if (off != 0 && shmval__heap_used_block(seg, off, &size)) {
+    op_begin(seg, off, SHMVAL__HOP_FREE, journal);
+    rc = free_locked(seg, off, journal);
+    op_end(seg);
+  } else {
+    shmval__journal_set(journal, 0);
+  }
+  shmval__heap_unlock(seg);
+  return rc;
+}
+
 bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size) {
   for (uint64_t at = seg->heap_start; at < seg->heap_end && at <= off;) {
     uint64_t w = *word_at(seg, at), sz = w & ~SHMVAL__BLK_FLAGS;

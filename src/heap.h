@@ -44,6 +44,13 @@ bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size);
 /* Free the block at @p off, clearing the crash journal word @p journal (or NULL) as it becomes
  * free. */
 int shmval__heap_free(shmval__seg *seg, uint64_t off, uint64_t *journal);
+/*
+ * Free the block that the crash journal word @p journal names, if it is still
+ * allocated, clearing the word as the block becomes free (or at once when
+ * the block is not allocated): for a journal whose writer died, after the
+ * heap lock's own repair has settled any free it was in the middle of.
+ */
+int shmval__heap_free_journaled(shmval__seg *seg, uint64_t *journal);
 /* Walk and verify the heap under its lock, filling @p st. */
 int shmval__heap_check(shmval__seg *seg, shmval__heap_stat *st);
 /* The same with the lock held by the caller, describing the first problem. */

@@ -123,6 +123,11 @@ uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal) {
 uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff) {
   if (joff == offsetof(shmval__seg, dir_new))
     return &seg->dir_new;
+  /* A journal word in a block (a dict's): tagged (see shmval__jword). */
+  if (joff % 8 == 0 && joff >= seg->heap_start + 16 && joff < shmval__heap_end(seg) &&
+      __atomic_load_n((uint64_t *)(void *)((char *)seg + joff - 8), __ATOMIC_RELAXED) ==
+          SHMVAL__JTAG)
+    return (uint64_t *)(void *)((char *)seg + joff);
   long slot = joff != 0 ? shmval__journal_slot(seg, joff) : -1;
   return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
 }

@@ -69,7 +69,8 @@ void shmval__offs_sort(shmval__offs *l);
 uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal);
 /*
  * The journal word at offset @p joff (read from shared memory), validated:
- * the header's dir_new or an attacher slot's; NULL otherwise.
+ * the header's dir_new, an attacher slot's, or a tagged word in a block (a
+ * dict's: see shmval__jword); NULL otherwise.
  */
 uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff);
 /*

@@ -208,7 +208,9 @@ enum shmval__kind {
   SHMVAL__KIND_SEM = 6,
   SHMVAL__KIND_COND = 7,
   SHMVAL__KIND_EVENT = 8,
-  SHMVAL__KIND_BARRIER = 9
+  SHMVAL__KIND_BARRIER = 9,
+  SHMVAL__KIND_DICT = 10,    /* a dict's header (dict.c) */
+  SHMVAL__KIND_DICT_TAB = 11 /* a dict's slot table */
 };
 
 /* The payloads of the synchronisation objects (sync.c). */
@@ -257,6 +259,90 @@ typedef struct shmval__barrier_state {
   uint32_t spare;
   double timeout; /* the default; negative: none */
 } shmval__barrier_state;
+
+/*
+ * A journal word that lives inside a heap block (a dict's) rather than in
+ * the segment header or the attacher table: the word before it holds
+ * SHMVAL__JTAG, which is how shmval__journal_at() tells it from anything
+ * else an offset read from shared memory might point to.
+ */
+#define SHMVAL__JTAG UINT64_C(0x4c4e524a4c415653) /* "SVALJRNL" */
+typedef struct shmval__jword {
+  uint64_t tag; /* SHMVAL__JTAG */
+  uint64_t word;
+} shmval__jword;
+
+/*
+ * A dict's slot (dict.c): a control word, then two data words. The control
+ * word is the slot's sequence lock: writers set BUSY, change the data, then
+ * store the final control word with the version they stepped; readers copy
+ * the data between two loads of it and retry when they differ.
+ */
+#define SHMVAL__DS_EMPTY UINT64_C(0)
+#define SHMVAL__DS_TOMB UINT64_C(1)   /* deleted: probes go on past it */
+#define SHMVAL__DS_INLINE UINT64_C(2) /* key then value in the 16 data bytes */
+#define SHMVAL__DS_HEAP UINT64_C(3)   /* w[0] = entry block, w[1] = full hash */
+#define SHMVAL__DS_STATE UINT64_C(3)
+#define SHMVAL__DS_BUSY UINT64_C(4)
+#define SHMVAL__DS_KLEN_SHIFT 3 /* inline key length, 5 bits */
+#define SHMVAL__DS_VLEN_SHIFT 8 /* inline value length, 5 bits */
+#define SHMVAL__DS_VER_SHIFT 13 /* version, 27 bits */
+#define SHMVAL__DS_VER_MASK (((UINT64_C(1) << 27) - 1) << SHMVAL__DS_VER_SHIFT)
+#define SHMVAL__DS_TAG_SHIFT 40 /* the top 24 bits of the key's hash */
+#define SHMVAL__DS_INLINE_MAX 16u
+typedef struct shmval__dslot {
+  uint64_t ctl;
+  uint64_t w[2];
+} shmval__dslot;
+
+/* A dict's entry block (values that do not fit in a slot): after the block's size word. */
+#define SHMVAL__DENT_MAGIC UINT32_C(0x4e454453) /* "SDEN" */
+typedef struct shmval__dent {
+  uint32_t magic;
+  uint32_t klen;
+  uint64_t vlen;
+  /* The key, then the value at the next multiple of 8. */
+} shmval__dent;
+
+#define SHMVAL__DICT_STRIPES 16u
+
+/*
+ * A stripe of a dict: the robust lock of the keys whose hash falls in it and
+ * its redo record. A writer notes the change it is about to make to one slot
+ * (the slot, its control word before and after, the data, the counts after)
+ * and sets op last; the entry block it allocated (jnew) and the one it
+ * replaces (jold) are crash journals. The lock's next holder after a death
+ * completes a recorded change or drops an unrecorded one (dict.c).
+ */
+typedef struct shmval__dstripe {
+  pthread_mutex_t mu;
+  uint64_t count; /* live keys of this stripe; atomic loads and stores */
+  uint64_t used;  /* slots this stripe turned from EMPTY since the table was made */
+  shmval__jword jnew, jold;
+  uint64_t op; /* 1: the record below is complete */
+  uint64_t slot, old_ctl, new_ctl, w0, w1, count_after, used_after;
+} __attribute__((aligned(SHMVAL__CACHELINE))) shmval__dstripe;
+
+/*
+ * A dict's header, the payload of its object. tab is the current table's
+ * object header offset, 0 while the dict is being destroyed; tab_gen steps
+ * after every change of tab, so that a reader can tell that the table it
+ * read may have been freed meanwhile. A resize holds rs_mu and every
+ * stripe; rs_new and rs_old journal the tables it makes and frees.
+ */
+typedef struct shmval__dict {
+  uint64_t tab;
+  uint64_t tab_gen;
+  uint32_t vtype; /* 0: byte strings; else a shm_type letter */
+  uint32_t vsize; /* a typed dict's value size */
+  uint64_t seed;  /* of the key hash, random per dict */
+  uint32_t dying; /* set by a destroyer with every lock held: no more writes */
+  uint32_t spare;
+  uint64_t resizes; /* under rs_mu */
+  pthread_mutex_t rs_mu __attribute__((aligned(SHMVAL__CACHELINE)));
+  shmval__jword rs_new, rs_old;
+  shmval__dstripe stripe[SHMVAL__DICT_STRIPES];
+} shmval__dict;
 
 /* Object flags. */
 #define SHMVAL__OBJ_OWN_LOCK 1u /* the lock at lock_rel lives in this block */

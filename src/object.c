@@ -102,12 +102,24 @@ static int obj_alloc(shmval__seg *target, uint64_t bytes, shmval__seg **seg, uin
 
 int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
                        size_t length, const void *init, const shm_opts *opts) {
+  return shmval__obj_create_in(out, NULL, kind, type, elem_size, align, length, init, opts);
+}
+
+int shmval__obj_create_in(shmval__obj **out, shmval__seg *own, unsigned kind, int type,
+                          size_t elem_size, size_t align, size_t length, const void *init,
+                          const shm_opts *opts) {
   uint64_t bytes;
   shmval__seg *target;
   size_t name_len;
   int rc = check_opts(opts, &target, &name_len);
   if (rc != 0 || out == NULL)
     return rc != 0 ? rc : SHMVAL_EINVAL;
+  if (own != NULL && target != NULL)
+    return SHMVAL_EINVAL;
+  /* An arena object with a segment of its own is allocated there, like in a named one. */
+  bool in_own = own != NULL;
+  if (in_own)
+    target = own;
   if (__builtin_mul_overflow((uint64_t)elem_size, (uint64_t)length, &bytes) ||
       bytes > SHMVAL__PAYLOAD_MAX)
     return SHMVAL_EINVAL;
@@ -140,8 +152,11 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   uint64_t *journal = opts != NULL && opts->segment != NULL ? opts->segment->journal : NULL;
   if (named)
     shmval__dir_note_creator(target, journal);
-  if ((rc = obj_alloc(target, lo.block, &seg, &off, journal)) != 0)
+  if ((rc = obj_alloc(target, lo.block, &seg, &off, journal)) != 0) {
+    if (in_own && rc == SHMVAL_ENOSPC)
+      rc = SHMVAL_ENOMEM; /* the arena's code for no room */
     goto unref;
+  }
   char *blk = (char *)seg + off;
   SHMVAL__CRASH_POINT();
   o = shmval__obj_init(seg, off, &lo, kind, type, elem_size, length);
@@ -307,7 +322,7 @@ int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kin
   return 0;
 }
 
-int shm_object_remove(shm_segment *sg, const char *name) {
+int shmval__obj_remove(shm_segment *sg, const char *name) {
   size_t len;
   shmval__obj *o;
   if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
@@ -353,10 +368,10 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
       (shmval__obj_peek(sg->base, off, &again) != 0 || memcmp(&h, &again, sizeof h) != 0))
     return SHMVAL_ESTALE;
   static const shm_object_kind kinds[] = {
-      [SHMVAL__KIND_VALUE] = SHMVAL_OBJ_VALUE,    [SHMVAL__KIND_ARRAY] = SHMVAL_OBJ_ARRAY,
-      [SHMVAL__KIND_LOCK] = SHMVAL_OBJ_LOCK,      [SHMVAL__KIND_SEM] = SHMVAL_OBJ_SEM,
-      [SHMVAL__KIND_COND] = SHMVAL_OBJ_COND,      [SHMVAL__KIND_EVENT] = SHMVAL_OBJ_EVENT,
-      [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER};
+      [SHMVAL__KIND_VALUE] = SHMVAL_OBJ_VALUE,     [SHMVAL__KIND_ARRAY] = SHMVAL_OBJ_ARRAY,
+      [SHMVAL__KIND_LOCK] = SHMVAL_OBJ_LOCK,       [SHMVAL__KIND_SEM] = SHMVAL_OBJ_SEM,
+      [SHMVAL__KIND_COND] = SHMVAL_OBJ_COND,       [SHMVAL__KIND_EVENT] = SHMVAL_OBJ_EVENT,
+      [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER, [SHMVAL__KIND_DICT] = SHMVAL_OBJ_DICT};
   if (h.kind >= sizeof kinds / sizeof kinds[0] || kinds[h.kind] == 0)
     return SHMVAL_ENOENT; /* an internal table */
   info->kind = kinds[h.kind];

@@ -13,9 +13,16 @@
 /* Create an object of any kind; see shmval__obj_create() in object.c. */
 int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_size, size_t align,
                        size_t length, const void *init, const shm_opts *opts);
+/* The same in @p own (an arena object's segment of its own), when not NULL. */
+int shmval__obj_create_in(shmval__obj **out, shmval__seg *own, unsigned kind, int type,
+                          size_t elem_size, size_t align, size_t length, const void *init,
+                          const shm_opts *opts);
 int shmval__obj_destroy(const void *h, unsigned kind);
 int shmval__obj_open(void **out, struct shm_segment *sg, const char *name, unsigned kind,
                      int expected);
+
+/* shm_object_remove() for the kinds this layer can destroy by itself (Values, Arrays). */
+int shmval__obj_remove(struct shm_segment *sg, const char *name);
 
 /*
  * Describe the object at @p off of @p sg, its name copied into @p name

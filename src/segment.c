@@ -20,6 +20,7 @@
  * Slot table entries in the segment hold the pid and time (for display) and
  * the holder's crash journal (see shmval__attach_ent in layout.h).
  */
+#include "dict.h"
 #include "object.h"
 #include "dir.h"
 #include "reclaim.h"
@@ -623,8 +624,9 @@ static int tally_block(void *ctx, uint64_t off, uint64_t size) {
   tally *t = ctx;
   shmval__obj *o;
   t->used += size;
+  /* Internal tables (the directory's, the attachers', dicts') are not objects of their own. */
   if (shmval__obj_at(t->seg, off + SHMVAL__OBJ_HDR_OFF, &o) == 0 && o->kind != SHMVAL__KIND_DIR &&
-      o->kind != SHMVAL__KIND_ATTACH)
+      o->kind != SHMVAL__KIND_ATTACH && o->kind != SHMVAL__KIND_DICT_TAB)
     t->objects++;
   return 0;
 }
@@ -743,4 +745,25 @@ int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void
   free(list.v);
   free(skip.v);
   return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Removal by name. */
+
+int shm_object_remove(shm_segment *sg, const char *name) {
+  size_t len;
+  shmval__obj *o, hdr;
+  if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
+    return SHMVAL_EINVAL;
+  if (sg->flags & SHMVAL_RDONLY)
+    return SHMVAL_EACCES;
+  /*
+   * A dict is emptied under its own locks, which come before the directory's:
+   * it is found first, then destroyed through its handle (ESTALE if a peer
+   * destroyed it meanwhile).
+   */
+  int rc = shmval__dir_lookup(sg->base, name, len, true, &o, &hdr);
+  if (rc == 0 && hdr.kind == SHMVAL__KIND_DICT)
+    return shm_dict_destroy((shm_dict *)(void *)o);
+  return rc != 0 ? rc : shmval__obj_remove(sg, name);
 }
