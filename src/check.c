@@ -91,7 +91,7 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     /* Retired, not yet freed: leaked, unless its lock is in use. */
     uint64_t lock = retired_host_lock(w, off, size);
     if (lock == 0)
-      return leaked(w, size);
+      return orphan(w, blk, size); /* (a dict's new entry may not be written yet) */
     return shmval__offs_push(&w->kept, lock) != 0 ? SHMVAL_ENOMEM
                                                   : shmval__offs_push(&w->kept, size);
   }

@@ -522,7 +522,7 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
     return rc;
   shmval__dict *d = r.d;
   uint64_t hh = key_hash(ld(&d->seed), key, klen);
-  for (;;) {
+  for (unsigned unstuck = 0;;) {
     uint64_t gen = lda(&d->tab_gen), off = lda(&d->tab);
     unsigned stuck = 0;
     tview t;
@@ -534,6 +534,9 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
     atomic_thread_fence(memory_order_acquire);
     bool moved = ld(&d->tab_gen) != gen;
     if (rc == R_STUCK) {
+      /* Busy still after its stripe's lock was taken and let go: no writer is at it. */
+      if (++unstuck > 3)
+        return SHMVAL_ECORRUPT;
       if ((rc = unstick(&r, stuck)) != 0)
         return rc;
     } else if (!moved) {
@@ -1344,9 +1347,9 @@ static int snapshot(dref *r, snapbuf *b, bool *moved) {
     return SHMVAL_ESTALE;
   if (off != 0 && (rc = tab_view(r->seg, off, &t)) == 0) {
     for (uint64_t i = 0; rc == 0 && i <= t.mask; i++) {
-      unsigned si;
+      unsigned si, unstuck = 0;
       while ((rc = snap_slot(r, &t.s[i], b, &si)) == R_STUCK)
-        if ((rc = unstick(r, si)) != 0)
+        if ((rc = ++unstuck > 3 ? SHMVAL_ECORRUPT : unstick(r, si)) != 0)
           break;
     }
   }

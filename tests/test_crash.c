@@ -1010,6 +1010,206 @@ static void test_kill_at_every_grow_step(void **state) {
   assert_true(seen.published_unused);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A dict's writer killed at every step of set, del, pop, setdefault, clear and resize. */
+
+#define DKEYS 20
+
+typedef struct dop {
+  char kind; /* s set, d del, p pop, f setdefault, c clear */
+  int key, val;
+} dop;
+
+static const dop dops[] = {
+    {'s', 0, 0},   {'s', 1, 1},   {'s', 2, 2},   {'s', 3, 3},   {'s', 4, 4},    {'s', 5, 5},
+    {'s', 6, 6},   {'s', 7, 7},   {'s', 8, 8},   {'s', 9, 9},   {'s', 10, 10},  {'s', 11, 11},
+    {'s', 12, 12}, {'s', 13, 13}, {'s', 0, 101}, {'s', 1, 102}, {'s', 2, 103},  {'s', 3, 104},
+    {'s', 4, 105}, {'d', 6, 0},   {'d', 7, 0},   {'p', 8, 0},   {'f', 8, 106},  {'f', 9, 107},
+    {'s', 14, 14}, {'s', 15, 15}, {'s', 16, 16}, {'d', 0, 0},   {'d', 1, 0},    {'d', 2, 0},
+    {'d', 3, 0},   {'d', 4, 0},   {'d', 5, 0},   {'d', 8, 0},   {'d', 9, 0},    {'d', 10, 0},
+    {'d', 11, 0},  {'d', 12, 0},  {'d', 13, 0},  {'d', 14, 0},  {'c', 0, 0},    {'s', 17, 17},
+    {'s', 1, 108},
+};
+#define NDOPS ((int)(sizeof dops / sizeof dops[0]))
+
+/* Value @p v: lengths that move a key between the slot and an entry block (0, 3, 13, 40). */
+static size_t dval(int v, char *buf) {
+  static const size_t lens[] = {3, 40, 0, 13};
+  size_t n = lens[v % 4];
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (char)('A' + (v + (int)i) % 26);
+  return n;
+}
+
+static size_t dkey(int k, char *buf) { return (size_t)snprintf(buf, 16, "key-%d", k); }
+
+static int dict_workload(shm_dict *d, shm_value *progress) {
+  char k[16], v[64], out[64];
+  for (int i = 0; i < NDOPS; i++) {
+    const dop *o = &dops[i];
+    size_t kl = dkey(o->key, k), vl = dval(o->val, v), n;
+    int rc = 0;
+    switch (o->kind) {
+    case 's':
+      rc = shm_dict_set(d, k, kl, v, vl);
+      break;
+    case 'd':
+      rc = shm_dict_del(d, k, kl);
+      break;
+    case 'p':
+      rc = shm_dict_pop(d, k, kl, out, sizeof out, &n);
+      break;
+    case 'f':
+      rc = shm_dict_setdefault(d, k, kl, v, vl, out, sizeof out, &n) < 0;
+      break;
+    case 'c':
+      rc = shm_dict_clear(d);
+      break;
+    }
+    if (rc != 0)
+      return 20 + i;
+    shm_value_add(progress, &(int){1}, NULL);
+  }
+  return 0;
+}
+
+/* The model: each key's value after the first @p done operations (-1: absent). */
+static void dmodel(int done, int *val) {
+  for (int k = 0; k < DKEYS; k++)
+    val[k] = -1;
+  for (int i = 0; i < done && i < NDOPS; i++) {
+    const dop *o = &dops[i];
+    if (o->kind == 's' || (o->kind == 'f' && val[o->key] < 0))
+      val[o->key] = o->val;
+    else if (o->kind == 'd' || o->kind == 'p')
+      val[o->key] = -1;
+    else if (o->kind == 'c')
+      for (int k = 0; k < DKEYS; k++)
+        val[k] = -1;
+  }
+}
+
+/* Every key at its value before or after operation @p done, the one in flight; the count. */
+static void expect_dict(shm_dict *d, int done, long n) {
+  int before[DKEYS], after[DKEYS], present = 0;
+  dmodel(done, before);
+  dmodel(done + 1, after);
+  for (int key = 0; key < DKEYS; key++) {
+    char k[16], v[64], want[64];
+    size_t kl = dkey(key, k), vl = 0;
+    int rc = shm_dict_get(d, k, kl, v, sizeof v, &vl), got = -2;
+    if (rc == SHMVAL_ENOENT)
+      got = -1;
+    else if (rc == 0)
+      present++;
+    else
+      fail_msg("after a kill at step %ld: get %s: %s", n, k, shmval_err_name(rc));
+    for (int m = 0; m < 2 && got == -2; m++) {
+      int x = m == 0 ? before[key] : after[key];
+      if (x >= 0 && dval(x, want) == vl && memcmp(want, v, vl) == 0)
+        got = x;
+    }
+    if (got != before[key] && got != after[key])
+      fail_msg("after a kill at step %ld (op %d): %s is neither its old nor its new value", n,
+               done, k);
+  }
+  (void)present;
+}
+
+/* Refuse the update: taking the key's stripe is all that is wanted (it repairs). */
+static int touch(void *val, size_t *vlen, size_t cap, int present, void *ctx) {
+  (void)val, (void)vlen, (void)cap, (void)present, (void)ctx;
+  return 1;
+}
+
+typedef struct dict_seen {
+  bool in_resize; /* a kill with a resize's journal set */
+  bool in_write;  /* a kill with a stripe's record complete */
+} dict_seen;
+
+static bool dict_round_at(long n, dict_seen *seen) {
+  char name[96];
+  shm_segment *seg;
+  test_name(name, sizeof name, "crashdict");
+  assert_ok(shm_segment_create(&seg, name, 64 << 10, &(shm_segment_opts){.max_size = 4 << 20}));
+  shm_value *progress;
+  shm_dict *d;
+  assert_ok(shm_value_create(&progress, SHMVAL_INT, NULL,
+                             &(shm_opts){.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC}));
+  assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
+  fragment(seg);
+  shm_check_report r;
+  assert_ok(shm_segment_check(seg, &r));
+  size_t empty_used = r.used;
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmval__crash_countdown = n;
+    _exit(dict_workload(d, progress));
+  }
+  int st = reap(pid);
+  assert_true(st == 0 || st == 128 + SIGKILL);
+  shmval__dict *h = (shmval__dict *)(void *)shmval__payload(shmval__obj_of(d));
+  seen->in_resize |= h->rs_new.word != 0 || h->rs_old.word != 0;
+  for (unsigned i = 0; i < SHMVAL__DICT_STRIPES; i++)
+    seen->in_write |= h->stripe[i].op != 0;
+
+  /* Clean before any repair: what a dead writer left is named by its journals. */
+  check_after_kill(seg, n, &r);
+  assert_int_equal(r.leaked_blocks, 0);
+  int done = 0;
+  assert_ok(shm_value_get(progress, &done));
+  if (st == 0)
+    assert_int_equal(done, NDOPS);
+  expect_dict(d, done, n);
+  /* Each key's stripe taken once repairs it (and a dead resizer's tables). */
+  for (int key = 0; key < DKEYS; key++) {
+    char k[16];
+    assert_int_equal(shm_dict_update(d, k, dkey(key, k), touch, NULL), 1);
+  }
+  expect_dict(d, done, n);
+  int rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0)
+    fail_msg("after a kill at step %ld and a repair: %s, %zu leaked (%s)", n, shmval_err_name(rc),
+             r.leaked_blocks, r.problem != NULL ? r.problem : "");
+  size_t len = 0, present = 0;
+  assert_ok(shm_dict_len(d, &len));
+  for (int key = 0; key < DKEYS; key++) {
+    char k[16];
+    present += (size_t)shm_dict_contains(d, k, dkey(key, k));
+  }
+  assert_int_equal(len, present);
+  /* Emptied, nothing stays behind; and the whole workload runs again. */
+  assert_ok(shm_dict_clear(d));
+  assert_ok(shm_segment_check(seg, &r));
+  if (r.used != empty_used)
+    fail_msg("after a kill at step %ld: %zu bytes used by an empty dict, %zu before", n, r.used,
+             empty_used);
+  assert_ok(shm_value_set(progress, &(int){0}));
+  assert_int_equal(dict_workload(d, progress), 0);
+  expect_dict(d, NDOPS, n);
+  assert_ok(shm_dict_destroy(d));
+  rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0 || r.objects != 1 + 6)
+    fail_msg("after a kill at step %ld and a destroy: %s, %zu leaked, %zu objects", n,
+             shmval_err_name(rc), r.leaked_blocks, r.objects);
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return st == 0;
+}
+
+static void test_kill_at_every_dict_step(void **state) {
+  (void)state;
+  dict_seen seen = {false, false};
+  long n;
+  for (n = 1; n < 100000; n++)
+    if (dict_round_at(n, &seen))
+      break;
+  print_message("killed a dict's writer at each of its %ld steps\n", n - 1);
+  assert_true(n > NDOPS * 4);
+  assert_true(seen.in_resize);
+  assert_true(seen.in_write);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
@@ -1026,6 +1226,7 @@ int main(void) {
       cmocka_unit_test(test_kill_during_takeover),
       cmocka_unit_test(test_kill_at_every_step),
       cmocka_unit_test(test_kill_at_every_grow_step),
+      cmocka_unit_test(test_kill_at_every_dict_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,7 +20,10 @@ static shm_sem *sem;
 static shm_cond *cond;
 static shm_event *event;
 static shm_barrier *barrier;
-static shm_segment *seg;
+static shm_segment *seg, *ro_seg;
+static shm_dict *dict, *tdict, *dead_dict, *ro_dict;
+static char long_key[SHMVAL_KEY_MAX + 2];
+static size_t sz;
 static char seg_name[96];
 
 static long lbuf[4];
@@ -40,6 +43,16 @@ static int no_pred(void *ctx) {
 static int no_fn(const shm_object_info *i, void *ctx) {
   (void)i;
   (void)ctx;
+  return 0;
+}
+
+static int no_item(const void *k, size_t kl, const void *v, size_t vl, void *ctx) {
+  (void)k, (void)kl, (void)v, (void)vl, (void)ctx;
+  return 0;
+}
+
+static int no_update(void *v, size_t *vl, size_t cap, int present, void *ctx) {
+  (void)v, (void)vl, (void)cap, (void)present, (void)ctx;
   return 0;
 }
 
@@ -223,6 +236,71 @@ static int no_fn(const shm_object_info *i, void *ctx) {
   X(shm_value_create(&val, SHMVAL_INT, NULL, &(shm_opts){.segment = seg, .name = "v"}),            \
     SHMVAL_EEXIST)                                                                                 \
   X(shm_value_create(&val, SHMVAL_INT, NULL, &(shm_opts){.name = "v"}), SHMVAL_EINVAL)             \
+  /* Dicts: NULL, bad types and options, wrong kinds, destroyed, small buffers, read-only. */     \
+  X(shm_dict_create(NULL, 0, NULL), SHMVAL_EINVAL)                                                 \
+  X(shm_dict_create(&dict, (shm_type)'Z', NULL), SHMVAL_EINVAL)                                    \
+  X(shm_dict_create(&dict, SHMVAL_RECORD, NULL), SHMVAL_EINVAL)                                    \
+  X(shm_dict_create(&dict, 0, &(shm_opts){.flags = SHMVAL_RAW}), SHMVAL_EINVAL)                    \
+  X(shm_dict_create(&dict, 0, &(shm_opts){.lock = lock}), SHMVAL_EINVAL)                           \
+  X(shm_dict_create(&dict, 0, &(shm_opts){.segment = seg, .name = "dict"}), SHMVAL_EEXIST)         \
+  X(shm_dict_create(&dict, 0, &(shm_opts){.name = "x"}), SHMVAL_EINVAL)                            \
+  X(shm_dict_create(&dict, 0, &(shm_opts){.segment = ro_seg, .name = "x"}), SHMVAL_EACCES)         \
+  X(shm_dict_create_record(&dict, 0, 8, NULL), SHMVAL_EINVAL)                                      \
+  X(shm_dict_create_record(&dict, 12, 8, NULL), SHMVAL_EINVAL)                                     \
+  X(shm_dict_open(NULL, seg, "dict"), SHMVAL_EINVAL)                                               \
+  X(shm_dict_open(&dict, seg, "v"), SHMVAL_ETYPE)                                                  \
+  X(shm_dict_open(&dict, seg, "missing"), SHMVAL_ENOENT)                                           \
+  X(shm_dict_open(&dict, NULL, "dict"), SHMVAL_EINVAL)                                             \
+  X(shm_value_open(&val, seg, "dict", 0), SHMVAL_ETYPE)                                            \
+  X(shm_array_open(&arr, seg, "dict", 0), SHMVAL_ETYPE)                                            \
+  X(shm_dict_set(NULL, "k", 1, "v", 1), SHMVAL_EINVAL)                                             \
+  X(shm_dict_set(dict, NULL, 1, "v", 1), SHMVAL_EINVAL)                                            \
+  X(shm_dict_set(dict, "k", 1, NULL, 1), SHMVAL_EINVAL)                                            \
+  X(shm_dict_set(dict, long_key, SHMVAL_KEY_MAX + 1, "v", 1), SHMVAL_EINVAL)                       \
+  X(shm_dict_set(tdict, "k", 1, "v", 1), SHMVAL_EINVAL)                                            \
+  X(shm_dict_set(AS(shm_dict, val), "k", 1, "v", 1), SHMVAL_EINVAL)                                \
+  X(shm_dict_set(AS(shm_dict, arr), "k", 1, "v", 1), SHMVAL_EINVAL)                                \
+  X(shm_dict_set(dead_dict, "k", 1, "v", 1), SHMVAL_ESTALE)                                        \
+  X(shm_dict_get(dict, "a", 1, cbuf, 1, &sz), SHMVAL_ENOBUFS)                                      \
+  X(shm_dict_get(dict, "zz", 2, cbuf, 8, &sz), SHMVAL_ENOENT)                                      \
+  X(shm_dict_get(dict, "a", 1, NULL, 4, &sz), SHMVAL_EINVAL)                                       \
+  X(shm_dict_get(dict, long_key, SHMVAL_KEY_MAX + 1, cbuf, 8, &sz), SHMVAL_EINVAL)                 \
+  X(shm_dict_get(dead_dict, "a", 1, cbuf, 8, &sz), SHMVAL_ESTALE)                                  \
+  X(shm_dict_get(AS(shm_dict, sem), "a", 1, cbuf, 8, &sz), SHMVAL_EINVAL)                          \
+  X(shm_dict_contains(dict, "a", 1), 1)                                                            \
+  X(shm_dict_contains(dict, NULL, 1), SHMVAL_EINVAL)                                               \
+  X(shm_dict_contains(dead_dict, "a", 1), SHMVAL_ESTALE)                                           \
+  X(shm_dict_del(dict, "zz", 2), SHMVAL_ENOENT)                                                    \
+  X(shm_dict_del(NULL, "zz", 2), SHMVAL_EINVAL)                                                    \
+  X(shm_dict_pop(dict, "a", 1, cbuf, 1, &sz), SHMVAL_ENOBUFS)                                      \
+  X(shm_dict_pop(dict, "zz", 2, cbuf, 8, &sz), SHMVAL_ENOENT)                                      \
+  X(shm_dict_pop(dict, "a", 1, NULL, 8, &sz), SHMVAL_EINVAL)                                       \
+  X(shm_dict_setdefault(dict, "new", 3, "0123456789", 10, cbuf, 8, &sz), SHMVAL_ENOBUFS)           \
+  X(shm_dict_setdefault(dict, "a", 1, "x", 1, cbuf, 1, &sz), SHMVAL_ENOBUFS)                       \
+  X(shm_dict_setdefault(tdict, "k", 1, "v", 1, NULL, 0, NULL), SHMVAL_EINVAL)                      \
+  X(shm_dict_len(dict, NULL), SHMVAL_EINVAL)                                                       \
+  X(shm_dict_len(NULL, &sz), SHMVAL_EINVAL)                                                        \
+  X(shm_dict_len(dead_dict, &sz), SHMVAL_ESTALE)                                                   \
+  X(shm_dict_add(dict, "a", 1, lbuf, NULL), SHMVAL_ETYPE)                                          \
+  X(shm_dict_add(tdict, "a", 1, NULL, NULL), SHMVAL_EINVAL)                                        \
+  X(shm_dict_update(dict, "a", 1, NULL, NULL), SHMVAL_EINVAL)                                      \
+  X(shm_dict_foreach(dict, NULL, NULL), SHMVAL_EINVAL)                                             \
+  X(shm_dict_foreach(NULL, no_item, NULL), SHMVAL_EINVAL)                                          \
+  X(shm_dict_clear(dead_dict), SHMVAL_ESTALE)                                                      \
+  X(shm_dict_destroy(dead_dict), SHMVAL_ESTALE)                                                    \
+  X(shm_dict_destroy(AS(shm_dict, arr)), SHMVAL_EINVAL)                                            \
+  X(shm_dict_value_type(NULL, NULL) == 0, 1)                                                       \
+  X(shm_dict_value_type(AS(shm_dict, val), NULL) == 0, 1)                                          \
+  X(shm_dict_set(ro_dict, "a", 1, "v", 1), SHMVAL_EACCES)                                          \
+  X(shm_dict_del(ro_dict, "a", 1), SHMVAL_EACCES)                                                  \
+  X(shm_dict_pop(ro_dict, "a", 1, cbuf, 8, &sz), SHMVAL_EACCES)                                    \
+  X(shm_dict_setdefault(ro_dict, "q", 1, "v", 1, NULL, 0, NULL), SHMVAL_EACCES)                    \
+  X(shm_dict_add(ro_dict, "a", 1, lbuf, NULL), SHMVAL_EACCES)                                      \
+  X(shm_dict_update(ro_dict, "a", 1, no_update, NULL), SHMVAL_EACCES)                              \
+  X(shm_dict_clear(ro_dict), SHMVAL_EACCES)                                                        \
+  X(shm_dict_destroy(ro_dict), SHMVAL_EACCES)                                                      \
+  X(shm_object_remove(ro_seg, "dict"), SHMVAL_EACCES)                                              \
+  X(shm_dict_contains(ro_dict, "a", 1), 1)                                                         \
   /* Errors and misc. */                                                                           \
   X(shmval_strerror(INT_MIN) != NULL, 1)                                                           \
   X(shmval_strerror(12345) != NULL, 1)                                                             \
@@ -278,8 +356,20 @@ static int setup(void **state) {
   if (shm_value_create(&nv, SHMVAL_INT, NULL, &(shm_opts){.segment = seg, .name = "v"}) != 0 ||
       shm_array_create(&na, SHMVAL_INT, 2, NULL, &(shm_opts){.segment = seg, .name = "arr"}) != 0)
     return -1;
+  const char *longv = "a value of forty bytes, in an entry block";
+  if (shm_dict_create(&dict, 0, &(shm_opts){.segment = seg, .name = "dict"}) != 0 ||
+      shm_dict_set(dict, "a", 1, longv, strlen(longv)) != 0 ||
+      shm_dict_set(dict, "b", 1, "short", 5) != 0 ||
+      shm_dict_create(&tdict, SHMVAL_LLONG, &(shm_opts){.segment = seg, .name = "tdict"}) != 0 ||
+      shm_dict_add(tdict, "a", 1, &(long long){3}, NULL) != 0 ||
+      shm_dict_create(&dead_dict, 0, &(shm_opts){.segment = seg}) != 0 ||
+      shm_segment_open(&ro_seg, seg_name, &(shm_segment_opts){.flags = SHMVAL_RDONLY}) != 0 ||
+      shm_dict_open(&ro_dict, ro_seg, "dict") != 0)
+    return -1;
+  memset(long_key, 'k', sizeof long_key);
   /* Destroyed last, so that nothing reuses their blocks during the test. */
-  return shm_value_destroy(dead_val) || shm_array_destroy(dead_arr) || shm_lock_destroy(dead_lock);
+  return shm_value_destroy(dead_val) || shm_array_destroy(dead_arr) || shm_lock_destroy(dead_lock) ||
+         shm_dict_destroy(dead_dict);
 }
 
 static int teardown(void **state) {
@@ -287,6 +377,7 @@ static int teardown(void **state) {
   int rc = shm_value_destroy(val) | shm_value_destroy(atom) | shm_array_destroy(arr) |
            shm_lock_destroy(lock) | shm_sem_destroy(sem) | shm_cond_destroy(cond) |
            shm_event_destroy(event) | shm_barrier_destroy(barrier);
+  rc |= shm_dict_destroy(dict) | shm_dict_destroy(tdict) | shm_segment_close(ro_seg);
   return rc | shm_segment_close(seg) | shm_segment_unlink(seg_name);
 }
 
@@ -295,10 +386,13 @@ typedef struct snapshot {
   long v, atom, a[4];
   unsigned sem;
   int event, waiting, parties;
-  size_t arena_used, seg_used;
+  size_t arena_used, seg_used, dict_len;
+  char dict_a[64];
+  long long tdict_a;
   shm_value *val;
   shm_array *arr;
   shm_segment *seg;
+  shm_dict *dict;
 } snapshot;
 
 static void snap(snapshot *s) {
@@ -314,9 +408,13 @@ static void snap(snapshot *s) {
   s->arena_used = ainfo.used;
   assert_ok(shm_segment_stat(seg, &sinfo));
   s->seg_used = sinfo.used;
+  assert_ok(shm_dict_len(dict, &s->dict_len));
+  assert_ok(shm_dict_get(dict, "a", 1, s->dict_a, sizeof s->dict_a, NULL));
+  assert_ok(shm_dict_get(tdict, "a", 1, &s->tdict_a, sizeof s->tdict_a, NULL));
   s->val = val;
   s->arr = arr;
   s->seg = seg;
+  s->dict = dict;
 }
 
 static void test_every_call_refuses(void **state) {
@@ -332,11 +430,12 @@ static void test_every_call_refuses(void **state) {
       bad++;
     }
     /* An output handle is never written on failure. */
-    if (val != before.val || arr != before.arr || seg != before.seg) {
+    if (val != before.val || arr != before.arr || seg != before.seg || dict != before.dict) {
       print_error("%s\n  wrote its output handle on failure\n", text);
       val = before.val;
       arr = before.arr;
       seg = before.seg;
+      dict = before.dict;
       bad++;
     }
   }
