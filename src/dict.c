@@ -822,31 +822,52 @@ static uint64_t cap_for(uint64_t live) {
   return cap;
 }
 
-/* Put a moved slot's contents into the private new table @p t. */
+/* Put a moved slot's contents into the private new table @p t (which has room). */
 static void place(const tview *t, uint64_t h, uint64_t c, uint64_t w0, uint64_t w1) {
   uint64_t i = h & t->mask;
-  while (c_state(ld(&t->s[i].ctl)) != SHMVAL__DS_EMPTY)
+  for (uint64_t n = 0; n < t->mask && c_state(ld(&t->s[i].ctl)) != SHMVAL__DS_EMPTY; n++)
     i = (i + 1) & t->mask;
   st(&t->s[i].w[0], w0);
   st(&t->s[i].w[1], w1);
   st(&t->s[i].ctl, (c & ~(SHMVAL__DS_VER_MASK | SHMVAL__DS_BUSY)));
 }
 
+/* The hash of the live slot (@p c, @p w0, @p w1): an inline key's is computed again. */
+static uint64_t slot_hash(uint64_t seed, uint64_t c, uint64_t w0, uint64_t w1) {
+  if (c_state(c) == SHMVAL__DS_HEAP)
+    return w1;
+  char b[16];
+  uint64_t wd[2] = {w0, w1};
+  unsigned kl = c_klen(c);
+  memcpy(b, wd, 16);
+  return key_hash(seed, b, kl < SHMVAL__DS_INLINE_MAX ? kl : SHMVAL__DS_INLINE_MAX);
+}
+
 /*
- * With every lock held: replace the table by one of @p ncap slots (0: none)
- * holding every live key. Readers keep the old one until it is freed.
+ * With every lock held: replace the table by one sized for its live keys
+ * and @p extra more (40% full at most), or by none when @p keep is false (a
+ * clear, after every key was deleted). The table, not the stripes' counts,
+ * says how many keys there are, and the counts are set from it. Readers keep
+ * the old table until it is freed.
  */
-static int rebuild(dref *r, uint64_t ncap) {
+static int rebuild(dref *r, bool keep, uint64_t extra) {
   shmval__dict *d = r->d;
   shmval__obj *nt = NULL;
   tview old, nv;
-  uint64_t off = ld(&d->tab), seed = ld(&d->seed);
+  uint64_t off = ld(&d->tab), seed = ld(&d->seed), live = 0, counts[NSTRIPES] = {0};
   int rc;
   if (off != 0 && (rc = tab_view(r->seg, off, &old)) != 0)
     return rc;
-  if (ncap != 0) {
-    rc = shmval__obj_alloc_table(r->seg, SHMVAL__KIND_DICT_TAB, sizeof(shmval__dslot), ncap, &nt,
-                                 &d->rs_new.word);
+  for (uint64_t i = 0; off != 0 && i <= old.mask; i++) {
+    uint64_t c = ld(&old.s[i].ctl);
+    if (c_state(c) >= SHMVAL__DS_INLINE) {
+      live++;
+      counts[stripe_of(c_tag(c))]++;
+    }
+  }
+  if (keep) {
+    rc = shmval__obj_alloc_table(r->seg, SHMVAL__KIND_DICT_TAB, sizeof(shmval__dslot),
+                                 cap_for(live + extra), &nt, &d->rs_new.word);
     if (rc != 0)
       return alloc_err(r->seg, rc);
     SHMVAL__CRASH_POINT();
@@ -854,18 +875,14 @@ static int rebuild(dref *r, uint64_t ncap) {
       return rc;
     for (uint64_t i = 0; off != 0 && i <= old.mask; i++) {
       uint64_t c = ld(&old.s[i].ctl), w0 = ld(&old.s[i].w[0]), w1 = ld(&old.s[i].w[1]);
-      if (c_state(c) == SHMVAL__DS_INLINE) {
-        char b[16];
-        uint64_t wd[2] = {w0, w1};
-        memcpy(b, wd, 16);
-        place(&nv, key_hash(seed, b, c_klen(c) & 15u), c, w0, w1);
-      } else if (c_state(c) == SHMVAL__DS_HEAP) {
-        place(&nv, w1, c, w0, w1);
-      }
+      if (c_state(c) >= SHMVAL__DS_INLINE)
+        place(&nv, slot_hash(seed, c, w0, w1), c, w0, w1);
     }
   }
-  for (unsigned i = 0; i < NSTRIPES; i++)
-    __atomic_store_n(&d->stripe[i].used, ld(&d->stripe[i].count), __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < NSTRIPES; i++) {
+    __atomic_store_n(&d->stripe[i].count, keep ? counts[i] : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->stripe[i].used, keep ? counts[i] : 0, __ATOMIC_RELAXED);
+  }
   if (off != 0)
     str(&d->rs_old.word, blk_of_tab(off) | SHMVAL__J_DESTROY);
   SHMVAL__CRASH_POINT();
@@ -882,9 +899,14 @@ static int rebuild(dref *r, uint64_t ncap) {
   return shmval__heap_free(r->seg, blk_of_tab(off), &d->rs_old.word);
 }
 
-/* Grow (or shrink) the table if it still needs it once every lock is held. */
-static int resize(dref *r, bool grow) {
+/*
+ * Grow (or shrink) the table if it still needs it once every lock is held
+ * (another writer may have resized meanwhile); @p force: for an insert that
+ * found no free slot even so. *rebuilt says whether it did.
+ */
+static int resize(dref *r, bool grow, bool force, bool *rebuilt) {
   int rc = lock_all(r);
+  *rebuilt = false;
   if (rc != 0)
     return rc;
   shmval__dict *d = r->d;
@@ -898,11 +920,12 @@ static int resize(dref *r, bool grow) {
     rc = SHMVAL_ESTALE;
   else if (off != 0 && (rc = tab_view(r->seg, off, &t)) == 0)
     cap = t.mask + 1;
-  /* Another writer may have resized meanwhile. */
   /* The same test as need_grow(), for the one insert that asked. */
-  bool needed = grow ? cap == 0 || (used + 1) * 5 > cap * 4 : live * 16 < cap;
-  if (rc == 0 && needed)
-    rc = rebuild(r, cap_for(live + (grow ? 1 : 0)));
+  bool needed = grow ? force || cap == 0 || (used + 1) * 5 > cap * 4 : live * 16 < cap;
+  if (rc == 0 && needed) {
+    rc = rebuild(r, true, grow ? 1 : 0);
+    *rebuilt = rc == 0;
+  }
   unlock_all(r);
   return rc;
 }
@@ -914,7 +937,8 @@ typedef int (*body_fn)(wop *w, void *arg);
 
 /* Run @p body with the key's stripe locked, resizing and retrying when it asks. */
 static int write_op(const shm_dict *h, const void *key, size_t klen, body_fn body, void *arg) {
-  for (;;) {
+  bool force = false, rebuilt;
+  for (unsigned idle = 0;;) {
     wop w;
     int rc = wop_begin(&w, h, key, klen);
     if (rc != 0)
@@ -922,12 +946,20 @@ static int write_op(const shm_dict *h, const void *key, size_t klen, body_fn bod
     rc = body(&w, arg);
     wop_end(&w);
     if (rc == R_RESIZE) {
-      if ((rc = resize(&w.r, true)) != 0)
+      /*
+       * A resize found unneeded (the counts say there is room) and still no
+       * free slot: the next one is forced. Counts that keep disagreeing
+       * with the table are damage.
+       */
+      if ((rc = resize(&w.r, true, force, &rebuilt)) != 0)
         return rc;
+      force = !rebuilt;
+      if (++idle > 64)
+        return SHMVAL_ECORRUPT;
       continue;
     }
     if (w.shrink)
-      (void)resize(&w.r, false); /* best effort: the write itself is done */
+      (void)resize(&w.r, false, false, &rebuilt); /* best effort: the write itself is done */
     return rc;
   }
 }
@@ -1171,7 +1203,7 @@ static int clear_locked(dref *r) {
     if ((rc = erase(&w, &l)) != 0)
       return rc;
   }
-  return rebuild(r, 0);
+  return rebuild(r, false, 0);
 }
 
 int shm_dict_clear(shm_dict *h) {

@@ -96,6 +96,22 @@ static void test_sizes(void **state) {
   assert_ok(shm_dict_destroy(d));
 }
 
+/* Keys that fill a slot alone (16 bytes, empty values) keep their place through resizes. */
+static void test_full_slot_keys(void **state) {
+  (void)state;
+  shm_dict *d = mk(0);
+  char k[17];
+  for (int i = 0; i < 300; i++) {
+    snprintf(k, sizeof k, "sixteen-byte%04d", i);
+    assert_ok(shm_dict_set(d, k, 16, "", 0));
+  }
+  for (int i = 0; i < 300; i++) {
+    snprintf(k, sizeof k, "sixteen-byte%04d", i);
+    assert_int_equal(shm_dict_contains(d, k, 16), 1);
+  }
+  assert_ok(shm_dict_destroy(d));
+}
+
 /* A buffer too small: ENOBUFS with the size needed, and nothing changed. */
 static void test_enobufs(void **state) {
   (void)state;
@@ -628,7 +644,7 @@ static void test_threads(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_basic_mapping),   cmocka_unit_test(test_sizes),
-      cmocka_unit_test(test_enobufs),         cmocka_unit_test(test_typed),
+      cmocka_unit_test(test_full_slot_keys), cmocka_unit_test(test_enobufs),         cmocka_unit_test(test_typed),
       cmocka_unit_test(test_update),          cmocka_unit_test(test_foreach),
       cmocka_unit_test(test_grow_and_shrink), cmocka_unit_test(test_named_and_types),
       cmocka_unit_test(test_processes),       cmocka_unit_test(test_concurrent_add),
