@@ -57,7 +57,7 @@
 #define ARENA_FIRST ((size_t)64 << 10)
 #define ARENA_MAX_DEFAULT ((size_t)4 << 30)
 #define SPIN_PAUSES 64u
-#define SPIN_YIELDS 20000u
+#define SPIN_YIELDS 100u
 #define FOREACH_FREE_TRIES 3u
 #define ENT_HDR (8u + sizeof(shmval__dent)) /* from the block start to the key */
 
@@ -331,7 +331,7 @@ static inline bool same(const shmval__dslot *s, uint64_t c) {
 }
 
 static int probe_get(dref *r, const tview *t, uint64_t h, const void *key, size_t klen, void *buf,
-                     size_t cap, size_t *vlen, unsigned *stuck) {
+                     size_t cap, size_t *vlen, const shmval__dslot **stuck) {
   uint64_t tag = tag_of(h), i = h & t->mask;
   for (uint64_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
     shmval__dslot *s = &t->s[i];
@@ -341,7 +341,7 @@ static int probe_get(dref *r, const tview *t, uint64_t h, const void *key, size_
       if (k == SNAP_END)
         return SHMVAL_ENOENT;
       if (k == SNAP_STUCK) {
-        *stuck = stripe_of(tag);
+        *stuck = s;
         return R_STUCK;
       }
       if (k == SNAP_SKIP)
@@ -472,17 +472,23 @@ static void settle(dref *r) {
     pthread_mutex_unlock(&r->d->rs_mu);
 }
 
-/* A reader found a slot busy for long: its writer may be dead; its stripe's lock repairs it. */
-static int unstick(dref *r, unsigned si) {
+/*
+ * A reader found slot @p s busy for long (table generation @p gen): its
+ * writer may be dead, and its stripe's lock repairs it. A slot still busy
+ * once that lock was taken and let go has no writer at all: ECORRUPT.
+ */
+static int unstick(dref *r, const shmval__dslot *s, uint64_t gen) {
   if (r->ro)
     return SHMVAL_EAGAIN;
+  unsigned si = stripe_of(c_tag(ld(&s->ctl)));
   int rc = stripe_lock(r, si);
   if (rc != 0)
     return rc;
+  bool stuck = (ld(&s->ctl) & SHMVAL__DS_BUSY) != 0 && ld(&r->d->tab_gen) == gen;
   stripe_unlock(r, si);
   if (r->repaired)
     settle(r);
-  return 0;
+  return stuck ? SHMVAL_ECORRUPT : 0;
 }
 
 static int lock_all(dref *r) {
@@ -522,9 +528,9 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
     return rc;
   shmval__dict *d = r.d;
   uint64_t hh = key_hash(ld(&d->seed), key, klen);
-  for (unsigned unstuck = 0;;) {
+  for (;;) {
     uint64_t gen = lda(&d->tab_gen), off = lda(&d->tab);
-    unsigned stuck = 0;
+    const shmval__dslot *stuck = NULL;
     tview t;
     if (dying(d))
       return SHMVAL_ESTALE;
@@ -534,10 +540,7 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
     atomic_thread_fence(memory_order_acquire);
     bool moved = ld(&d->tab_gen) != gen;
     if (rc == R_STUCK) {
-      /* Busy still after its stripe's lock was taken and let go: no writer is at it. */
-      if (++unstuck > 3)
-        return SHMVAL_ECORRUPT;
-      if ((rc = unstick(&r, stuck)) != 0)
+      if ((rc = unstick(&r, stuck, gen)) != 0)
         return rc;
     } else if (!moved) {
       /* A dict destroyed under the reader is stale, not corrupt. */
@@ -1336,16 +1339,14 @@ static int sb_put(snapbuf *b, const char *k, uint64_t kl, const char *v, uint64_
   return 0;
 }
 
-/* Copy slot @p s (live) into the snapshot: 0, or R_STUCK (*si set), ECORRUPT, ENOMEM. */
-static int snap_slot(dref *r, shmval__dslot *s, snapbuf *b, unsigned *si) {
+/* Copy slot @p s (live) into the snapshot: 0, or R_STUCK, ECORRUPT, ENOMEM. */
+static int snap_slot(dref *r, shmval__dslot *s, snapbuf *b) {
   for (;;) {
     uint64_t c, w[2];
     size_t mark = b->n;
     int k = snap(s, 0, true, &c, w), rc = 0;
-    if (k == SNAP_STUCK) {
-      *si = stripe_of(c_tag(ld(&s->ctl)));
+    if (k == SNAP_STUCK)
       return R_STUCK;
-    }
     if (k != SNAP_LIVE)
       return 0;
     if (c_state(c) == SHMVAL__DS_INLINE) {
@@ -1375,13 +1376,13 @@ static int snapshot(dref *r, snapbuf *b, bool *moved) {
   tview t;
   int rc = 0;
   b->n = 0;
+  *moved = false;
   if (dying(d))
     return SHMVAL_ESTALE;
   if (off != 0 && (rc = tab_view(r->seg, off, &t)) == 0) {
     for (uint64_t i = 0; rc == 0 && i <= t.mask; i++) {
-      unsigned si, unstuck = 0;
-      while ((rc = snap_slot(r, &t.s[i], b, &si)) == R_STUCK)
-        if ((rc = ++unstuck > 3 ? SHMVAL_ECORRUPT : unstick(r, si)) != 0)
+      while ((rc = snap_slot(r, &t.s[i], b)) == R_STUCK)
+        if ((rc = unstick(r, &t.s[i], gen)) != 0)
           break;
     }
   }
@@ -1407,9 +1408,8 @@ int shm_dict_foreach(shm_dict *h,
     rc = snapshot(&r, &b, &moved);
     if (hold)
       pthread_mutex_unlock(&r.d->rs_mu);
-    if (rc != 0 && rc != SHMVAL_ECORRUPT && rc != SHMVAL_ESTALE)
-      break;
-    if (!moved)
+    /* Damage seen in a table that was replaced meanwhile is no damage: again. */
+    if ((rc != 0 && rc != SHMVAL_ECORRUPT) || !moved)
       break;
     if ((rc = shmval__obj_check(r.o, SHMVAL__KIND_DICT)) != 0)
       break;

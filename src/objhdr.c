@@ -111,7 +111,9 @@ static bool elem_ok(const shmval__obj *o) {
     return o->elem_size == sizeof(shmval__barrier_state) && o->length == 1 &&
            (o->flags & SHMVAL__OBJ_OWN_LOCK);
   case SHMVAL__KIND_DICT:
-    return o->elem_size == sizeof(shmval__dict) && o->length == 1 && o->lock_rel == 0;
+    /* Its header holds cache-line-aligned mutexes. */
+    return o->elem_size == sizeof(shmval__dict) && o->length == 1 && o->lock_rel == 0 &&
+           ((o->self_off + o->payload_rel) & (SHMVAL__CACHELINE - 1)) == 0;
   case SHMVAL__KIND_DICT_TAB:
     return o->elem_size == sizeof(shmval__dslot) && o->length >= 8 &&
            (o->length & (o->length - 1)) == 0 && o->lock_rel == 0 && o->name_off == 0;

@@ -111,6 +111,53 @@ static void touch_cond(shm_cond *cv, bool rw) {
   (void)shm_lock_release(l);
 }
 
+static int count_item(const void *k, size_t kl, const void *v, size_t vl, void *ctx) {
+  (void)k, (void)v;
+  *(size_t *)ctx += kl + vl;
+  return 0;
+}
+
+/*
+ * A dict: lock-free reads of whatever the image holds; with @p rw, writes
+ * too, its mutexes first replaced by sound ones (as the segment's own are by
+ * write_image(): a mutex image that claims a live owner would block).
+ */
+static void touch_dict(shm_dict *d, bool rw) {
+  char k[16];
+  size_t n = 0;
+  if (rw) {
+    shmval__dict *dh = (shmval__dict *)(void *)shmval__payload(shmval__obj_of(d));
+    memcpy(&dh->rs_mu, &template_mutex, sizeof template_mutex);
+    for (unsigned i = 0; i < SHMVAL__DICT_STRIPES; i++)
+      memcpy(&dh->stripe[i].mu, &template_mutex, sizeof template_mutex);
+  }
+  for (int i = 0; i < 16; i++) {
+    size_t kl = (size_t)snprintf(k, sizeof k, "k%d", i);
+    (void)shm_dict_get(d, k, kl, buf, sizeof buf, &n);
+    (void)shm_dict_contains(d, k, kl);
+  }
+  (void)shm_dict_len(d, &n);
+  (void)shm_dict_foreach(d, count_item, &n);
+  if (!rw)
+    return;
+  size_t vs = 0;
+  shm_type t = shm_dict_value_type(d, &vs);
+  memset(buf, 0x5a, 64);
+  for (int i = 0; i < 24; i++) {
+    size_t kl = (size_t)snprintf(k, sizeof k, "k%d", i);
+    if (t == 0)
+      (void)shm_dict_set(d, k, kl, buf, (size_t)(i * 7) % 60);
+    else if (vs <= 64)
+      (void)shm_dict_set(d, k, kl, buf, vs);
+    if (t != 0 && t != SHMVAL_RECORD)
+      (void)shm_dict_add(d, k, kl, buf, NULL);
+  }
+  (void)shm_dict_del(d, "k3", 2);
+  (void)shm_dict_pop(d, "k4", 2, buf, sizeof buf, &n);
+  (void)shm_dict_foreach(d, count_item, &n);
+  (void)shm_dict_clear(d);
+}
+
 typedef struct visit_ctx {
   shm_segment *seg;
   bool rw;
@@ -136,6 +183,9 @@ static int visit(const shm_object_info *i, void *arg) {
     break;
   case SHMVAL_OBJ_COND:
     touch_cond(i->handle, c->rw);
+    break;
+  case SHMVAL_OBJ_DICT:
+    touch_dict(i->handle, c->rw);
     break;
   default:
     break;

@@ -103,6 +103,23 @@ static int fill(shm_segment *s, int variant) {
     if (i % 3 == 0)
       TRY(shm_value_destroy(v));
   }
+  /* Dicts (where they fit): slot and entry values, a deleted key, resized tables. */
+  shm_dict *dict, *counts;
+  o.name = "dict";
+  if (variant > 0 && shm_dict_create(&dict, 0, &o) == 0) {
+    o.name = "counts";
+    if (shm_dict_create(&counts, SHMVAL_LONG, &o) != 0)
+      counts = NULL;
+    for (int i = 0; i < 6 * variant; i++) {
+      char k[16], val[48];
+      size_t kl = (size_t)snprintf(k, sizeof k, "k%d", i);
+      memset(val, 'a' + i, sizeof val);
+      (void)shm_dict_set(dict, k, kl, val, (size_t)(i * 11) % sizeof val);
+      if (counts != NULL)
+        (void)shm_dict_add(counts, k, kl, &(long){i}, NULL);
+    }
+    (void)shm_dict_del(dict, "k1", 2);
+  }
   o.name = NULL;
   TRY(shm_array_create(&a, SHMVAL_FLOAT, 40 + 100 * (size_t)variant, NULL, &o));
   if (variant == 2)
