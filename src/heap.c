@@ -44,12 +44,17 @@ static inline uint64_t *word_at(shmval__seg *seg, uint64_t off) {
 }
 
 /*
- * Set the size word of the allocated block at @p off. Its owner reads that
- * word without the heap lock (shmval__blk_size), while a neighbour's free
- * changes its PREV_FREE bit under the lock: both sides use atomic accesses.
+ * Store a word of the heap's blocks (a size word, a footer, a free-list
+ * link) with a single store. An allocated block's owner reads its size word
+ * without the heap lock (shmval__blk_size), while a neighbour's free changes
+ * its PREV_FREE bit under the lock; and a dict's lock-free reader may be
+ * copying a block that was freed and is being reused (it finds out after,
+ * from its slot's version): both sides use atomic accesses.
  */
-static inline void set_used_word(shmval__seg *seg, uint64_t off, uint64_t w) {
-  __atomic_store_n(word_at(seg, off), w, __ATOMIC_RELAXED);
+static inline void put(uint64_t *p, uint64_t w) { __atomic_store_n(p, w, __ATOMIC_RELAXED); }
+
+static inline void set_word(shmval__seg *seg, uint64_t off, uint64_t w) {
+  put(word_at(seg, off), w);
 }
 
 static inline shmval__free_blk *fblk(shmval__seg *seg, uint64_t off) {
@@ -100,11 +105,11 @@ static void list_insert(shmval__seg *seg, uint64_t off, uint64_t size) {
   size_class(size / BLK_MIN, &fl, &sl);
   shmval__free_blk *b = fblk(seg, off);
   uint64_t head = seg->free_head[fl][sl];
-  b->next = head;
-  b->prev = 0;
+  put(&b->next, head);
+  put(&b->prev, 0);
   SHMVAL__CRASH_POINT();
   if (head != 0)
-    fblk(seg, head)->prev = off;
+    put(&fblk(seg, head)->prev, off);
   SHMVAL__CRASH_POINT();
   seg->free_head[fl][sl] = off;
   SHMVAL__CRASH_POINT();
@@ -117,10 +122,10 @@ static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
   size_class(size / BLK_MIN, &fl, &sl);
   shmval__free_blk *b = fblk(seg, off);
   if (b->next != 0)
-    fblk(seg, b->next)->prev = b->prev;
+    put(&fblk(seg, b->next)->prev, b->prev);
   SHMVAL__CRASH_POINT();
   if (b->prev != 0)
-    fblk(seg, b->prev)->next = b->next;
+    put(&fblk(seg, b->prev)->next, b->next);
   else
     seg->free_head[fl][sl] = b->next;
   SHMVAL__CRASH_POINT();
@@ -133,7 +138,7 @@ static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
 
 /* Write the boundary tag of the free block [off, off+size). */
 static void set_footer(shmval__seg *seg, uint64_t off, uint64_t size) {
-  *word_at(seg, off + size - 8) = size;
+  set_word(seg, off + size - 8, size);
 }
 
 /* Whether @p off may start a block: in the heap and aligned. */
@@ -173,7 +178,7 @@ static bool links_ok(const shmval__seg *seg, uint64_t off, uint64_t size) {
 
 /* Append the free run [start, start+size) rebuilt by heap_rebuild(). */
 static void rebuild_free_run(shmval__seg *seg, uint64_t start, uint64_t size) {
-  *word_at(seg, start) = size | SHMVAL__BLK_FREE; /* a free block follows no free one */
+  set_word(seg, start, size | SHMVAL__BLK_FREE); /* a free block follows no free one */
   set_footer(seg, start, size);
   list_insert(seg, start, size);
 }
@@ -202,7 +207,7 @@ static int heap_rebuild(shmval__seg *seg) {
     } else {
       if (run_size != 0)
         rebuild_free_run(seg, run_start, run_size);
-      set_used_word(seg, off, size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0));
+      set_word(seg, off, size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0));
       run_size = 0;
       used += size;
       blocks++;
@@ -282,7 +287,7 @@ int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t fl
   int rc = shmval__mutex_init(&seg->heap_lock);
   if (rc != 0)
     return rc;
-  *word_at(seg, start) = (end - start) | SHMVAL__BLK_FREE;
+  set_word(seg, start, (end - start) | SHMVAL__BLK_FREE);
   set_footer(seg, start, end - start);
   list_insert(seg, start, end - start);
   seg->end_prev_free = 1;
@@ -378,23 +383,23 @@ static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journ
   if (bsize - size >= BLK_MIN) {
     uint64_t tail = off + size, tsize = bsize - size;
     /* The tail's header first, then the head shrinks in one store. */
-    *word_at(seg, tail) = tsize | SHMVAL__BLK_FREE;
+    set_word(seg, tail, tsize | SHMVAL__BLK_FREE);
     SHMVAL__CRASH_POINT();
     set_footer(seg, tail, tsize);
     SHMVAL__CRASH_POINT();
-    set_used_word(seg, off, size | prev_bit);
+    set_word(seg, off, size | prev_bit);
     SHMVAL__CRASH_POINT();
     shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     list_insert(seg, tail, tsize);
   } else {
     size = bsize;
-    set_used_word(seg, off, size | prev_bit);
+    set_word(seg, off, size | prev_bit);
     SHMVAL__CRASH_POINT();
     shmval__journal_set(journal, off | SHMVAL__J_CREATE);
     SHMVAL__CRASH_POINT();
     if (off + size < seg->heap_end)
-      set_used_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
+      set_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
     else
       seg->end_prev_free = 0;
   }
@@ -443,7 +448,7 @@ static int commit(shmval__seg *seg, uint64_t from, uint64_t to) {
  */
 static uint64_t extend(shmval__seg *seg, uint64_t new_end, uint64_t tsize) {
   uint64_t end = seg->heap_end, delta = new_end - end, blk = end - tsize;
-  *word_at(seg, end) = delta | SHMVAL__BLK_FREE;
+  set_word(seg, end, delta | SHMVAL__BLK_FREE);
   SHMVAL__CRASH_POINT();
   set_footer(seg, end, delta);
   SHMVAL__CRASH_POINT();
@@ -452,7 +457,7 @@ static uint64_t extend(shmval__seg *seg, uint64_t new_end, uint64_t tsize) {
   if (tsize != 0) {
     list_remove(seg, blk, tsize);
     SHMVAL__CRASH_POINT();
-    *word_at(seg, blk) = (tsize + delta) | SHMVAL__BLK_FREE;
+    set_word(seg, blk, (tsize + delta) | SHMVAL__BLK_FREE);
     SHMVAL__CRASH_POINT();
     set_footer(seg, blk, tsize + delta);
   }
@@ -606,12 +611,12 @@ static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal) {
    */
   shmval__journal_set(journal, 0);
   SHMVAL__CRASH_POINT();
-  *word_at(seg, start) = total | SHMVAL__BLK_FREE;
+  set_word(seg, start, total | SHMVAL__BLK_FREE);
   SHMVAL__CRASH_POINT();
   set_footer(seg, start, total);
   list_insert(seg, start, total);
   if (start + total < seg->heap_end)
-    set_used_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
+    set_word(seg, start + total, *word_at(seg, start + total) | SHMVAL__BLK_PREV_FREE);
   else
     seg->end_prev_free = 1;
   SHMVAL__CRASH_POINT();
