@@ -747,12 +747,12 @@ typedef enum shm_object_kind {
 typedef struct shm_object_info {
   const char *name;     /**< its name (a copy, see shm_segment_foreach()), or NULL */
   shm_object_kind kind; /**< the object's kind */
-  shm_type type;        /**< element type */
-  size_t elem_size;     /**< bytes per element */
-  size_t length;        /**< elements (1 for a Value) */
+  shm_type type;        /**< element type (a dict's value type, 0 for bytes) */
+  size_t elem_size;     /**< bytes per element (a typed dict's value size) */
+  size_t length;        /**< elements (1 for a Value; a dict's keys) */
   int has_lock;         /**< 0 for raw objects */
   size_t offset;        /**< where it lies in the segment */
-  void *handle;         /**< a shm_value * or shm_array *, per kind */
+  void *handle;         /**< a shm_value *, shm_array *, shm_dict *, ... per kind */
 } shm_object_info;
 
 /**

@@ -380,6 +380,17 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
   info->length = (size_t)h.length;
   info->has_lock = h.lock_rel != 0;
   info->offset = (size_t)off;
+  if (h.kind == SHMVAL__KIND_DICT) {
+    /* A dict: its values' type and size, and its keys (a sum of the stripes' counts). */
+    const shmval__dict *d = (const shmval__dict *)(const void *)((const char *)o + h.payload_rel);
+    uint64_t n = 0;
+    for (unsigned i = 0; i < SHMVAL__DICT_STRIPES; i++)
+      n += __atomic_load_n(&d->stripe[i].count, __ATOMIC_RELAXED);
+    info->type = (shm_type)__atomic_load_n(&d->vtype, __ATOMIC_RELAXED);
+    info->elem_size = __atomic_load_n(&d->vsize, __ATOMIC_RELAXED);
+    info->length = (size_t)n;
+    info->has_lock = 1; /* its stripes */
+  }
   /* A lock's handle is the lock itself, not its host object. */
   void *hd = h.kind == SHMVAL__KIND_LOCK ? (void *)((char *)o + h.lock_rel) : (void *)o;
   info->handle = shmval__tag(hd, (sg->flags & SHMVAL_RDONLY) != 0);

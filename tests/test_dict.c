@@ -179,7 +179,11 @@ static void test_typed(void **state) {
     int a;
     double b;
     char c[20];
-  } r = {1, 2.5, "rec"}, r2;
+  } r, r2;
+  memset(&r, 0, sizeof r); /* the padding too: records are compared whole */
+  r.a = 1;
+  r.b = 2.5;
+  strcpy(r.c, "rec");
   assert_ok(shm_dict_create_record(&d, sizeof r, _Alignof(struct rec), NULL));
   assert_int_equal(shm_dict_value_type(d, &sz), SHMVAL_RECORD);
   assert_int_equal(sz, sizeof r);
@@ -451,8 +455,11 @@ static int writer_child(shm_dict *d, int id) {
   for (int i = 0; i < PER_PROC; i++) {
     long long v = (long long)id * 1000000 + i, got;
     snprintf(k, sizeof k, "p%d-%d", id, i);
-    if (shm_dict_set(d, k, strlen(k), &v, sizeof v) != 0)
+    int src = shm_dict_set(d, k, strlen(k), &v, sizeof v);
+    if (src != 0) {
+      fprintf(stderr, "child %d: set %s: %s\n", id, k, shmval_err_name(src));
       return 1;
+    }
     /* Read back a key of this child's own and one of a neighbour's (present or not). */
     if (shm_dict_get(d, k, strlen(k), &got, sizeof got, NULL) != 0 || got != v)
       return 2;

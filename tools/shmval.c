@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <wchar.h>
 
@@ -394,8 +395,68 @@ static void print_sync(const shm_object_info *o, bool json) {
   }
 }
 
+/* Bytes as text: a quoted string if printable, else 0x-hex (JSON: {"hex": ...}). */
+static void print_bytes(const unsigned char *p, size_t n, bool json, bool full) {
+  bool text = true;
+  for (size_t k = 0; k < n && text; k++)
+    text = isprint(p[k]) != 0;
+  size_t limit = full || json ? n : 64, shown = n < limit ? n : limit;
+  if (text) {
+    putchar('"');
+    for (size_t k = 0; k < shown; k++)
+      print_char(p[k], json);
+    printf("%s\"", shown < n ? "..." : "");
+    return;
+  }
+  printf(json ? "{\"hex\": \"" : "0x");
+  for (size_t k = 0; k < shown; k++)
+    printf("%02x", p[k]);
+  printf(json ? "\"}" : "%s", shown < n ? "..." : "");
+}
+
+typedef struct dict_show {
+  shm_type type;
+  bool json, full;
+  size_t count, limit;
+} dict_show;
+
+static int show_item(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  dict_show *s = arg;
+  if (s->count == s->limit) {
+    s->count++;
+    return 0; /* counted, not shown */
+  }
+  if (s->count++ > s->limit)
+    return 0;
+  printf(s->count > 1 ? ", " : "");
+  if (s->json)
+    printf("{\"key\": ");
+  print_bytes(key, klen, s->json, s->full);
+  printf(s->json ? ", \"value\": " : ": ");
+  if (s->type == 0 || s->type == SHMVAL_RECORD)
+    print_bytes(val, vlen, s->json, s->full);
+  else
+    print_elem(s->type, val, vlen, s->json, s->full);
+  printf(s->json ? "}" : "");
+  return 0;
+}
+
+/* A dict's keys and values, the first SHOW_HEAD of them in text unless --full. */
+static int print_dict(const shm_object_info *o, bool json, bool full) {
+  dict_show s = {o->type, json, full, 0, full || json ? SIZE_MAX : SHOW_HEAD};
+  printf(json ? "[" : "{");
+  int rc = shm_dict_foreach(o->handle, show_item, &s);
+  if (s.count > s.limit)
+    printf(", ... %zu more", s.count - s.limit);
+  printf(json ? "]" : "}");
+  if (rc != 0)
+    printf(json ? ", \"error\": \"%s\"" : " (%s)", shmval_err_name(rc));
+  return rc;
+}
+
 static const char *kind_name(shm_object_kind k) {
-  static const char *names[] = {"?", "value", "array", "lock", "sem", "cond", "event", "barrier"};
+  static const char *names[] = {"?",     "value",   "array", "lock", "sem",
+                                "cond",  "event",   "barrier", "dict", "list"};
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -418,6 +479,8 @@ static int show_one(const shm_object_info *o, void *arg) {
   int lrc = c->lock && l != NULL ? shm_lock_acquire_timeout(l, 1.0) : 0;
   size_t left;
   const char *kind = kind_name(o->kind);
+  bool dict = o->kind == SHMVAL_OBJ_DICT;
+  const char *dict_type = dict && o->type == 0 ? "bytes" : type_name(o->type);
   if (c->json) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
     if (o->name != NULL)
@@ -426,14 +489,16 @@ static int show_one(const shm_object_info *o, void *arg) {
       printf("null");
     printf(", \"kind\": \"%s\", \"type\": \"%s\", \"elem_size\": %zu, \"length\": %zu, "
            "\"locked\": %s, \"offset\": %zu, \"value\": ",
-           kind, data ? type_name(o->type) : "-", o->elem_size, o->length,
+           kind, data || dict ? dict_type : "-", o->elem_size, o->length,
            o->has_lock ? "true" : "false", o->offset);
   } else {
     printf("%-24s %-7s %-6s %8zu  %-6s ", o->name != NULL ? text_name(o->name) : "(unnamed)", kind,
-           data ? type_name(o->type) : "-", o->length, o->has_lock ? "locked" : "raw");
+           data || dict ? dict_type : "-", o->length, o->has_lock ? "locked" : "raw");
   }
   if (lrc < 0)
     printf(c->json ? "null, \"lock_error\": \"%s\"" : "(lock: %s)", shmval_err_name(lrc));
+  else if (o->kind == SHMVAL_OBJ_DICT)
+    (void)print_dict(o, c->json, c->full);
   else if (!data)
     print_sync(o, c->json);
   else if ((left = print_values(o, p, c->json, c->full)) > 0 && c->json)
