@@ -1010,6 +1010,78 @@ static void test_kill_at_every_grow_step(void **state) {
   assert_true(seen.published_unused);
 }
 
+/* The first live slot of dict @p d's table (the table is there: the dict has keys). */
+static shmval__dslot *first_slot(shm_dict *d, uint64_t state, shmval__dict **hdr) {
+  shmval__obj *o = shmval__obj_of(d);
+  shmval__dict *h = (shmval__dict *)(void *)shmval__payload(o);
+  shmval__seg *seg = shmval__obj_seg(o);
+  shmval__obj *t = (shmval__obj *)(void *)((char *)seg + h->tab);
+  shmval__dslot *s = (shmval__dslot *)(void *)shmval__payload(t);
+  *hdr = h;
+  for (uint64_t i = 0; i < t->length; i++)
+    if ((s[i].ctl & SHMVAL__DS_STATE) == state)
+      return &s[i];
+  return NULL;
+}
+
+/* A damaged dict: the check names the damage; readers report it, never crash. */
+static void test_dict_damage(void **state) {
+  (void)state;
+  char name[96], buf[64];
+  shm_segment *seg;
+  shm_dict *d;
+  shm_check_report r;
+  shmval__dict *h;
+  test_name(name, sizeof name, "dictdmg");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
+  assert_ok(shm_dict_set(d, "inline", 6, "v", 1));
+  assert_ok(shm_dict_set(d, "entry", 5, "a value that needs an entry block", 33));
+  assert_ok(shm_segment_check(seg, &r));
+  shmval__dslot *in = first_slot(d, SHMVAL__DS_INLINE, &h), *he = first_slot(d, SHMVAL__DS_HEAP, &h);
+  assert_non_null(in);
+  assert_non_null(he);
+  /* An entry's hash that is not its key's. */
+  he->w[1] ^= 1;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a dict entry's key does not match its hash");
+  assert_code(shm_dict_get(d, "entry", 5, buf, sizeof buf, NULL), SHMVAL_ENOENT);
+  he->w[1] ^= 1;
+  /* An entry pointer out of the heap, and into the middle of a block. */
+  uint64_t keep = he->w[0];
+  he->w[0] = UINT64_C(1) << 50;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a dict slot points to a damaged entry");
+  assert_code(shm_dict_get(d, "entry", 5, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  he->w[0] = keep + 64;
+  assert_code(shm_dict_get(d, "entry", 5, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  he->w[0] = keep;
+  /* Inline lengths past the slot. */
+  uint64_t c = in->ctl;
+  in->ctl |= UINT64_C(31) << SHMVAL__DS_VLEN_SHIFT;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  in->ctl = c;
+  /* A wrong count, and a journal word without its tag. */
+  h->stripe[0].count += 5;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a dict's key count is wrong");
+  h->stripe[0].count -= 5;
+  h->stripe[2].jnew.tag = 0;
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a dict's journal word is damaged");
+  h->stripe[2].jnew.tag = SHMVAL__JTAG;
+  /* A slot left busy with no writer: a reader gives up with ECORRUPT, no hang. */
+  in->ctl |= SHMVAL__DS_BUSY;
+  assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  in->ctl = c;
+  assert_ok(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL));
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_ok(shm_dict_destroy(d));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
 /* ------------------------------------------------------------------------ */
 /* A dict's writer killed at every step of set, del, pop, setdefault, clear and resize. */
 
@@ -1227,6 +1299,7 @@ int main(void) {
       cmocka_unit_test(test_kill_at_every_step),
       cmocka_unit_test(test_kill_at_every_grow_step),
       cmocka_unit_test(test_kill_at_every_dict_step),
+      cmocka_unit_test(test_dict_damage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

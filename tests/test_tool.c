@@ -287,11 +287,44 @@ static void test_ls_growable(void **state) {
   assert_ok(shm_segment_unlink(name));
 }
 
+/* show prints a dict's keys and values; check verifies its entries. */
+static void test_show_dict(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_dict *d, *c;
+  const char *name = test_name(nbuf, sizeof nbuf, "tooldict");
+  assert_ok(shm_segment_create(&s, name, 1 << 20, NULL));
+  assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = s, .name = "names"}));
+  assert_ok(shm_dict_create(&c, SHMVAL_LONG, &(shm_opts){.segment = s, .name = "counts"}));
+  assert_ok(shm_dict_set(d, "alice", 5, "a value long enough for an entry", 32));
+  assert_ok(shm_dict_set(d, "\x01\x02", 2, "\xff", 1));
+  for (long i = 0; i < 12; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "w%ld", i);
+    assert_ok(shm_dict_add(c, k, strlen(k), &i, NULL));
+  }
+  assert_int_equal(tool("show", name, "names", NULL), 0);
+  assert_non_null(strstr(out, "names                    dict    bytes         2"));
+  assert_non_null(strstr(out, "\"alice\": \"a value long enough for an entry\""));
+  assert_non_null(strstr(out, "0x0102: 0xff"));
+  assert_int_equal(tool("show", name, "counts", NULL), 0);
+  assert_non_null(strstr(out, "counts                   dict    l            12"));
+  assert_non_null(strstr(out, "... 4 more}"));
+  assert_int_equal(tool("show", "--json", name, "counts"), 0);
+  assert_non_null(strstr(out, "{\"key\": \"w11\", \"value\": 11}"));
+  assert_int_equal(tool("show", "--json", name, "names"), 0);
+  assert_non_null(strstr(out, "{\"key\": {\"hex\": \"0102\"}, \"value\": {\"hex\": \"ff\"}}"));
+  assert_int_equal(tool("check", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, "leaked: 0 blocks"));
+  assert_int_equal(tool("rm", name, NULL, NULL), 0);
+  assert_ok(shm_segment_close(s));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_usage),       cmocka_unit_test(test_ls_and_show),
       cmocka_unit_test(test_ls_growable), cmocka_unit_test(test_gc),
-      cmocka_unit_test(test_check),
+      cmocka_unit_test(test_check),       cmocka_unit_test(test_show_dict),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
