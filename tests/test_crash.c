@@ -1038,7 +1038,8 @@ static void test_dict_damage(void **state) {
   assert_ok(shm_dict_set(d, "inline", 6, "v", 1));
   assert_ok(shm_dict_set(d, "entry", 5, "a value that needs an entry block", 33));
   assert_ok(shm_segment_check(seg, &r));
-  shmval__dslot *in = first_slot(d, SHMVAL__DS_INLINE, &h), *he = first_slot(d, SHMVAL__DS_HEAP, &h);
+  shmval__dslot *in = first_slot(d, SHMVAL__DS_INLINE, &h),
+                *he = first_slot(d, SHMVAL__DS_HEAP, &h);
   assert_non_null(in);
   assert_non_null(he);
   /* An entry's hash that is not its key's. */
@@ -1093,13 +1094,13 @@ typedef struct dop {
 } dop;
 
 static const dop dops[] = {
-    {'s', 0, 0},   {'s', 1, 1},   {'s', 2, 2},   {'s', 3, 3},   {'s', 4, 4},    {'s', 5, 5},
-    {'s', 6, 6},   {'s', 7, 7},   {'s', 8, 8},   {'s', 9, 9},   {'s', 10, 10},  {'s', 11, 11},
-    {'s', 12, 12}, {'s', 13, 13}, {'s', 0, 101}, {'s', 1, 102}, {'s', 2, 103},  {'s', 3, 104},
-    {'s', 4, 105}, {'d', 6, 0},   {'d', 7, 0},   {'p', 8, 0},   {'f', 8, 106},  {'f', 9, 107},
-    {'s', 14, 14}, {'s', 15, 15}, {'s', 16, 16}, {'d', 0, 0},   {'d', 1, 0},    {'d', 2, 0},
-    {'d', 3, 0},   {'d', 4, 0},   {'d', 5, 0},   {'d', 8, 0},   {'d', 9, 0},    {'d', 10, 0},
-    {'d', 11, 0},  {'d', 12, 0},  {'d', 13, 0},  {'d', 14, 0},  {'c', 0, 0},    {'s', 17, 17},
+    {'s', 0, 0},   {'s', 1, 1},   {'s', 2, 2},   {'s', 3, 3},   {'s', 4, 4},   {'s', 5, 5},
+    {'s', 6, 6},   {'s', 7, 7},   {'s', 8, 8},   {'s', 9, 9},   {'s', 10, 10}, {'s', 11, 11},
+    {'s', 12, 12}, {'s', 13, 13}, {'s', 0, 101}, {'s', 1, 102}, {'s', 2, 103}, {'s', 3, 104},
+    {'s', 4, 105}, {'d', 6, 0},   {'d', 7, 0},   {'p', 8, 0},   {'f', 8, 106}, {'f', 9, 107},
+    {'s', 14, 14}, {'s', 15, 15}, {'s', 16, 16}, {'d', 0, 0},   {'d', 1, 0},   {'d', 2, 0},
+    {'d', 3, 0},   {'d', 4, 0},   {'d', 5, 0},   {'d', 8, 0},   {'d', 9, 0},   {'d', 10, 0},
+    {'d', 11, 0},  {'d', 12, 0},  {'d', 13, 0},  {'d', 14, 0},  {'c', 0, 0},   {'s', 17, 17},
     {'s', 1, 108},
 };
 #define NDOPS ((int)(sizeof dops / sizeof dops[0]))
@@ -1182,8 +1183,8 @@ static void expect_dict(shm_dict *d, int done, long n) {
         got = x;
     }
     if (got != before[key] && got != after[key])
-      fail_msg("after a kill at step %ld (op %d): %s is neither its old nor its new value", n,
-               done, k);
+      fail_msg("after a kill at step %ld (op %d): %s is neither its old nor its new value", n, done,
+               k);
   }
   (void)present;
 }
@@ -1206,8 +1207,9 @@ static bool dict_round_at(long n, dict_seen *seen) {
   assert_ok(shm_segment_create(&seg, name, 64 << 10, &(shm_segment_opts){.max_size = 4 << 20}));
   shm_value *progress;
   shm_dict *d;
-  assert_ok(shm_value_create(&progress, SHMVAL_INT, NULL,
-                             &(shm_opts){.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC}));
+  assert_ok(
+      shm_value_create(&progress, SHMVAL_INT, NULL,
+                       &(shm_opts){.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC}));
   assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
   fragment(seg);
   shm_check_report r;

@@ -651,11 +651,12 @@ static void test_threads(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_basic_mapping),   cmocka_unit_test(test_sizes),
-      cmocka_unit_test(test_full_slot_keys), cmocka_unit_test(test_enobufs),         cmocka_unit_test(test_typed),
-      cmocka_unit_test(test_update),          cmocka_unit_test(test_foreach),
-      cmocka_unit_test(test_grow_and_shrink), cmocka_unit_test(test_named_and_types),
-      cmocka_unit_test(test_processes),       cmocka_unit_test(test_concurrent_add),
-      cmocka_unit_test(test_no_torn_values),  cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_full_slot_keys),  cmocka_unit_test(test_enobufs),
+      cmocka_unit_test(test_typed),           cmocka_unit_test(test_update),
+      cmocka_unit_test(test_foreach),         cmocka_unit_test(test_grow_and_shrink),
+      cmocka_unit_test(test_named_and_types), cmocka_unit_test(test_processes),
+      cmocka_unit_test(test_concurrent_add),  cmocka_unit_test(test_no_torn_values),
+      cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,7 +236,7 @@ static int no_update(void *v, size_t *vl, size_t cap, int present, void *ctx) {
   X(shm_value_create(&val, SHMVAL_INT, NULL, &(shm_opts){.segment = seg, .name = "v"}),            \
     SHMVAL_EEXIST)                                                                                 \
   X(shm_value_create(&val, SHMVAL_INT, NULL, &(shm_opts){.name = "v"}), SHMVAL_EINVAL)             \
-  /* Dicts: NULL, bad types and options, wrong kinds, destroyed, small buffers, read-only. */     \
+  /* Dicts: NULL, bad types and options, wrong kinds, destroyed, small buffers, read-only. */      \
   X(shm_dict_create(NULL, 0, NULL), SHMVAL_EINVAL)                                                 \
   X(shm_dict_create(&dict, (shm_type)'Z', NULL), SHMVAL_EINVAL)                                    \
   X(shm_dict_create(&dict, SHMVAL_RECORD, NULL), SHMVAL_EINVAL)                                    \
@@ -368,8 +368,8 @@ static int setup(void **state) {
     return -1;
   memset(long_key, 'k', sizeof long_key);
   /* Destroyed last, so that nothing reuses their blocks during the test. */
-  return shm_value_destroy(dead_val) || shm_array_destroy(dead_arr) || shm_lock_destroy(dead_lock) ||
-         shm_dict_destroy(dead_dict);
+  return shm_value_destroy(dead_val) || shm_array_destroy(dead_arr) ||
+         shm_lock_destroy(dead_lock) || shm_dict_destroy(dead_dict);
 }
 
 static int teardown(void **state) {

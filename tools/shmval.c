@@ -455,8 +455,8 @@ static int print_dict(const shm_object_info *o, bool json, bool full) {
 }
 
 static const char *kind_name(shm_object_kind k) {
-  static const char *names[] = {"?",     "value",   "array", "lock", "sem",
-                                "cond",  "event",   "barrier", "dict", "list"};
+  static const char *names[] = {"?",    "value", "array",   "lock", "sem",
+                                "cond", "event", "barrier", "dict", "list"};
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 

@@ -42,7 +42,7 @@
 
 #define MAX_WORKERS 64
 
-enum phase { IDLE, IN_LOCKED, IN_ATOMIC, IN_CREATE, IN_OPEN };
+enum phase { IDLE, IN_LOCKED, IN_ATOMIC, IN_CREATE, IN_OPEN, IN_DICT, PHASES };
 
 /* A worker's counters; written by the worker (and by the supervisor once it died). */
 typedef struct slot {
@@ -50,6 +50,7 @@ typedef struct slot {
   uint64_t atomic_done, atomic_pend;
   uint64_t creates, ownerdead;
   uint64_t phase, ops;
+  uint64_t dict_done, dict_pend; /* additions to the counter dict */
 } slot;
 
 static char seg_name[64];
@@ -86,6 +87,7 @@ typedef struct world {
   shm_segment *seg;
   shm_value *locked, *atomic, *stop;
   shm_array *slots;
+  shm_dict *counts, *scratch;
 } world;
 
 static int open_world(world *w) {
@@ -98,6 +100,10 @@ static int open_world(world *w) {
     rc = shm_value_open(&w->stop, w->seg, "stop", SHMVAL_INT);
   if (rc == 0)
     rc = shm_array_open(&w->slots, w->seg, "slots", SHMVAL_RECORD);
+  if (rc == 0)
+    rc = shm_dict_open(&w->counts, w->seg, "counts");
+  if (rc == 0)
+    rc = shm_dict_open(&w->scratch, w->seg, "scratch");
   return rc;
 }
 
@@ -127,6 +133,63 @@ static int op_atomic(world *w, slot *s) {
 static int failed(int id, const char *what, int rc, int code) {
   fprintf(stderr, "torture: worker %d: %s: %s\n", id, what, shmval_err_name(rc));
   return code;
+}
+
+/* Counter keys: short ones live in their slots, long ones in entry blocks. */
+static size_t count_key(unsigned i, char *k) {
+  return (size_t)snprintf(k, 48, i % 2 ? "c%u" : "a counter key long enough for a block %u", i);
+}
+
+/*
+ * A scratch value says whether it is whole: its length, then one byte
+ * repeated (lengths from 0 to 300: in the slot, in a block, resized).
+ */
+static size_t scratch_val(unsigned char *v, uint64_t r) {
+  size_t n = 8 + (size_t)(r % 300);
+  uint64_t len = n;
+  memcpy(v, &len, 8);
+  memset(v + 8, (int)(r >> 20), n - 8);
+  return n;
+}
+
+static bool scratch_whole(const unsigned char *v, size_t n) {
+  uint64_t len;
+  if (n < 8)
+    return false;
+  memcpy(&len, v, 8);
+  for (size_t i = 9; i < n; i++)
+    if (v[i] != v[8])
+      return false;
+  return len == n;
+}
+
+/* An addition to the counter dict (exactly accounted), then scratch writes and reads. */
+static int op_dict(world *w, slot *s, int id) {
+  char k[48];
+  unsigned char v[320];
+  size_t n;
+  int rc;
+  put(&s->dict_pend, 1);
+  if ((rc = shm_dict_add(w->counts, k, count_key((unsigned)(rnd() % 64), k), &(long long){1},
+                         NULL)) != 0)
+    return failed(id, "dict add", rc, 50);
+  put(&s->dict_done, s->dict_done + 1);
+  put(&s->dict_pend, 0);
+  /* The scratch dict grows to a few hundred keys and shrinks again: resizes under kills. */
+  for (int i = 0; i < 4; i++) {
+    uint64_t r = rnd();
+    size_t kl = (size_t)snprintf(k, sizeof k, "s%u", (unsigned)(r % 400));
+    unsigned what = (unsigned)(r >> 40) % 4;
+    if (what == 0)
+      rc = shm_dict_del(w->scratch, k, kl);
+    else if (what == 1)
+      rc = shm_dict_set(w->scratch, k, kl, v, scratch_val(v, r));
+    else if ((rc = shm_dict_get(w->scratch, k, kl, v, sizeof v, &n)) == 0 && !scratch_whole(v, n))
+      return failed(id, "dict value torn", rc, 51);
+    if (rc != 0 && rc != SHMVAL_ENOENT)
+      return failed(id, "dict scratch", rc, 52);
+  }
+  return 0;
 }
 
 /* A named Value and an unnamed Array of a random size, made and unmade. */
@@ -169,11 +232,12 @@ static int worker(int id) {
   slot *s = (slot *)shm_array_ptr(w.slots) + id;
   int stop = 0;
   while (shm_value_get(w.stop, &stop) == 0 && !stop) {
-    unsigned r = (unsigned)(rnd() % 8);
-    uint64_t ph = r < 4 ? IN_LOCKED : r < 7 ? IN_ATOMIC : IN_CREATE;
+    unsigned r = (unsigned)(rnd() % 10);
+    uint64_t ph = r < 4 ? IN_LOCKED : r < 6 ? IN_ATOMIC : r < 8 ? IN_DICT : IN_CREATE;
     put(&s->phase, ph);
     rc = ph == IN_LOCKED   ? op_locked(&w, s)
          : ph == IN_ATOMIC ? op_atomic(&w, s)
+         : ph == IN_DICT   ? op_dict(&w, s, id)
                            : op_create(&w, s, id);
     put(&s->phase, IDLE);
     if (rc != 0) {
@@ -190,7 +254,7 @@ static int worker(int id) {
 /* The supervisor. */
 
 typedef struct tally {
-  uint64_t kills, unc_locked, unc_atomic, in_call[5], restarts, reclaimed;
+  uint64_t kills, unc_locked, unc_atomic, unc_dict, in_call[PHASES], restarts, reclaimed;
 } tally;
 
 static pid_t pids[MAX_WORKERS];
@@ -241,7 +305,7 @@ static int kill_one(int id, tally *t) {
   slot *s = &slots[id];
   t->kills++;
   uint64_t ph = get(&s->phase);
-  t->in_call[ph < 5 ? ph : 0]++;
+  t->in_call[ph < PHASES ? ph : 0]++;
   /* The dead worker's update in flight may have happened: allow it, once. */
   if (get(&s->locked_pend)) {
     t->unc_locked++;
@@ -250,6 +314,10 @@ static int kill_one(int id, tally *t) {
   if (get(&s->atomic_pend)) {
     t->unc_atomic++;
     put(&s->atomic_pend, 0);
+  }
+  if (get(&s->dict_pend)) {
+    t->unc_dict++;
+    put(&s->dict_pend, 0);
   }
   pids[id] = start_worker(id);
   t->restarts++;
@@ -328,6 +396,61 @@ static int check_counter(const char *what, shm_value *v, uint64_t done, uint64_t
   return 0;
 }
 
+static int sum_counts(const void *k, size_t kl, const void *v, size_t vl, void *ctx) {
+  long long x;
+  (void)k, (void)kl;
+  if (vl != sizeof x)
+    return -1;
+  memcpy(&x, v, sizeof x);
+  *(long long *)ctx += x;
+  return 0;
+}
+
+static int scratch_ok(const void *k, size_t kl, const void *v, size_t vl, void *ctx) {
+  (void)k, (void)kl;
+  ++*(size_t *)ctx;
+  return scratch_whole(v, vl) ? 0 : -1;
+}
+
+/*
+ * The counter dict's total equals the completed additions, plus at most the
+ * ones a kill caught in flight; every scratch value is whole; the key counts
+ * agree with what iteration finds.
+ */
+static int check_dicts(shm_segment *seg, uint64_t done, uint64_t unc) {
+  shm_dict *counts, *scratch;
+  long long total = 0;
+  size_t n = 0, len = 0, clen = 0;
+  int rc = shm_dict_open(&counts, seg, "counts");
+  if (rc == 0)
+    rc = shm_dict_open(&scratch, seg, "scratch");
+  if (rc == 0)
+    rc = shm_dict_foreach(counts, sum_counts, &total);
+  if (rc == 0)
+    rc = shm_dict_foreach(scratch, scratch_ok, &n);
+  if (rc == 0)
+    rc = shm_dict_len(scratch, &len);
+  if (rc == 0)
+    rc = shm_dict_len(counts, &clen);
+  if (rc != 0) {
+    fprintf(stderr, "torture: dicts: %s\n", rc < 0 ? shmval_err_name(rc) : "a value is torn");
+    return 1;
+  }
+  printf("  dict    total %lld, completed %llu, in flight at a kill %llu; %zu counter keys, %zu "
+         "scratch keys\n",
+         total, (unsigned long long)done, (unsigned long long)unc, clen, n);
+  if (total < 0 || (uint64_t)total < done || (uint64_t)total > done + unc) {
+    fprintf(stderr, "torture: counter dict total %lld outside [%llu, %llu]\n", total,
+            (unsigned long long)done, (unsigned long long)(done + unc));
+    return 1;
+  }
+  if (len != n) {
+    fprintf(stderr, "torture: scratch dict says %zu keys, iteration found %zu\n", len, n);
+    return 1;
+  }
+  return 0;
+}
+
 typedef struct config {
   int workers, kills, min_kills;
   double seconds;
@@ -338,8 +461,9 @@ typedef struct config {
 /* The end-of-run checks; 0 when everything holds. */
 static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_value *atomic,
                   const tally *t, double elapsed) {
-  uint64_t ld = 0, ad = 0, creates = 0, od = 0;
+  uint64_t ld = 0, ad = 0, dd = 0, creates = 0, od = 0;
   for (int i = 0; i < c->workers; i++) {
+    dd += slots[i].dict_done;
     ld += slots[i].locked_done;
     ad += slots[i].atomic_done;
     creates += slots[i].creates;
@@ -353,10 +477,12 @@ static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_valu
          (unsigned long long)t->in_call[IN_LOCKED], (unsigned long long)t->in_call[IN_ATOMIC],
          (unsigned long long)t->in_call[IN_CREATE], (unsigned long long)t->in_call[IN_OPEN],
          (unsigned long long)t->in_call[IDLE]);
+  printf("  and %llu inside a dict operation\n", (unsigned long long)t->in_call[IN_DICT]);
   printf("  lock recovered from a dead owner %llu times; %llu create/destroy cycles\n",
          (unsigned long long)od, (unsigned long long)creates);
   int bad = check_counter("locked", locked, ld, t->unc_locked);
   bad |= check_counter("atomic", atomic, ad, t->unc_atomic);
+  bad |= check_dicts(seg, dd, t->unc_dict);
   /* Every lock can be taken. */
   int rc = shm_lock_acquire_timeout(shm_value_get_lock(locked), 2.0);
   if (rc != 0 && rc != SHMVAL_OWNERDEAD) {
@@ -432,7 +558,13 @@ static int make_world(shm_segment **seg, shm_value **locked, shm_value **atomic,
   if ((rc = shm_array_create_record(&sa, sizeof(slot), _Alignof(slot), (size_t)k, NULL, &o)) != 0)
     return rc;
   slots = shm_array_ptr(sa);
-  return 0;
+  shm_dict *d;
+  o.flags = 0;
+  o.name = "counts";
+  if ((rc = shm_dict_create(&d, SHMVAL_LLONG, &o)) != 0)
+    return rc;
+  o.name = "scratch";
+  return shm_dict_create(&d, 0, &o);
 }
 
 static int parse(int argc, char **argv, config *c) {
