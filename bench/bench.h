@@ -110,6 +110,7 @@ int bench_core(int quick);
 int bench_sync(int quick);
 int bench_named(int quick);
 int bench_grow(int quick);
+int bench_dict(int quick);
 int bench_peers(int quick);
 int bench_scaling(int quick);
 

@@ -43,9 +43,9 @@ static void describe_machine(char *buf, size_t cap) {
 int main(int argc, char **argv) {
   int quick = 0, rc = 0, chosen = 0;
   const char *out = SHMVAL_BENCH_RESULTS;
-  const char *names[] = {"core", "sync", "named", "grow", "peers", "scaling"};
-  int (*sections[])(int) = {bench_core, bench_sync,  bench_named,
-                            bench_grow, bench_peers, bench_scaling};
+  const char *names[] = {"core", "sync", "named", "grow", "dict", "peers", "scaling"};
+  int (*sections[])(int) = {bench_core, bench_sync,  bench_named,  bench_grow,
+                            bench_dict, bench_peers, bench_scaling};
   enum { NSEC = 6 };
   int want[NSEC] = {0};
   for (int i = 1; i < argc; i++) {
@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], names[s]) == 0)
           want[s] = found = chosen = 1;
       if (!found) {
-        fprintf(stderr, "usage: %s [--quick] [--out DIR] [core|sync|named|grow|peers|scaling...]\n",
+        fprintf(stderr,
+                "usage: %s [--quick] [--out DIR] [core|sync|named|grow|dict|peers|scaling...]\n",
                 argv[0]);
         return 2;
       }

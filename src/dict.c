@@ -259,12 +259,12 @@ static int match_copy(shmval__seg *seg, uint64_t c, const uint64_t w[2], uint64_
     memcpy(b, w, 16);
     if (kl + vl > SHMVAL__DS_INLINE_MAX)
       return SHMVAL_ECORRUPT;
-    if (kl != klen || memcmp(b, key, kl) != 0)
+    if (kl != klen || (kl != 0 && memcmp(b, key, kl) != 0))
       return R_NOMATCH;
     *vlen = vl;
     if (vl > cap)
       return SHMVAL_ENOBUFS;
-    if (vl != 0)
+    if (vl != 0 && buf != NULL)
       memcpy(buf, b + kl, vl);
     return 0;
   }

@@ -299,7 +299,7 @@ static void test_show_dict(void **state) {
   assert_ok(shm_dict_set(d, "alice", 5, "a value long enough for an entry", 32));
   assert_ok(shm_dict_set(d, "\x01\x02", 2, "\xff", 1));
   for (long i = 0; i < 12; i++) {
-    char k[16];
+    char k[24];
     snprintf(k, sizeof k, "w%ld", i);
     assert_ok(shm_dict_add(c, k, strlen(k), &i, NULL));
   }
