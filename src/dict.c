@@ -196,8 +196,12 @@ typedef struct tview {
   uint64_t mask, off;
 } tview;
 
-/* The table whose object header is at @p off, checked from single loads: 0 or ECORRUPT. */
-static int tab_view(shmval__seg *seg, uint64_t off, tview *t) {
+/*
+ * The table whose object header is at @p off, checked from single loads: 0 or
+ * ECORRUPT. It must not overlap the header of its dict @p owner, whose locks
+ * a slot written there would overwrite.
+ */
+static int tab_view(shmval__seg *seg, const shmval__obj *owner, uint64_t off, tview *t) {
   uint64_t end = shmval__heap_end(seg);
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off > end - SHMVAL__BLOCK_ALIGN ||
       (off & (SHMVAL__BLOCK_ALIGN - 1)) != SHMVAL__OBJ_HDR_OFF)
@@ -211,6 +215,10 @@ static int tab_view(shmval__seg *seg, uint64_t off, tview *t) {
   if (kind != SHMVAL__KIND_DICT_TAB || len < TAB_MIN || (len & (len - 1)) != 0 ||
       prel < sizeof *o || prel > SHMVAL__CACHELINE || (prel & 7) != 0 ||
       len > (end - off - prel) / sizeof(shmval__dslot))
+    return SHMVAL_ECORRUPT;
+  uint64_t lo = owner->self_off - SHMVAL__OBJ_HDR_OFF,
+           hi = owner->self_off + owner->payload_rel + sizeof(shmval__dict);
+  if (off - SHMVAL__OBJ_HDR_OFF < hi && off + prel + len * sizeof(shmval__dslot) > lo)
     return SHMVAL_ECORRUPT;
   t->s = (shmval__dslot *)(void *)((char *)o + prel);
   t->mask = len - 1;
@@ -421,7 +429,7 @@ static int stripe_repair(void *ctx) {
   tview t;
   r->repaired = true;
   uint64_t off = ld(&r->d->tab);
-  if (ld(&sp->op) != 0 && off != 0 && tab_view(r->seg, off, &t) == 0 && apply(&t, sp))
+  if (ld(&sp->op) != 0 && off != 0 && tab_view(r->seg, r->o, off, &t) == 0 && apply(&t, sp))
     return commit(r->seg, sp, true);
   return cancel(r->seg, sp);
 }
@@ -534,7 +542,7 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
     tview t;
     if (dying(d))
       return SHMVAL_ESTALE;
-    rc = off == 0 ? SHMVAL_ENOENT : tab_view(r.seg, off, &t);
+    rc = off == 0 ? SHMVAL_ENOENT : tab_view(r.seg, r.o, off, &t);
     if (rc == 0)
       rc = probe_get(&r, &t, hh, key, klen, buf, cap, vlen, &stuck);
     atomic_thread_fence(memory_order_acquire);
@@ -638,7 +646,7 @@ static int wop_begin(wop *w, const shm_dict *h, const void *key, size_t klen) {
   if (dying(w->r.d))
     rc = SHMVAL_ESTALE;
   else if (w->has_tab)
-    rc = tab_view(w->r.seg, off, &w->t);
+    rc = tab_view(w->r.seg, w->r.o, off, &w->t);
   if (rc != 0) {
     stripe_unlock(&w->r, w->si);
     if (w->r.repaired)
@@ -859,7 +867,7 @@ static int rebuild(dref *r, bool keep, uint64_t extra) {
   tview old, nv;
   uint64_t off = ld(&d->tab), seed = ld(&d->seed), live = 0, counts[NSTRIPES] = {0};
   int rc;
-  if (off != 0 && (rc = tab_view(r->seg, off, &old)) != 0)
+  if (off != 0 && (rc = tab_view(r->seg, r->o, off, &old)) != 0)
     return rc;
   for (uint64_t i = 0; off != 0 && i <= old.mask; i++) {
     uint64_t c = ld(&old.s[i].ctl);
@@ -874,7 +882,7 @@ static int rebuild(dref *r, bool keep, uint64_t extra) {
     if (rc != 0)
       return alloc_err(r->seg, rc);
     SHMVAL__CRASH_POINT();
-    if ((rc = tab_view(r->seg, nt->self_off, &nv)) != 0)
+    if ((rc = tab_view(r->seg, r->o, nt->self_off, &nv)) != 0)
       return rc;
     for (uint64_t i = 0; off != 0 && i <= old.mask; i++) {
       uint64_t c = ld(&old.s[i].ctl), w0 = ld(&old.s[i].w[0]), w1 = ld(&old.s[i].w[1]);
@@ -921,7 +929,7 @@ static int resize(dref *r, bool grow, bool force, bool *rebuilt) {
   }
   if (dying(d))
     rc = SHMVAL_ESTALE;
-  else if (off != 0 && (rc = tab_view(r->seg, off, &t)) == 0)
+  else if (off != 0 && (rc = tab_view(r->seg, r->o, off, &t)) == 0)
     cap = t.mask + 1;
   /* The same test as need_grow(), for the one insert that asked. */
   bool needed = grow ? force || cap == 0 || (used + 1) * 5 > cap * 4 : live * 16 < cap;
@@ -1193,7 +1201,7 @@ static int clear_locked(dref *r) {
   uint64_t off = ld(&d->tab);
   int rc = 0;
   wop w = {.r = *r, .has_tab = off != 0};
-  if (off != 0 && (rc = tab_view(r->seg, off, &w.t)) != 0)
+  if (off != 0 && (rc = tab_view(r->seg, r->o, off, &w.t)) != 0)
     return rc;
   for (uint64_t i = 0; off != 0 && i <= w.t.mask; i++) {
     uint64_t c = ld(&w.t.s[i].ctl);
@@ -1379,7 +1387,7 @@ static int snapshot(dref *r, snapbuf *b, bool *moved) {
   *moved = false;
   if (dying(d))
     return SHMVAL_ESTALE;
-  if (off != 0 && (rc = tab_view(r->seg, off, &t)) == 0) {
+  if (off != 0 && (rc = tab_view(r->seg, r->o, off, &t)) == 0) {
     for (uint64_t i = 0; rc == 0 && i <= t.mask; i++) {
       while ((rc = snap_slot(r, &t.s[i], b)) == R_STUCK)
         if ((rc = unstick(r, &t.s[i], gen)) != 0)
@@ -1504,7 +1512,7 @@ int shmval__dict_verify(shmval__seg *seg, uint64_t off, shmval__offs *owned, shm
   }
   tview t;
   if (tab != 0) {
-    if (tab_view(seg, tab, &t) != 0)
+    if (tab_view(seg, o, tab, &t) != 0)
       return shmval__bad(pb, off, "a dict's table is damaged");
     if ((rc = shmval__offs_push(owned, blk_of_tab(tab))) != 0)
       return rc;

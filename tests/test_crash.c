@@ -1071,6 +1071,26 @@ static void test_dict_damage(void **state) {
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
   assert_string_equal(r.problem, "a dict's journal word is damaged");
   h->stripe[2].jnew.tag = SHMVAL__JTAG;
+  /*
+   * A table made up inside the dict's own header (the fuzzer's: writes to its
+   * slots would overwrite the stripes' locks, and the next lock would hang).
+   */
+  uint64_t tab = h->tab;
+  shmval__obj *ft = (shmval__obj *)(void *)((char *)&h->stripe[4] + SHMVAL__OBJ_HDR_OFF);
+  shmval__obj saved = *ft;
+  memset(ft, 0, sizeof *ft);
+  ft->kind = SHMVAL__KIND_DICT_TAB;
+  ft->elem_size = sizeof(shmval__dslot);
+  ft->length = 8;
+  ft->payload_rel = SHMVAL__CACHELINE - SHMVAL__OBJ_HDR_OFF;
+  ft->self_off = (uint64_t)((char *)ft - (char *)seg->base);
+  atomic_store(&ft->magic, SHMVAL__OBJ_MAGIC);
+  h->tab = ft->self_off;
+  assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  assert_code(shm_dict_set(d, "new", 3, "v", 1), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  h->tab = tab;
+  *ft = saved;
   /* A slot left busy with no writer: a reader gives up with ECORRUPT, no hang. */
   in->ctl |= SHMVAL__DS_BUSY;
   assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
