@@ -124,6 +124,27 @@ static int add_seg(size_t bytes, size_t *index) {
   return map_seg(size, size, false, index);
 }
 
+/*
+ * An object's own segment of this process with the same maximum that holds
+ * nothing now (its object was destroyed): it is used again, so that making
+ * and destroying dicts in a loop does not map a new maximum each time. The
+ * mapping cannot be given back (children forked since may share it). Two
+ * threads may both pick it; two objects then share one segment's growth,
+ * which is harmless. Call with grow held.
+ */
+static bool reuse_own(size_t max_size, size_t *index) {
+  size_t n = atomic_load_explicit(&arena.n, memory_order_relaxed);
+  for (size_t i = arena.first_own; i < n; i++) {
+    shmval__seg *seg = arena.segs[i].seg;
+    if (arena.segs[i].room == 0 && seg->max_size == max_size &&
+        __atomic_load_n(&seg->blocks, __ATOMIC_RELAXED) == 0) {
+      *index = i;
+      return true;
+    }
+  }
+  return false;
+}
+
 int shmval__arena_add_growable(size_t size, size_t max_size, shmval__seg **seg) {
   size_t ps = shmval__prim_page_size(), idx;
   if (size == 0 || max_size < size || max_size > ((size_t)1 << 40))
@@ -132,7 +153,7 @@ int shmval__arena_add_growable(size_t size, size_t max_size, shmval__seg **seg) 
   max_size = (max_size + ps - 1) & ~(ps - 1);
   pthread_once(&arena_once, arena_init);
   pthread_mutex_lock(&arena.grow);
-  int rc = map_seg(size, max_size, true, &idx);
+  int rc = reuse_own(max_size, &idx) ? 0 : map_seg(size, max_size, true, &idx);
   pthread_mutex_unlock(&arena.grow);
   if (rc == 0)
     *seg = arena.segs[idx].seg;

@@ -15,7 +15,8 @@ int shmval__arena_alloc(size_t bytes, shmval__seg **seg, uint64_t *off);
  * @p max_size bytes of address space mapped now (shared with children forked
  * from here on, so that all of them see its growth), @p size of them
  * committed; the allocator commits more as it needs them. The arena lists it
- * (shm_arena_stat() counts it) but allocates nothing else in it.
+ * (shm_arena_stat() counts it) but allocates nothing else in it. An empty one
+ * of this process with the same maximum is handed out again instead.
  */
 int shmval__arena_add_growable(size_t size, size_t max_size, shmval__seg **seg);
 

@@ -96,6 +96,24 @@ static void test_sizes(void **state) {
   assert_ok(shm_dict_destroy(d));
 }
 
+/* Making and destroying arena dicts in a loop maps one segment, not one per dict. */
+static void test_arena_segment_reused(void **state) {
+  (void)state;
+  shm_arena_info before, after;
+  shm_opts o = {.max_size = (size_t)96 << 20};
+  shm_dict *d;
+  assert_ok(shm_dict_create(&d, 0, &o)); /* the one segment, mapped once */
+  assert_ok(shm_dict_destroy(d));
+  assert_ok(shm_arena_stat(&before));
+  for (int i = 0; i < 50; i++) {
+    assert_ok(shm_dict_create(&d, 0, &o));
+    assert_ok(shm_dict_set(d, S("k"), "a value longer than one slot", 28));
+    assert_ok(shm_dict_destroy(d));
+  }
+  assert_ok(shm_arena_stat(&after));
+  assert_int_equal(after.segments, before.segments);
+}
+
 /* Keys that fill a slot alone (16 bytes, empty values) keep their place through resizes. */
 static void test_full_slot_keys(void **state) {
   (void)state;
@@ -653,12 +671,19 @@ static void test_threads(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_basic_mapping),   cmocka_unit_test(test_sizes),
-      cmocka_unit_test(test_full_slot_keys),  cmocka_unit_test(test_enobufs),
-      cmocka_unit_test(test_typed),           cmocka_unit_test(test_update),
-      cmocka_unit_test(test_foreach),         cmocka_unit_test(test_grow_and_shrink),
-      cmocka_unit_test(test_named_and_types), cmocka_unit_test(test_processes),
-      cmocka_unit_test(test_concurrent_add),  cmocka_unit_test(test_no_torn_values),
+      cmocka_unit_test(test_basic_mapping),
+      cmocka_unit_test(test_sizes),
+      cmocka_unit_test(test_arena_segment_reused),
+      cmocka_unit_test(test_full_slot_keys),
+      cmocka_unit_test(test_enobufs),
+      cmocka_unit_test(test_typed),
+      cmocka_unit_test(test_update),
+      cmocka_unit_test(test_foreach),
+      cmocka_unit_test(test_grow_and_shrink),
+      cmocka_unit_test(test_named_and_types),
+      cmocka_unit_test(test_processes),
+      cmocka_unit_test(test_concurrent_add),
+      cmocka_unit_test(test_no_torn_values),
       cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
