@@ -377,14 +377,22 @@ typedef struct rep_ctx {
 static bool apply(const tview *t, shmval__dstripe *sp) {
   shmval__dslot *s = &t->s[ld(&sp->slot) & t->mask];
   uint64_t fin = ld(&sp->new_ctl), busy = fin | SHMVAL__DS_BUSY, c = lda(&s->ctl);
+  uint64_t old = ld(&sp->old_ctl);
   if (c == fin)
     return true;
-  if (c != busy) {
-    /* A claim races with other stripes' writers; an update's slot is this stripe's alone. */
-    if (c != ld(&sp->old_ctl) ||
-        !__atomic_compare_exchange_n(&s->ctl, &c, busy, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-      return false;
+  if (c != busy && c != old) {
+    /*
+     * A key's slot is this stripe's alone and leaves its old state only
+     * through this change: an update or a delete that is neither before nor
+     * during it is done (a delete's tombstone may since have been taken by
+     * another stripe's key). A claim of a free slot that shows neither was
+     * lost to another stripe's writer.
+     */
+    return c_state(old) >= SHMVAL__DS_INLINE;
   }
+  if (c == old &&
+      !__atomic_compare_exchange_n(&s->ctl, &c, busy, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    return false; /* a claim lost just now */
   SHMVAL__CRASH_POINT();
   atomic_thread_fence(memory_order_release);
   st(&s->w[0], ld(&sp->w0));

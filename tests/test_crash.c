@@ -1291,6 +1291,83 @@ static bool dict_round_at(long n, dict_seen *seen) {
   return st == 0;
 }
 
+/*
+ * A deleter killed after its slot became a tombstone, before it freed the
+ * old entry; another stripe's writer then takes the tombstone for its own
+ * key before anyone repairs the deleter's stripe. The repair must still see
+ * the delete as done and free the entry (the torture found it leaked).
+ */
+static bool reuse_round(int attempt, bool *hit) {
+  char name[96], key[32];
+  shm_segment *seg;
+  shm_dict *d;
+  shm_check_report r;
+  const char *big = "a value of more than sixteen bytes, in a block";
+  test_name(name, sizeof name, "dictreuse");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
+  size_t kl = (size_t)snprintf(key, sizeof key, "victim-%d", attempt);
+  assert_ok(shm_dict_set(d, key, kl, big, strlen(big)));
+  shmval__dict *h = (shmval__dict *)(void *)shmval__payload(shmval__obj_of(d));
+  bool found = false, more = true;
+  int stripe = -1;
+  for (long n = 1; !found && more; n++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      shmval__crash_countdown = n;
+      _exit(shm_dict_del(d, key, kl) == 0 ? 0 : 1);
+    }
+    int st = reap(pid);
+    more = st == 128 + SIGKILL;
+    for (unsigned i = 0; more && i < SHMVAL__DICT_STRIPES; i++) {
+      shmval__dstripe *sp = &h->stripe[i];
+      shmval__obj *t = (shmval__obj *)(void *)((char *)seg->base + h->tab);
+      shmval__dslot *sl = (shmval__dslot *)(void *)shmval__payload(t);
+      if (sp->op == 1 && sp->jold.word != 0 && sl[sp->slot].ctl == sp->new_ctl &&
+          (sp->new_ctl & SHMVAL__DS_STATE) == SHMVAL__DS_TOMB) {
+        found = true;
+        stripe = (int)i;
+      }
+    }
+    if (!found && more) {
+      /* Not there yet: this kill's leftovers repaired (the key's stripe taken), and again. */
+      assert_int_equal(shm_dict_update(d, key, kl, touch, NULL), 1);
+      assert_ok(shm_dict_set(d, key, kl, big, strlen(big)));
+    }
+  }
+  assert_true(found);
+  /* Other keys until one of another stripe takes the tombstone first. */
+  shmval__dstripe *sp = &h->stripe[stripe];
+  shmval__obj *t = (shmval__obj *)(void *)((char *)seg->base + h->tab);
+  shmval__dslot *slot = &((shmval__dslot *)(void *)shmval__payload(t))[sp->slot];
+  for (int i = 0; i < 64 && sp->op == 1 && (slot->ctl & SHMVAL__DS_STATE) == SHMVAL__DS_TOMB; i++) {
+    char k[16];
+    assert_ok(shm_dict_set(d, k, (size_t)snprintf(k, sizeof k, "o%d", i), "v", 1));
+  }
+  *hit = sp->op == 1 && (slot->ctl & SHMVAL__DS_STATE) != SHMVAL__DS_TOMB;
+  /* Repair every stripe (the check counts what the journals name as in use). */
+  assert_ok(shm_dict_clear(d));
+  int rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0)
+    fail_msg("a killed deleter's tombstone reused (attempt %d): %s, %zu leaked", attempt,
+             shmval_err_name(rc), r.leaked_blocks);
+  assert_int_equal(shm_dict_contains(d, key, kl), 0);
+  assert_ok(shm_dict_destroy(d));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return *hit;
+}
+
+static void test_dict_killed_delete_slot_reused(void **state) {
+  (void)state;
+  bool hit = false;
+  int attempt;
+  for (attempt = 0; attempt < 40 && !reuse_round(attempt, &hit); attempt++) {
+  }
+  print_message("the tombstone was taken by another stripe in attempt %d\n", attempt);
+  assert_true(hit);
+}
+
 static void test_kill_at_every_dict_step(void **state) {
   (void)state;
   dict_seen seen = {false, false};
@@ -1322,6 +1399,7 @@ int main(void) {
       cmocka_unit_test(test_kill_at_every_grow_step),
       cmocka_unit_test(test_kill_at_every_dict_step),
       cmocka_unit_test(test_dict_damage),
+      cmocka_unit_test(test_dict_killed_delete_slot_reused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

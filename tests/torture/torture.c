@@ -10,7 +10,9 @@
  *
  * Short mode (the default, what ctest runs): stop after N kills (default
  * 2000) or S seconds (default 20), and fail with fewer than M kills (default
- * 300). --soak runs the whole S seconds whatever the kill count.
+ * 300). --soak runs the whole S seconds whatever the kill count. With
+ * TORTURE_KEEP set in the environment, a failed run keeps its segment (its
+ * name is printed) for inspection.
  *
  * Accounting. Each worker has a slot of counters that only it writes: for
  * each operation kind, "pending" is set before the shared update and "done"
@@ -643,7 +645,10 @@ static int epoch(const config *c, double seconds, tally *t) {
   if (status == 0)
     status = verify(c, seg, locked, atomic, t, elapsed);
   shm_segment_close(seg);
-  shm_segment_unlink(seg_name);
+  if (status != 0 && getenv("TORTURE_KEEP") != NULL)
+    fprintf(stderr, "torture: kept %s\n", seg_name);
+  else
+    shm_segment_unlink(seg_name);
   alarm(0);
   return status;
 }
