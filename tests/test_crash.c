@@ -1114,14 +1114,15 @@ typedef struct dop {
 } dop;
 
 static const dop dops[] = {
-    {'s', 0, 0},   {'s', 1, 1},   {'s', 2, 2},   {'s', 3, 3},   {'s', 4, 4},   {'s', 5, 5},
-    {'s', 6, 6},   {'s', 7, 7},   {'s', 8, 8},   {'s', 9, 9},   {'s', 10, 10}, {'s', 11, 11},
-    {'s', 12, 12}, {'s', 13, 13}, {'s', 0, 101}, {'s', 1, 102}, {'s', 2, 103}, {'s', 3, 104},
-    {'s', 4, 105}, {'d', 6, 0},   {'d', 7, 0},   {'p', 8, 0},   {'f', 8, 106}, {'f', 9, 107},
-    {'s', 14, 14}, {'s', 15, 15}, {'s', 16, 16}, {'d', 0, 0},   {'d', 1, 0},   {'d', 2, 0},
-    {'d', 3, 0},   {'d', 4, 0},   {'d', 5, 0},   {'d', 8, 0},   {'d', 9, 0},   {'d', 10, 0},
-    {'d', 11, 0},  {'d', 12, 0},  {'d', 13, 0},  {'d', 14, 0},  {'c', 0, 0},   {'s', 17, 17},
-    {'s', 1, 108},
+    {'s', 0, 0},    {'s', 1, 1},   {'s', 2, 2},    {'s', 3, 3},   {'s', 4, 4},   {'s', 5, 5},
+    {'s', 6, 6},    {'s', 7, 7},   {'s', 8, 8},    {'s', 9, 9},   {'s', 10, 10}, {'s', 11, 11},
+    {'s', 12, 12},  {'s', 13, 13}, {'s', 0, 101},  {'s', 1, 102}, {'s', 2, 103}, {'s', 3, 104},
+    {'s', 4, 105},  {'d', 6, 0},   {'d', 7, 0},    {'p', 8, 0},   {'f', 8, 106}, {'f', 9, 107},
+    {'s', 14, 14},  {'s', 15, 15}, {'s', 16, 16},  {'d', 0, 0},   {'d', 1, 0},   {'d', 2, 0},
+    {'d', 3, 0},    {'d', 4, 0},   {'d', 5, 0},    {'d', 8, 0},   {'d', 9, 0},   {'d', 10, 0},
+    {'d', 11, 0},   {'d', 12, 0},  {'d', 13, 0},   {'d', 14, 0},  {'c', 0, 0},   {'s', 17, 17},
+    {'s', 1, 108},  {'u', 1, 109}, {'u', 18, 110}, {'a', 2, 0},   {'a', 2, 0},   {'a', 19, 0},
+    {'u', 18, 111}, {'a', 2, 0},
 };
 #define NDOPS ((int)(sizeof dops / sizeof dops[0]))
 
@@ -1136,15 +1137,38 @@ static size_t dval(int v, char *buf) {
 
 static size_t dkey(int k, char *buf) { return (size_t)snprintf(buf, 16, "key-%d", k); }
 
-static int dict_workload(shm_dict *d, shm_value *progress) {
+typedef struct dval_arg {
+  const char *v;
+  size_t n;
+} dval_arg;
+
+/* shm_dict_update's callback: the value becomes ctx's. */
+static int set_to(void *val, size_t *vlen, size_t cap, int present, void *ctx) {
+  const dval_arg *a = ctx;
+  (void)present;
+  if (a->n > cap)
+    return 99;
+  memcpy(val, a->v, a->n);
+  *vlen = a->n;
+  return 0;
+}
+
+static int dict_workload(shm_dict *d, shm_dict *counts, shm_value *progress) {
   char k[16], v[64], out[64];
   for (int i = 0; i < NDOPS; i++) {
     const dop *o = &dops[i];
     size_t kl = dkey(o->key, k), vl = dval(o->val, v), n;
     int rc = 0;
+    dval_arg ua = {v, vl};
     switch (o->kind) {
     case 's':
       rc = shm_dict_set(d, k, kl, v, vl);
+      break;
+    case 'u':
+      rc = shm_dict_update(d, k, kl, set_to, &ua);
+      break;
+    case 'a':
+      rc = shm_dict_add(counts, k, kl, &(long long){1}, NULL);
       break;
     case 'd':
       rc = shm_dict_del(d, k, kl);
@@ -1172,7 +1196,7 @@ static void dmodel(int done, int *val) {
     val[k] = -1;
   for (int i = 0; i < done && i < NDOPS; i++) {
     const dop *o = &dops[i];
-    if (o->kind == 's' || (o->kind == 'f' && val[o->key] < 0))
+    if (o->kind == 's' || o->kind == 'u' || (o->kind == 'f' && val[o->key] < 0))
       val[o->key] = o->val;
     else if (o->kind == 'd' || o->kind == 'p')
       val[o->key] = -1;
@@ -1182,9 +1206,29 @@ static void dmodel(int done, int *val) {
   }
 }
 
-/* Every key at its value before or after operation @p done, the one in flight; the count. */
+/* The counter dict: adds of key @p key among the first @p done operations. */
+static long long dadds(int done, int key) {
+  long long c = 0;
+  for (int i = 0; i < done && i < NDOPS; i++)
+    c += dops[i].kind == 'a' && dops[i].key == key;
+  return c;
+}
+
+/* Every counter at its count before or after operation @p done. */
+static void expect_counts(shm_dict *counts, int done, long n) {
+  for (int key = 0; key < DKEYS; key++) {
+    char k[16];
+    long long c = 0;
+    int rc = shm_dict_get(counts, k, dkey(key, k), &c, sizeof c, NULL);
+    if ((rc != 0 && rc != SHMVAL_ENOENT) || (c != dadds(done, key) && c != dadds(done + 1, key)))
+      fail_msg("after a kill at step %ld (op %d): counter %s is %lld (%s)", n, done, k, c,
+               shmval_err_name(rc));
+  }
+}
+
+/* Every key at its value before or after operation @p done, the one in flight. */
 static void expect_dict(shm_dict *d, int done, long n) {
-  int before[DKEYS], after[DKEYS], present = 0;
+  int before[DKEYS], after[DKEYS];
   dmodel(done, before);
   dmodel(done + 1, after);
   for (int key = 0; key < DKEYS; key++) {
@@ -1193,9 +1237,7 @@ static void expect_dict(shm_dict *d, int done, long n) {
     int rc = shm_dict_get(d, k, kl, v, sizeof v, &vl), got = -2;
     if (rc == SHMVAL_ENOENT)
       got = -1;
-    else if (rc == 0)
-      present++;
-    else
+    else if (rc != 0)
       fail_msg("after a kill at step %ld: get %s: %s", n, k, shmval_err_name(rc));
     for (int m = 0; m < 2 && got == -2; m++) {
       int x = m == 0 ? before[key] : after[key];
@@ -1206,7 +1248,6 @@ static void expect_dict(shm_dict *d, int done, long n) {
       fail_msg("after a kill at step %ld (op %d): %s is neither its old nor its new value", n, done,
                k);
   }
-  (void)present;
 }
 
 /* Refuse the update: taking the key's stripe is all that is wanted (it repairs). */
@@ -1226,11 +1267,12 @@ static bool dict_round_at(long n, dict_seen *seen) {
   test_name(name, sizeof name, "crashdict");
   assert_ok(shm_segment_create(&seg, name, 64 << 10, &(shm_segment_opts){.max_size = 4 << 20}));
   shm_value *progress;
-  shm_dict *d;
+  shm_dict *d, *counts;
   assert_ok(
       shm_value_create(&progress, SHMVAL_INT, NULL,
                        &(shm_opts){.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC}));
   assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
+  assert_ok(shm_dict_create(&counts, SHMVAL_LLONG, &(shm_opts){.segment = seg, .name = "n"}));
   fragment(seg);
   shm_check_report r;
   assert_ok(shm_segment_check(seg, &r));
@@ -1238,7 +1280,7 @@ static bool dict_round_at(long n, dict_seen *seen) {
   pid_t pid = fork();
   if (pid == 0) {
     shmval__crash_countdown = n;
-    _exit(dict_workload(d, progress));
+    _exit(dict_workload(d, counts, progress));
   }
   int st = reap(pid);
   assert_true(st == 0 || st == 128 + SIGKILL);
@@ -1255,12 +1297,15 @@ static bool dict_round_at(long n, dict_seen *seen) {
   if (st == 0)
     assert_int_equal(done, NDOPS);
   expect_dict(d, done, n);
+  expect_counts(counts, done, n);
   /* Each key's stripe taken once repairs it (and a dead resizer's tables). */
   for (int key = 0; key < DKEYS; key++) {
     char k[16];
     assert_int_equal(shm_dict_update(d, k, dkey(key, k), touch, NULL), 1);
+    assert_int_equal(shm_dict_update(counts, k, dkey(key, k), touch, NULL), 1);
   }
   expect_dict(d, done, n);
+  expect_counts(counts, done, n);
   int rc = shm_segment_check(seg, &r);
   if (rc != 0 || r.leaked_blocks != 0)
     fail_msg("after a kill at step %ld and a repair: %s, %zu leaked (%s)", n, shmval_err_name(rc),
@@ -1274,14 +1319,17 @@ static bool dict_round_at(long n, dict_seen *seen) {
   assert_int_equal(len, present);
   /* Emptied, nothing stays behind; and the whole workload runs again. */
   assert_ok(shm_dict_clear(d));
+  assert_ok(shm_dict_clear(counts));
   assert_ok(shm_segment_check(seg, &r));
   if (r.used != empty_used)
     fail_msg("after a kill at step %ld: %zu bytes used by an empty dict, %zu before", n, r.used,
              empty_used);
   assert_ok(shm_value_set(progress, &(int){0}));
-  assert_int_equal(dict_workload(d, progress), 0);
+  assert_int_equal(dict_workload(d, counts, progress), 0);
   expect_dict(d, NDOPS, n);
+  expect_counts(counts, NDOPS, n);
   assert_ok(shm_dict_destroy(d));
+  assert_ok(shm_dict_destroy(counts));
   rc = shm_segment_check(seg, &r);
   if (rc != 0 || r.leaked_blocks != 0 || r.objects != 1 + 6)
     fail_msg("after a kill at step %ld and a destroy: %s, %zu leaked, %zu objects", n,
@@ -1368,6 +1416,56 @@ static void test_dict_killed_delete_slot_reused(void **state) {
   assert_true(hit);
 }
 
+/* One round: a dict's destroyer killed after step @p n. True if it finished instead. */
+static bool destroy_round_at(long n) {
+  char name[96], k[16];
+  shm_segment *seg;
+  shm_dict *d;
+  shm_check_report r;
+  test_name(name, sizeof name, "crashdestroy");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  assert_ok(shm_segment_check(seg, &r));
+  size_t empty_used = r.used;
+  assert_ok(shm_dict_create(&d, 0, &(shm_opts){.segment = seg, .name = "d"}));
+  for (int i = 0; i < 12; i++)
+    assert_ok(shm_dict_set(d, k, dkey(i, k), "a value long enough for a block", 31 - (size_t)i));
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmval__crash_countdown = n;
+    _exit(shm_dict_destroy(d) == 0 ? 0 : 1);
+  }
+  int st = reap(pid);
+  assert_true(st == 0 || st == 128 + SIGKILL);
+  check_after_kill(seg, n, &r);
+  /*
+   * Left half-destroyed, it goes by name; destroyed, the name is gone; a
+   * block the dead destroyer retired and did not free, its journal frees.
+   */
+  int rc = shm_object_remove(seg, "d");
+  if (st == 0)
+    assert_code(rc, SHMVAL_ENOENT);
+  else if (rc != 0 && rc != SHMVAL_ENOENT)
+    fail_msg("after a destroyer's kill at step %ld: remove: %s", n, shmval_err_name(rc));
+  assert_ok(shm_segment_reclaim(seg, NULL, NULL));
+  rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0 || r.used != empty_used)
+    fail_msg("after a destroyer's kill at step %ld: %s, %zu leaked, %zu bytes used (%zu empty)", n,
+             shmval_err_name(rc), r.leaked_blocks, r.used, empty_used);
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return st == 0;
+}
+
+static void test_kill_at_every_destroy_step(void **state) {
+  (void)state;
+  long n;
+  for (n = 1; n < 100000; n++)
+    if (destroy_round_at(n))
+      break;
+  print_message("killed a dict's destroyer at each of its %ld steps\n", n - 1);
+  assert_true(n > 12 * 4);
+}
+
 static void test_kill_at_every_dict_step(void **state) {
   (void)state;
   dict_seen seen = {false, false};
@@ -1399,6 +1497,7 @@ int main(void) {
       cmocka_unit_test(test_kill_at_every_grow_step),
       cmocka_unit_test(test_kill_at_every_dict_step),
       cmocka_unit_test(test_dict_damage),
+      cmocka_unit_test(test_kill_at_every_destroy_step),
       cmocka_unit_test(test_dict_killed_delete_slot_reused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
