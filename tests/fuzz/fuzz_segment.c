@@ -117,6 +117,12 @@ static int count_item(const void *k, size_t kl, const void *v, size_t vl, void *
   return 0;
 }
 
+/* shm_dict_update's callback: the value stays as it is. */
+static int keep_value(void *val, size_t *vlen, size_t cap, int present, void *ctx) {
+  (void)val, (void)vlen, (void)cap, (void)present, (void)ctx;
+  return 0;
+}
+
 /*
  * A dict: lock-free reads of whatever the image holds; with @p rw, writes
  * too, its mutexes first replaced by sound ones (as the segment's own are by
@@ -154,8 +160,15 @@ static void touch_dict(shm_dict *d, bool rw) {
   }
   (void)shm_dict_del(d, "k3", 2);
   (void)shm_dict_pop(d, "k4", 2, buf, sizeof buf, &n);
+  size_t dl = t == 0 ? 40 : vs; /* a record size is image bytes: within buf only */
+  if (dl <= 64)
+    (void)shm_dict_setdefault(d, "k5", 2, buf, dl, buf, sizeof buf, &n);
+  (void)shm_dict_update(d, "k6", 2, keep_value, NULL);
   (void)shm_dict_foreach(d, count_item, &n);
   (void)shm_dict_clear(d);
+  if (dl <= 64)
+    (void)shm_dict_set(d, "k7", 2, buf, dl);
+  (void)shm_dict_destroy(d);
 }
 
 typedef struct visit_ctx {

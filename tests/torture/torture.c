@@ -165,6 +165,23 @@ static bool scratch_whole(const unsigned char *v, size_t n) {
   return len == n;
 }
 
+typedef struct scratch_arg {
+  const unsigned char *v;
+  size_t n;
+} scratch_arg;
+
+/* shm_dict_update's callback: the value becomes ctx's (a whole one). */
+static int scratch_update(void *val, size_t *vlen, size_t cap, int present, void *ctx) {
+  const scratch_arg *a = ctx;
+  if (present && !scratch_whole(val, *vlen))
+    return 78; /* torn: reported */
+  if (a->n > cap)
+    return 77; /* no room to grow this far in one update: refused, nothing changed */
+  memcpy(val, a->v, a->n);
+  *vlen = a->n;
+  return 0;
+}
+
 /* An addition to the counter dict (exactly accounted), then scratch writes and reads. */
 static int op_dict(world *w, slot *s, int id) {
   char k[48];
@@ -181,12 +198,23 @@ static int op_dict(world *w, slot *s, int id) {
   for (int i = 0; i < 4; i++) {
     uint64_t r = rnd();
     size_t kl = (size_t)snprintf(k, sizeof k, "s%u", (unsigned)(r % 400));
-    unsigned what = (unsigned)(r >> 40) % 4;
-    if (what == 0)
+    unsigned what = (unsigned)(r >> 40) % 16;
+    scratch_arg sa = {v, scratch_val(v, r)};
+    if (what < 3)
       rc = shm_dict_del(w->scratch, k, kl);
-    else if (what == 1)
-      rc = shm_dict_set(w->scratch, k, kl, v, scratch_val(v, r));
-    else if ((rc = shm_dict_get(w->scratch, k, kl, v, sizeof v, &n)) == 0 && !scratch_whole(v, n))
+    else if (what < 6)
+      rc = shm_dict_set(w->scratch, k, kl, v, sa.n);
+    else if (what == 6 && (rc = shm_dict_update(w->scratch, k, kl, scratch_update, &sa)) == 77)
+      rc = 0;
+    else if (what == 7 && (rc = shm_dict_setdefault(w->scratch, k, kl, v, sa.n, NULL, 0, NULL)) > 0)
+      rc = 0;
+    else if (what == 8 && (rc = shm_dict_pop(w->scratch, k, kl, v, sizeof v, &n)) == 0 &&
+             !scratch_whole(v, n))
+      return failed(id, "dict value torn (pop)", rc, 51);
+    else if (what == 9 && r % 512 == 0)
+      rc = shm_dict_clear(w->scratch); /* now and then: a clear under kills */
+    else if (what > 9 && (rc = shm_dict_get(w->scratch, k, kl, v, sizeof v, &n)) == 0 &&
+             !scratch_whole(v, n))
       return failed(id, "dict value torn", rc, 51);
     if (rc != 0 && rc != SHMVAL_ENOENT)
       return failed(id, "dict scratch", rc, 52);
