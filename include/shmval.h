@@ -1251,13 +1251,19 @@ SHMVAL_API int shm_barrier_parties(shm_barrier *b);
  * - Thread- and fork-safe: handles may be shared by threads; a dict made in
  *   the default arena is shared with children forked after its creation.
  *
- * Common return codes: #SHMVAL_EINVAL (NULL handle or key with a nonzero
- * length, a key longer than #SHMVAL_KEY_MAX, a typed dict given a value of
- * another size, not a dict handle); #SHMVAL_ESTALE (destroyed);
- * #SHMVAL_EACCES (a write through a dict opened from a #SHMVAL_RDONLY
- * segment); #SHMVAL_ENOMEM / #SHMVAL_ENOSPC (no room in the arena's segment
- * / the named segment); #SHMVAL_ECORRUPT (the dict's memory is damaged);
- * #SHMVAL_ENOTRECOVERABLE.
+ * Codes every dict call may return besides its own: #SHMVAL_EINVAL (a NULL
+ * or non-dict handle); #SHMVAL_ESTALE (destroyed, or being destroyed);
+ * #SHMVAL_ECORRUPT (the dict's memory is damaged: a table, an entry or a
+ * count that does not check out, or a slot left busy with no writer).
+ * Calls that take a key add #SHMVAL_EINVAL for a NULL key with a nonzero
+ * length or a key longer than #SHMVAL_KEY_MAX. Calls that write add
+ * #SHMVAL_EACCES (a dict opened through a #SHMVAL_RDONLY segment),
+ * #SHMVAL_ENOTRECOVERABLE (a lock whose dead holder's changes could not be
+ * repaired), and where they may allocate #SHMVAL_ENOMEM (a default-arena
+ * dict at its `max_size`) / #SHMVAL_ENOSPC (a named segment full, or
+ * /dev/shm full when it grows). Lock-free readers through a #SHMVAL_RDONLY
+ * segment, which cannot take a lock to repair a dead writer's slot, return
+ * #SHMVAL_EAGAIN instead of waiting for one.
  * @{ */
 
 /** A shared dict. Opaque. */
@@ -1304,7 +1310,8 @@ SHMVAL_API int shm_dict_open(shm_dict **out, shm_segment *seg, const char *name)
 
 /**
  * @brief Destroy a dict and every entry; NULL is a no-op.
- * @return 0; #SHMVAL_ESTALE; #SHMVAL_EINVAL; #SHMVAL_EACCES.
+ * @return 0; #SHMVAL_ESTALE; #SHMVAL_EINVAL; #SHMVAL_EACCES; #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE. It allocates nothing.
  * @note Nobody may use the dict meanwhile or after (they get #SHMVAL_ESTALE
  *       when they notice). A destroyer killed halfway leaves a dict that is
  *       empty or partly emptied (every key present or gone); a second
@@ -1316,7 +1323,10 @@ SHMVAL_API int shm_dict_destroy(shm_dict *d);
  * @brief `d[key] = val`.
  * @param vlen The value's length: any for a bytes dict; exactly the element
  *             size in a typed dict.
- * @return 0; the common codes.
+ * @return 0; #SHMVAL_EINVAL (also a NULL @p val with a nonzero @p vlen, or a
+ *         typed dict given another length); #SHMVAL_ESTALE; #SHMVAL_EACCES;
+ *         #SHMVAL_ENOMEM / #SHMVAL_ENOSPC (nothing changed);
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shm_dict_set(shm_dict *d, const void *key, size_t klen, const void *val,
                             size_t vlen);
@@ -1329,20 +1339,34 @@ SHMVAL_API int shm_dict_set(shm_dict *d, const void *key, size_t klen, const voi
  *             NULL.
  * @return 0; #SHMVAL_ENOENT (Python's KeyError); #SHMVAL_ENOBUFS (@p cap is
  *         smaller than the value: nothing copied, *vlen says how much is
- *         needed); the common codes. Takes no lock.
+ *         needed); #SHMVAL_EINVAL (also a NULL @p buf with a nonzero @p cap);
+ *         #SHMVAL_ESTALE; #SHMVAL_ECORRUPT; #SHMVAL_EAGAIN (read-only
+ *         segments only, see above). Takes no lock and writes nothing
+ *         shared (unless it repairs a dead writer's slot).
  */
 SHMVAL_API int shm_dict_get(shm_dict *d, const void *key, size_t klen, void *buf, size_t cap,
                             size_t *vlen);
 
-/** @brief `key in d`: 1, 0, or a negative code. Takes no lock. */
+/**
+ * @brief `key in d`.
+ * @return 1, 0; #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_ECORRUPT;
+ *         #SHMVAL_EAGAIN, as shm_dict_get(). Takes no lock.
+ */
 SHMVAL_API int shm_dict_contains(shm_dict *d, const void *key, size_t klen);
 
-/** @brief `del d[key]`: 0; #SHMVAL_ENOENT if absent; the common codes. */
+/**
+ * @brief `del d[key]`.
+ * @return 0; #SHMVAL_ENOENT if absent; #SHMVAL_EINVAL; #SHMVAL_ESTALE;
+ *         #SHMVAL_EACCES; #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
+ */
 SHMVAL_API int shm_dict_del(shm_dict *d, const void *key, size_t klen);
 
 /**
  * @brief `d.pop(key)`: copy the value out and remove the key, in one step.
- * @return As shm_dict_get(); on #SHMVAL_ENOBUFS the key stays.
+ * @return 0; #SHMVAL_ENOENT; #SHMVAL_ENOBUFS (the key stays, *vlen set);
+ *         #SHMVAL_EINVAL (also a NULL @p buf with a nonzero @p cap);
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES; #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shm_dict_pop(shm_dict *d, const void *key, size_t klen, void *buf, size_t cap,
                             size_t *vlen);
@@ -1354,15 +1378,27 @@ SHMVAL_API int shm_dict_pop(shm_dict *d, const void *key, size_t klen, void *buf
  *        when the value is not wanted (then #SHMVAL_ENOBUFS is not returned).
  * @return 1 if inserted, 0 if the key existed; #SHMVAL_ENOBUFS (nothing
  *         inserted, *vlen set) when the value does not fit a non-NULL @p buf;
- *         the common codes.
+ *         #SHMVAL_EINVAL (also a NULL @p dflt with a nonzero @p dlen, a typed
+ *         dict given another length, a NULL @p buf with a nonzero @p cap);
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES; #SHMVAL_ENOMEM / #SHMVAL_ENOSPC;
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shm_dict_setdefault(shm_dict *d, const void *key, size_t klen, const void *dflt,
                                    size_t dlen, void *buf, size_t cap, size_t *vlen);
 
-/** @brief `len(d)`: 0 and *n. Takes no lock (a sum over the stripes). */
+/**
+ * @brief `len(d)`: the keys, a sum over the stripes' counts (no lock; keys
+ *        being added or removed meanwhile may or may not be counted).
+ * @return 0 and *n; #SHMVAL_EINVAL (also a NULL @p n); #SHMVAL_ESTALE.
+ */
 SHMVAL_API int shm_dict_len(shm_dict *d, size_t *n);
 
-/** @brief `d.clear()`: remove every key; the table shrinks to its least size. */
+/**
+ * @brief `d.clear()`: remove every key (each one recorded, so that a clear
+ *        killed halfway leaves some keys, each whole) and free the table.
+ * @return 0; #SHMVAL_EINVAL; #SHMVAL_ESTALE; #SHMVAL_EACCES; #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE.
+ */
 SHMVAL_API int shm_dict_clear(shm_dict *d);
 
 /**
@@ -1371,7 +1407,10 @@ SHMVAL_API int shm_dict_clear(shm_dict *d);
  * @param delta One element of the dict's type.
  * @param old   Receives the value before the addition (0 for a new key);
  *              may be NULL.
- * @return 0; #SHMVAL_ETYPE (a bytes, bool or record dict); the common codes.
+ * @return 0; #SHMVAL_ETYPE (a bytes, bool or record dict); #SHMVAL_EINVAL
+ *         (also a NULL @p delta); #SHMVAL_ESTALE; #SHMVAL_EACCES;
+ *         #SHMVAL_ENOMEM / #SHMVAL_ENOSPC (a new key with no room);
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
  */
 SHMVAL_API int shm_dict_add(shm_dict *d, const void *key, size_t klen, const void *delta,
                             void *old);
@@ -1388,8 +1427,13 @@ SHMVAL_API int shm_dict_add(shm_dict *d, const void *key, size_t klen, const voi
  *           leave the dict unchanged and have that returned. It must not call
  *           into this dict (its stripe is locked: a deadlock for keys of the
  *           same stripe); other dicts are fine.
- * @return 0; fn's nonzero result; #SHMVAL_EINVAL (fn set *vlen beyond @p cap,
- *         or to another size in a typed dict); the common codes.
+ * @return 0; fn's nonzero result (any value, positive ones included: tell
+ *         them from the library's codes by your choice of them);
+ *         #SHMVAL_EINVAL (NULL @p fn; fn set *vlen beyond @p cap, or to
+ *         another size in a typed dict); #SHMVAL_ENOMEM (process memory for
+ *         the copy, or a default-arena dict at its maximum); #SHMVAL_ENOSPC;
+ *         #SHMVAL_ESTALE; #SHMVAL_EACCES; #SHMVAL_ECORRUPT;
+ *         #SHMVAL_ENOTRECOVERABLE.
  * @note If the process dies inside @p fn the key keeps its old value.
  */
 SHMVAL_API int
@@ -1406,7 +1450,9 @@ shm_dict_update(shm_dict *d, const void *key, size_t klen,
  * whole iteration is seen exactly once, with a value it had during the
  * iteration; keys added or removed meanwhile may or may not be.
  * @return 0; @p fn's first nonzero result, which stops the iteration;
- *         #SHMVAL_ENOMEM (process memory for the copy); the common codes.
+ *         #SHMVAL_ENOMEM (process memory for the copy); #SHMVAL_EINVAL (also
+ *         a NULL @p fn); #SHMVAL_ESTALE; #SHMVAL_ECORRUPT; #SHMVAL_EAGAIN
+ *         (read-only segments, as shm_dict_get()).
  */
 SHMVAL_API int shm_dict_foreach(shm_dict *d,
                                 int (*fn)(const void *key, size_t klen, const void *val,

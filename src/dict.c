@@ -909,7 +909,6 @@ static int rebuild(dref *r, bool keep, uint64_t extra) {
   __atomic_fetch_add(&d->tab_gen, 1, __ATOMIC_RELEASE);
   SHMVAL__CRASH_POINT();
   str(&d->rs_new.word, 0);
-  d->resizes++;
   if (off == 0)
     return 0;
   shmval__obj *ot = (shmval__obj *)(void *)((char *)r->seg + off);
@@ -957,7 +956,7 @@ typedef int (*body_fn)(wop *w, void *arg);
 /* Run @p body with the key's stripe locked, resizing and retrying when it asks. */
 static int write_op(const shm_dict *h, const void *key, size_t klen, body_fn body, void *arg) {
   bool force = false, rebuilt;
-  for (unsigned idle = 0;;) {
+  for (unsigned resizes = 0;;) {
     wop w;
     int rc = wop_begin(&w, h, key, klen);
     if (rc != 0)
@@ -966,14 +965,14 @@ static int write_op(const shm_dict *h, const void *key, size_t klen, body_fn bod
     wop_end(&w);
     if (rc == R_RESIZE) {
       /*
-       * A resize found unneeded (the counts say there is room) and still no
-       * free slot: the next one is forced. Counts that keep disagreeing
-       * with the table are damage.
+       * A resize found unneeded (the counts say there is room) while the
+       * insert found no free slot: the next one is forced. An insert that
+       * finds no room after 64 resizes is facing damage.
        */
       if ((rc = resize(&w.r, true, force, &rebuilt)) != 0)
         return rc;
       force = !rebuilt;
-      if (++idle > 64)
+      if (++resizes > 64)
         return SHMVAL_ECORRUPT;
       continue;
     }
@@ -1454,12 +1453,11 @@ static bool gap_before(const tview *t, uint64_t from, uint64_t to) {
 }
 
 /* A journal word of the dict: tagged, and naming a block (kept) if set. */
-static int check_jword(shmval__seg *seg, const shmval__jword *j, shmval__offs *owned,
-                       shmval__problem *pb, uint64_t off) {
+static int check_jword(const shmval__jword *j, shmval__offs *owned, shmval__problem *pb,
+                       uint64_t off) {
   if (j->tag != SHMVAL__JTAG)
     return shmval__bad(pb, off, "a dict's journal word is damaged");
   uint64_t v = ld(&j->word) & ~SHMVAL__J_STAGE;
-  (void)seg;
   return v != 0 ? shmval__offs_push(owned, v) : 0;
 }
 
@@ -1505,15 +1503,15 @@ int shmval__dict_verify(shmval__seg *seg, uint64_t off, shmval__offs *owned, shm
   int rc;
   if (!shmval__mutex_sane(&d->rs_mu) || (d->vtype != 0 && d->vsize == 0))
     return shmval__bad(pb, off, "a dict's header is damaged");
-  if ((rc = check_jword(seg, &d->rs_new, owned, pb, off)) != 0 ||
-      (rc = check_jword(seg, &d->rs_old, owned, pb, off)) != 0)
+  if ((rc = check_jword(&d->rs_new, owned, pb, off)) != 0 ||
+      (rc = check_jword(&d->rs_old, owned, pb, off)) != 0)
     return rc;
   for (unsigned i = 0; i < NSTRIPES; i++) {
     const shmval__dstripe *sp = &d->stripe[i];
     if (!shmval__mutex_sane(&sp->mu))
       return shmval__bad(pb, off, "a dict's stripe lock is damaged");
-    if ((rc = check_jword(seg, &sp->jnew, owned, pb, off)) != 0 ||
-        (rc = check_jword(seg, &sp->jold, owned, pb, off)) != 0)
+    if ((rc = check_jword(&sp->jnew, owned, pb, off)) != 0 ||
+        (rc = check_jword(&sp->jold, owned, pb, off)) != 0)
       return rc;
     /* A writer at work (or dead, to be repaired by the next one) may be between counts. */
     busy[i] = ld(&sp->op) != 0 || ld(&sp->jnew.word) != 0;

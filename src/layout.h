@@ -338,7 +338,6 @@ typedef struct shmval__dict {
   uint64_t seed;  /* of the key hash, random per dict */
   uint32_t dying; /* set by a destroyer with every lock held: no more writes */
   uint32_t spare;
-  uint64_t resizes; /* under rs_mu */
   pthread_mutex_t rs_mu __attribute__((aligned(SHMVAL__CACHELINE)));
   shmval__jword rs_new, rs_old;
   shmval__dstripe stripe[SHMVAL__DICT_STRIPES];

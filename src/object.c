@@ -322,18 +322,16 @@ int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kin
   return 0;
 }
 
-int shmval__obj_remove(shm_segment *sg, const char *name) {
-  size_t len;
+int shmval__obj_remove(shm_segment *sg, const char *name, size_t len, shmval__obj **dict) {
   shmval__obj *o;
-  if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
-    return SHMVAL_EINVAL;
-  if (sg->flags & SHMVAL_RDONLY)
-    return SHMVAL_EACCES;
+  *dict = NULL;
   int rc = shmval__dir_lock(sg->base);
   if (rc != 0)
     return rc;
   rc = shmval__dir_find(sg->base, name, len, &o);
-  if (rc == 0)
+  if (rc == 0 && o->kind == SHMVAL__KIND_DICT)
+    *dict = o; /* emptied under its own locks, which come before this one */
+  else if (rc == 0)
     rc = o->kind == SHMVAL__KIND_VALUE || o->kind == SHMVAL__KIND_ARRAY ? destroy_locked(o)
                                                                         : SHMVAL_ECORRUPT;
   shmval__dir_unlock(sg->base);

@@ -21,8 +21,12 @@ int shmval__obj_destroy(const void *h, unsigned kind);
 int shmval__obj_open(void **out, struct shm_segment *sg, const char *name, unsigned kind,
                      int expected);
 
-/* shm_object_remove() for the kinds this layer can destroy by itself (Values, Arrays). */
-int shmval__obj_remove(struct shm_segment *sg, const char *name);
+/*
+ * shm_object_remove() of the name @p name (@p len bytes, checked) for the
+ * kinds this layer destroys by itself (Values, Arrays); a dict is left to its
+ * layer: *dict is set to it, and 0 returned.
+ */
+int shmval__obj_remove(struct shm_segment *sg, const char *name, size_t len, shmval__obj **dict);
 
 /*
  * Describe the object at @p off of @p sg, its name copied into @p name

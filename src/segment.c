@@ -752,18 +752,12 @@ int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void
 
 int shm_object_remove(shm_segment *sg, const char *name) {
   size_t len;
-  shmval__obj *o, hdr;
+  shmval__obj *dict;
   if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
     return SHMVAL_EINVAL;
   if (sg->flags & SHMVAL_RDONLY)
     return SHMVAL_EACCES;
-  /*
-   * A dict is emptied under its own locks, which come before the directory's:
-   * it is found first, then destroyed through its handle (ESTALE if a peer
-   * destroyed it meanwhile).
-   */
-  int rc = shmval__dir_lookup(sg->base, name, len, true, &o, &hdr);
-  if (rc == 0 && hdr.kind == SHMVAL__KIND_DICT)
-    return shm_dict_destroy((shm_dict *)(void *)o);
-  return rc != 0 ? rc : shmval__obj_remove(sg, name);
+  /* A dict found under the directory lock is destroyed through its handle, after it. */
+  int rc = shmval__obj_remove(sg, name, len, &dict);
+  return rc == 0 && dict != NULL ? shm_dict_destroy((shm_dict *)(void *)dict) : rc;
 }
