@@ -180,9 +180,17 @@ static int dict_ref(const shm_dict *h, bool write, dref *r) {
   r->ro = shmval__is_ro(h);
   if (write && r->ro)
     return SHMVAL_EACCES;
+  /*
+   * The header was validated when the handle was made, but shared memory can
+   * change under it (a damaged heap handing out a block that overlaps it):
+   * its mutexes must stay on a cache line.
+   */
+  char *payload = shmval__payload(o);
+  if (((uintptr_t)payload & (SHMVAL__CACHELINE - 1)) != 0)
+    return SHMVAL_ECORRUPT;
   r->o = o;
   r->seg = shmval__obj_seg(o);
-  r->d = (shmval__dict *)(void *)shmval__payload(o);
+  r->d = (shmval__dict *)(void *)payload;
   r->repaired = false;
   return 0;
 }
@@ -765,6 +773,28 @@ static bool record_apply(wop *w, uint64_t slot, uint64_t old_ctl, uint64_t new_c
   return apply(&w->t, sp);
 }
 
+/* A live writer lets go of the entry it allocated and did not publish (if any). */
+static int drop_new(wop *w) {
+  uint64_t j = ld(&w->sp->jnew.word);
+  return j != 0 ? shmval__heap_free(w->r.seg, j & ~SHMVAL__J_STAGE, &w->sp->jnew.word) : 0;
+}
+
+/*
+ * The journal word that retires the entry of slot @p i, or 1 when that entry
+ * overlaps the dict's own header (damage: freeing it would write the
+ * allocator's links over the dict's locks).
+ */
+static uint64_t old_entry(const wop *w, uint64_t i) {
+  uint64_t off = ld(&w->t.s[i].w[0]) & ~SHMVAL__J_STAGE;
+  uint64_t lo = w->r.o->self_off - SHMVAL__OBJ_HDR_OFF,
+           hi = w->r.o->self_off + w->r.o->payload_rel + sizeof(shmval__dict);
+  ent e;
+  if (ent_at(w->r.seg, off, &e) != 0 ||
+      (off < hi && (uint64_t)(e.val - (const char *)w->r.seg) + e.vlen > lo))
+    return 1;
+  return off | SHMVAL__J_DESTROY;
+}
+
 /* d[key] = val, the key located in @p l (the stripe locked). */
 static int put(wop *w, loc *l, const void *val, size_t vlen) {
   shmval__dstripe *sp = w->sp;
@@ -792,7 +822,11 @@ static int put(wop *w, loc *l, const void *val, size_t vlen) {
   for (;;) {
     uint64_t i = l->found ? l->i : l->fi, c = l->found ? l->c : l->fc, jold = 0;
     if (l->found && c_state(c) == SHMVAL__DS_HEAP)
-      jold = (ld(&w->t.s[i].w[0]) & ~SHMVAL__J_STAGE) | SHMVAL__J_DESTROY;
+      jold = old_entry(w, i);
+    if (jold == 1) {
+      (void)drop_new(w);
+      return SHMVAL_ECORRUPT;
+    }
     uint64_t used_after = used + (!l->found && c_state(c) == SHMVAL__DS_EMPTY);
     uint64_t nc = c_next(c, state, kl, vl, w->tag);
     if (record_apply(w, i, c, nc, wd, jold, count + !l->found, used_after))
@@ -803,7 +837,7 @@ static int put(wop *w, loc *l, const void *val, size_t vlen) {
     if (rc == 0 && (l->found || !l->has_free))
       rc = R_RESIZE; /* (found cannot happen: the key is this stripe's) */
     if (rc != 0) {
-      (void)shmval__heap_free_journaled(w->r.seg, &sp->jnew.word);
+      (void)drop_new(w);
       return rc;
     }
   }
@@ -814,7 +848,9 @@ static int erase(wop *w, const loc *l) {
   shmval__dstripe *sp = w->sp;
   uint64_t wd[2] = {0, 0}, jold = 0, count = ld(&sp->count);
   if (c_state(l->c) == SHMVAL__DS_HEAP)
-    jold = (ld(&w->t.s[l->i].w[0]) & ~SHMVAL__J_STAGE) | SHMVAL__J_DESTROY;
+    jold = old_entry(w, l->i);
+  if (jold == 1)
+    return SHMVAL_ECORRUPT;
   uint64_t nc = c_next(l->c, SHMVAL__DS_TOMB, 0, 0, w->tag);
   if (!record_apply(w, l->i, l->c, nc, wd, jold, count - 1, ld(&sp->used)))
     return SHMVAL_ECORRUPT;

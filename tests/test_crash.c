@@ -1091,6 +1091,33 @@ static void test_dict_damage(void **state) {
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
   h->tab = tab;
   *ft = saved;
+  /* The dict's header moved off its cache line under a handle: refused, not misread. */
+  shmval__obj *dob = shmval__obj_of(d);
+  dob->payload_rel += 8;
+  size_t len;
+  assert_code(shm_dict_len(d, &len), SHMVAL_ECORRUPT);
+  assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  dob->payload_rel -= 8;
+  /*
+   * An entry pointer into the dict's own header, where the bytes look like an
+   * entry block: a delete refuses to free it (the allocator would write its
+   * links over the stripes' locks).
+   */
+  uint64_t *fake = (uint64_t *)(void *)&h->stripe[6];
+  uint64_t saved6[4];
+  memcpy(saved6, fake, sizeof saved6);
+  fake[0] = 64;                                       /* an allocated block of 64 bytes */
+  fake[1] = SHMVAL__DENT_MAGIC | ((uint64_t)5 << 32); /* key "entry" */
+  fake[2] = 3;
+  memcpy(&fake[3], "entry", 5);
+  uint64_t w0 = he->w[0];
+  he->w[0] = (uint64_t)((char *)fake - (char *)seg->base);
+  uint64_t copy[4];
+  memcpy(copy, fake, sizeof copy);
+  assert_code(shm_dict_del(d, "entry", 5), SHMVAL_ECORRUPT);
+  assert_memory_equal(copy, fake, sizeof copy);
+  memcpy(fake, saved6, sizeof saved6);
+  he->w[0] = w0;
   /* A slot left busy with no writer: a reader gives up with ECORRUPT, no hang. */
   in->ctl |= SHMVAL__DS_BUSY;
   assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
