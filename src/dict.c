@@ -168,9 +168,22 @@ typedef struct dref {
   shmval__obj *o;
   shmval__seg *seg;
   shmval__dict *d;
+  uint32_t vtype, vsize; /* the value type, validated when the reference was made */
   bool ro;
   bool repaired; /* a stripe's previous holder died: settle the resize record after */
 } dref;
+
+/* Whether a dict's value type and size agree with each other and its object header. */
+static bool vtype_ok(const shmval__obj *o, uint32_t vtype, uint32_t vsize) {
+  size_t size, align;
+  if (vtype != o->type)
+    return false;
+  if (vtype == 0)
+    return vsize == 0;
+  if (vtype == SHMVAL_RECORD)
+    return vsize != 0 && vsize <= SHMVAL__RECORD_MAX;
+  return shmval__type_info((shm_type)vtype, &size, &align) && size == vsize;
+}
 
 static int dict_ref(const shm_dict *h, bool write, dref *r) {
   shmval__obj *o = shmval__obj_of(h);
@@ -191,6 +204,11 @@ static int dict_ref(const shm_dict *h, bool write, dref *r) {
   r->o = o;
   r->seg = shmval__obj_seg(o);
   r->d = (shmval__dict *)(void *)payload;
+  /* Read once and checked: a damaged size must not become a huge buffer. */
+  r->vtype = __atomic_load_n(&r->d->vtype, __ATOMIC_RELAXED);
+  r->vsize = __atomic_load_n(&r->d->vsize, __ATOMIC_RELAXED);
+  if (!vtype_ok(o, r->vtype, r->vsize))
+    return SHMVAL_ECORRUPT;
   r->repaired = false;
   return 0;
 }
@@ -614,8 +632,8 @@ shm_type shm_dict_value_type(const shm_dict *h, size_t *size) {
   if (dict_ref(h, false, &r) != 0)
     return (shm_type)0;
   if (size != NULL)
-    *size = r.d->vsize;
-  return (shm_type)r.d->vtype;
+    *size = r.vsize;
+  return (shm_type)r.vtype;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1024,7 +1042,7 @@ static int check_val(const shm_dict *h, const void *val, size_t vlen) {
   int rc = dict_ref(h, false, &r);
   if (rc != 0)
     return rc;
-  if ((val == NULL && vlen != 0) || (r.d->vtype != 0 && vlen != r.d->vsize))
+  if ((val == NULL && vlen != 0) || (r.vtype != 0 && vlen != r.vsize))
     return SHMVAL_EINVAL;
   return 0;
 }
@@ -1161,19 +1179,21 @@ typedef struct add_arg {
 
 static int add_body(wop *w, void *arg) {
   add_arg *a = arg;
-  shmval__dict *d = w->r.d;
+  const dref *r = &w->r;
   char cur[16] = {0};
   size_t n;
   loc l;
   int rc = locate(w, &l);
   if (rc != 0)
     return rc;
+  if (r->vsize > 8)
+    return SHMVAL_ECORRUPT;
   if (l.found && (rc = value_of(w, &l, cur, sizeof cur, &n)) != 0)
     return rc;
   if (a->old != NULL)
-    memcpy(a->old, cur, d->vsize);
-  add_elem((int)d->vtype, d->vsize, cur, a->delta);
-  return put(w, &l, cur, d->vsize);
+    memcpy(a->old, cur, r->vsize);
+  add_elem((int)r->vtype, r->vsize, cur, a->delta);
+  return put(w, &l, cur, r->vsize);
 }
 
 int shm_dict_add(shm_dict *d, const void *key, size_t klen, const void *delta, void *old) {
@@ -1181,10 +1201,10 @@ int shm_dict_add(shm_dict *d, const void *key, size_t klen, const void *delta, v
   int rc = dict_ref(d, true, &r);
   if (rc != 0)
     return rc;
-  int t = (int)r.d->vtype;
+  int t = (int)r.vtype;
   if (t == 0 || t == SHMVAL_BOOL || t == SHMVAL_RECORD)
     return SHMVAL_ETYPE;
-  if (delta == NULL || r.d->vsize > 8)
+  if (delta == NULL || r.vsize > 8)
     return delta == NULL ? SHMVAL_EINVAL : SHMVAL_ECORRUPT;
   add_arg a = {delta, old};
   return write_op(d, key, klen, add_body, &a);
@@ -1197,26 +1217,26 @@ typedef struct upd_arg {
 
 static int update_body(wop *w, void *arg) {
   upd_arg *a = arg;
-  shmval__dict *d = w->r.d;
+  const dref *r = &w->r;
   size_t len = 0, cap;
   loc l;
   int rc = locate(w, &l);
   if (rc != 0)
     return rc;
-  if (l.found && d->vtype == 0 && (rc = value_of(w, &l, NULL, 0, &len)) != SHMVAL_ENOBUFS &&
+  if (l.found && r->vtype == 0 && (rc = value_of(w, &l, NULL, 0, &len)) != SHMVAL_ENOBUFS &&
       rc != 0)
     return rc;
-  cap = d->vtype != 0 ? d->vsize : (len > 128 ? 2 * len : 256);
+  cap = r->vtype != 0 ? r->vsize : (len > 128 ? 2 * len : 256);
   char *buf = calloc(1, cap);
   if (buf == NULL)
     return SHMVAL_ENOMEM;
   if (l.found && (rc = value_of(w, &l, buf, cap, &len)) != 0)
     goto out;
-  if (d->vtype != 0)
-    len = d->vsize;
+  if (r->vtype != 0)
+    len = r->vsize;
   if ((rc = a->fn(buf, &len, cap, l.found, a->ctx)) != 0)
     goto out;
-  if (len > cap || (d->vtype != 0 && len != d->vsize)) {
+  if (len > cap || (r->vtype != 0 && len != r->vsize)) {
     rc = SHMVAL_EINVAL;
     goto out;
   }
@@ -1537,7 +1557,7 @@ int shmval__dict_verify(shmval__seg *seg, uint64_t off, shmval__offs *owned, shm
   uint64_t counts[NSTRIPES] = {0}, seed = ld(&d->seed), tab = ld(&d->tab);
   bool busy[NSTRIPES] = {false};
   int rc;
-  if (!shmval__mutex_sane(&d->rs_mu) || (d->vtype != 0 && d->vsize == 0))
+  if (!shmval__mutex_sane(&d->rs_mu) || !vtype_ok(o, d->vtype, d->vsize))
     return shmval__bad(pb, off, "a dict's header is damaged");
   if ((rc = check_jword(&d->rs_new, owned, pb, off)) != 0 ||
       (rc = check_jword(&d->rs_old, owned, pb, off)) != 0)

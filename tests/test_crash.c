@@ -1011,6 +1011,12 @@ static void test_kill_at_every_grow_step(void **state) {
 }
 
 /* The first live slot of dict @p d's table (the table is there: the dict has keys). */
+/* An update that stores the value unchanged. */
+static int upd_keep(void *val, size_t *vlen, size_t cap, int present, void *ctx) {
+  (void)val, (void)vlen, (void)cap, (void)present, (void)ctx;
+  return 0;
+}
+
 static shmval__dslot *first_slot(shm_dict *d, uint64_t state, shmval__dict **hdr) {
   shmval__obj *o = shmval__obj_of(d);
   shmval__dict *h = (shmval__dict *)(void *)shmval__payload(o);
@@ -1118,6 +1124,24 @@ static void test_dict_damage(void **state) {
   assert_memory_equal(copy, fake, sizeof copy);
   memcpy(fake, saved6, sizeof saved6);
   he->w[0] = w0;
+  /*
+   * A value size that disagrees with the value type (the fuzzer's: an update
+   * sized its buffer from it and asked for 4 GiB): refused by every call.
+   */
+  uint32_t vt = h->vtype, vs = h->vsize;
+  h->vsize = UINT32_MAX;
+  assert_code(shm_dict_update(d, "entry", 5, upd_keep, NULL), SHMVAL_ECORRUPT);
+  assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a dict's header is damaged");
+  h->vtype = SHMVAL_RECORD; /* a record size past the largest record */
+  assert_code(shm_dict_update(d, "entry", 5, upd_keep, NULL), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  h->vsize = 4; /* a value type that is not the object's */
+  assert_code(shm_dict_set(d, "x", 1, "abcd", 4), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  h->vtype = vt;
+  h->vsize = vs;
   /* A slot left busy with no writer: a reader gives up with ECORRUPT, no hang. */
   in->ctl |= SHMVAL__DS_BUSY;
   assert_code(shm_dict_get(d, "inline", 6, buf, sizeof buf, NULL), SHMVAL_ECORRUPT);

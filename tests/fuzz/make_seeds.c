@@ -160,6 +160,13 @@ static int damage(shm_segment *s, int which) {
   case 5: /* a lock offset whose sum with the object's offset overflows */
     x->lock_rel = INT64_MAX - 200;
     return 0;
+  case 6: { /* a typed dict whose value size is 4 GiB (an update allocated that much) */
+    shm_dict *d;
+    if (shm_dict_open(&d, s, "counts") != 0)
+      return 1;
+    ((shmval__dict *)shmval__payload(shmval__obj_of(d)))->vsize = UINT32_MAX;
+    return 0;
+  }
   default: /* 4: an auto-unlink segment, whose last closer here reads only */
     return 0;
   }
@@ -168,25 +175,26 @@ static int damage(shm_segment *s, int which) {
 static int make_regressions(const char *dir) {
   static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
                                       "attach-lock-host",          "attach-mutex-kind",
-                                      "inspect-ro-last-closer",    "attach-lock-offset-overflow"};
+                                      "inspect-ro-last-closer",    "attach-lock-offset-overflow",
+                                      "attach-dict-value-size"};
   int status = 0;
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 7; i++) {
     char name[64], dst[4096];
     shm_segment *s;
     shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
     snprintf(name, sizeof name, "/shmval-seed-%d-r%d", (int)getpid(), i);
-    int rc = shm_segment_create(&s, name, 16384, &so);
+    int rc = shm_segment_create(&s, name, i == 6 ? 65536 : 16384, &so);
     if (rc != 0) {
       fprintf(stderr, "make_seeds: create: %s\n", shmval_strerror(rc));
       return 1;
     }
-    status |= fill(s, 0) | damage(s, i);
+    status |= fill(s, i == 6) | damage(s, i);
     snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
     status |= copy_to(name, dst);
     shm_segment_close(s);
     shm_segment_unlink(name);
   }
-  printf("make_seeds: 6 regression inputs in %s\n", dir);
+  printf("make_seeds: 7 regression inputs in %s\n", dir);
   return status;
 }
 
