@@ -118,7 +118,26 @@ int shmval__robust_lock(pthread_mutex_t *m, int (*repair)(void *ctx), void *ctx)
  * takes it if its owner died. A live holder costs a waiter one wake-up per
  * slice.
  */
-#define WAIT_SLICE 0.02 /* seconds */
+#define WAIT_SLICE_NS 20000000L
+
+/*
+ * The end of a wait slice from now. The coarse clock is enough: it is the
+ * same clock read at the last tick, so a slice lasts 16 to 20 ms, and it
+ * costs a tenth of a precise read (a lock taken with no contention pays this
+ * on every call).
+ */
+static void slice_end(struct timespec *ts) {
+#ifdef CLOCK_MONOTONIC_COARSE
+  clock_gettime(CLOCK_MONOTONIC_COARSE, ts);
+#else
+  clock_gettime(CLOCK_MONOTONIC, ts);
+#endif
+  ts->tv_nsec += WAIT_SLICE_NS;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec += 1;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
 
 static bool before(const struct timespec *a, const struct timespec *b) {
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -157,7 +176,7 @@ static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
   for (;;) {
     struct timespec slice;
-    shmval__prim_deadline(WAIT_SLICE, &slice);
+    slice_end(&slice);
     bool last = deadline != NULL && !before(&slice, deadline);
     int rc = lock_until(m, last ? deadline : &slice);
     if (rc != ETIMEDOUT || last)
