@@ -285,6 +285,17 @@ static int ent_at(shmval__seg *seg, uint64_t off, ent *e) {
  * Whether the live slot (@p c, @p w) holds @p key: R_NOMATCH, or 0 / ENOBUFS
  * with its value copied to @p buf when it fits; ECORRUPT for a bad entry.
  */
+/* Whether an inline key (a private copy) is @p key: 8-byte keys without a call. */
+static inline bool inline_eq(const char *b, const void *key, unsigned kl) {
+  if (kl == 8) {
+    uint64_t x, y;
+    memcpy(&x, b, 8);
+    memcpy(&y, key, 8);
+    return x == y;
+  }
+  return kl == 0 || memcmp(b, key, kl) == 0;
+}
+
 static int match_copy(shmval__seg *seg, uint64_t c, const uint64_t w[2], uint64_t h,
                       const void *key, size_t klen, void *buf, size_t cap, size_t *vlen) {
   if (c_state(c) == SHMVAL__DS_INLINE) {
@@ -293,7 +304,7 @@ static int match_copy(shmval__seg *seg, uint64_t c, const uint64_t w[2], uint64_
     memcpy(b, w, 16);
     if (kl + vl > SHMVAL__DS_INLINE_MAX)
       return SHMVAL_ECORRUPT;
-    if (kl != klen || (kl != 0 && memcmp(b, key, kl) != 0))
+    if (kl != klen || !inline_eq(b, key, kl))
       return R_NOMATCH;
     *vlen = vl;
     if (vl > cap)
@@ -416,9 +427,13 @@ static bool apply(const tview *t, shmval__dstripe *sp) {
      */
     return c_state(old) >= SHMVAL__DS_INLINE;
   }
-  if (c == old &&
-      !__atomic_compare_exchange_n(&s->ctl, &c, busy, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+  if (c == old && c_state(old) >= SHMVAL__DS_INLINE) {
+    /* A live key's slot: no other writer changes it, so no compare-and-swap. */
+    str(&s->ctl, busy);
+  } else if (c == old && !__atomic_compare_exchange_n(&s->ctl, &c, busy, false, __ATOMIC_ACQ_REL,
+                                                      __ATOMIC_RELAXED)) {
     return false; /* a claim lost just now */
+  }
   SHMVAL__CRASH_POINT();
   atomic_thread_fence(memory_order_release);
   st(&s->w[0], ld(&sp->w0));
@@ -822,11 +837,10 @@ static int put(wop *w, loc *l, const void *val, size_t vlen) {
   uint64_t wd[2] = {0, 0}, state;
   unsigned kl = 0, vl = 0;
   if (w->klen + vlen <= SHMVAL__DS_INLINE_MAX) {
-    char b[16] = {0};
-    memcpy(b, w->key, w->klen);
+    /* Straight into the words (a 16-byte reload of byte stores would stall). */
+    memcpy((char *)wd, w->key, w->klen);
     if (vlen != 0)
-      memcpy(b + w->klen, val, vlen);
-    memcpy(wd, b, 16);
+      memcpy((char *)wd + w->klen, val, vlen);
     state = SHMVAL__DS_INLINE;
     kl = (unsigned)w->klen;
     vl = (unsigned)vlen;
