@@ -136,6 +136,20 @@ void lib_seg_open(void *ctx, long n);
 void raw_seg_create(void *ctx, long n);
 void raw_seg_open(void *ctx, long n);
 
+/*
+ * The dict section's workload, reused by the peers: a dict in a named segment
+ * (and the one-mutex table) holding @p keys 8-byte keys, each its own value,
+ * visited in a fixed random order. lib_dget gets the next keys, lib_dset sets
+ * them, lib_ddel deletes and sets each again; ctx is a dict_load.
+ */
+typedef struct dict_load dict_load;
+dict_load *dict_load_new(size_t keys);
+void dict_load_free(dict_load *l);
+int dict_load_failed(const dict_load *l); /* nonzero if an operation went wrong */
+void lib_dget(void *ctx, long n);
+void lib_dset(void *ctx, long n);
+void lib_ddel(void *ctx, long n);
+
 /* One figure: fn over @p n operations, REPS times. */
 stat3 measure_one(bench_fn fn, void *ctx, long n);
 

@@ -1,6 +1,6 @@
 /*
- * The peers section: the same operations in Python's multiprocessing (and,
- * later, Boost.Interprocess), run in the same benchmark run. A peer that is
+ * The peers section: the same operations in Python's multiprocessing and
+ * Boost.Interprocess, run in the same benchmark run. A peer that is
  * not installed is skipped with a message. Ratios are libshmval / peer.
  */
 #include <shmval.h>
@@ -108,9 +108,18 @@ static int python_rows(int quick) {
            "manager_dict_set", "-");
   peer_row("by key: named Value vs Manager dict get", lib_open_get, &b, k / 10, figs, n,
            "manager_dict_get", "-");
+  dict_load *dl = dict_load_new(1000);
+  if (dl == NULL)
+    return 1;
+  peer_row("dict get, 1000 8-byte keys vs Manager().dict()", lib_dget, dl, k, figs, n,
+           "manager_dict8_get", "<= 0.001x");
+  peer_row("dict set, 1000 8-byte keys vs Manager().dict()", lib_dset, dl, k, figs, n,
+           "manager_dict8_set", "<= 0.001x");
+  int failed = dict_load_failed(dl);
+  dict_load_free(dl);
   shm_value_destroy(v);
   shm_value_destroy(rv);
-  return shm_segment_close(b.seg);
+  return shm_segment_close(b.seg) | failed;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -151,15 +160,39 @@ static void lib_alloc_free(void *ctx, long n) {
   }
 }
 
+/* The dict's rows beside Boost's unordered_map under an interprocess_mutex. */
+static int boost_dict_rows(int quick, const peer_fig *figs, int n) {
+  size_t sizes[] = {1000, quick ? 100000 : 1000000};
+  const char *ops[] = {"get", "set", "delset"};
+  const char *what[] = {"dict get", "dict set (present key)", "dict del + set"};
+  bench_fn fns[] = {lib_dget, lib_dset, lib_ddel};
+  long k = quick ? 200000 : 1000000;
+  int failed = 0;
+  for (int s = 0; s < 2; s++) {
+    dict_load *dl = dict_load_new(sizes[s]);
+    if (dl == NULL)
+      return 1;
+    for (int o = 0; o < 3; o++) {
+      char label[96], peer[32];
+      snprintf(label, sizeof label, "%s, %zu keys vs unordered_map", what[o], sizes[s]);
+      snprintf(peer, sizeof peer, "dict_%s_%s", ops[o], s == 0 ? "small" : "big");
+      peer_row(label, fns[o], dl, k, figs, n, peer, "<= 1.0x");
+    }
+    failed |= dict_load_failed(dl);
+    dict_load_free(dl);
+  }
+  return failed;
+}
+
 static int boost_rows(int quick) {
-  peer_fig figs[16];
+  peer_fig figs[32];
   char cmd[512];
   section("Peer: Boost.Interprocess", "operation (ns/op)", "libshmval", "Boost 1.74");
   const char *exe = SHMVAL_BOOST_PEER;
   int n = 0;
   if (exe[0] != '\0') {
     snprintf(cmd, sizeof cmd, "%s%s 2>/dev/null", exe, quick ? " --quick" : "");
-    n = run_peer(cmd, figs, 16);
+    n = run_peer(cmd, figs, 32);
   }
   if (n == 0) {
     printf("(skipped: built without Boost.Interprocess; install libboost-dev and a C++ "
@@ -199,7 +232,7 @@ static int boost_rows(int quick) {
   peer_row("segment open", lib_seg_open, NULL, quick ? 100 : 2000, figs, n, "segment_open",
            "<= 1.0x");
   shm_segment_close(s);
-  return shm_segment_unlink(seg_name);
+  return shm_segment_unlink(seg_name) | boost_dict_rows(quick, figs, n);
 }
 
 int bench_peers(int quick) { return python_rows(quick) | boost_rows(quick); }

@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ROWS 256
+#define MAX_ROWS 512
 
 typedef struct row {
   char section[64], name[64], unit[8], target[24];

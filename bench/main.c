@@ -4,13 +4,14 @@
  *
  *   shmval_bench [--quick] [--out DIR] [SECTION...]
  *
- * Sections: core, sync, named, peers, scaling (default: all). --quick runs a short smoke
- * version (for CI); --out changes where the results go.
+ * Sections: core, sync, named, grow, dict, peers, scaling (default: all). --quick runs a short
+ * smoke version (for CI); --out changes where the results go.
  */
 #include <shmval.h>
 
 #include "bench.h"
 
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -46,7 +47,7 @@ int main(int argc, char **argv) {
   const char *names[] = {"core", "sync", "named", "grow", "dict", "peers", "scaling"};
   int (*sections[])(int) = {bench_core, bench_sync,  bench_named,  bench_grow,
                             bench_dict, bench_peers, bench_scaling};
-  enum { NSEC = 6 };
+  enum { NSEC = sizeof names / sizeof names[0] };
   int want[NSEC] = {0};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
@@ -67,6 +68,7 @@ int main(int argc, char **argv) {
     }
   }
   bench_out = out;
+  mkdir(out, 0755); /* --out DIR need not exist yet */
   char machine[512];
   describe_machine(machine, sizeof machine);
   printf("# libshmval benchmarks%s\n\n%s\n", quick ? " (quick)" : "", machine);

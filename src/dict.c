@@ -1050,15 +1050,9 @@ static int write_op(const shm_dict *h, const void *key, size_t klen, body_fn bod
   }
 }
 
-/* A value's length fits the dict's type. */
-static int check_val(const shm_dict *h, const void *val, size_t vlen) {
-  dref r;
-  int rc = dict_ref(h, false, &r);
-  if (rc != 0)
-    return rc;
-  if ((val == NULL && vlen != 0) || (r.vtype != 0 && vlen != r.vsize))
-    return SHMVAL_EINVAL;
-  return 0;
+/* A value's length fits the dict's type (checked from the write's own reference). */
+static int val_ok(const dref *r, const void *val, size_t vlen) {
+  return (val == NULL && vlen != 0) || (r->vtype != 0 && vlen != r->vsize) ? SHMVAL_EINVAL : 0;
 }
 
 typedef struct set_arg {
@@ -1069,14 +1063,15 @@ typedef struct set_arg {
 static int set_body(wop *w, void *arg) {
   set_arg *a = arg;
   loc l;
-  int rc = locate(w, &l);
+  int rc = val_ok(&w->r, a->val, a->vlen);
+  if (rc == 0)
+    rc = locate(w, &l);
   return rc != 0 ? rc : put(w, &l, a->val, a->vlen);
 }
 
 int shm_dict_set(shm_dict *d, const void *key, size_t klen, const void *val, size_t vlen) {
-  int rc = check_val(d, val, vlen);
   set_arg a = {val, vlen};
-  return rc != 0 ? rc : write_op(d, key, klen, set_body, &a);
+  return write_op(d, key, klen, set_body, &a);
 }
 
 static int del_body(wop *w, void *arg) {
@@ -1127,7 +1122,9 @@ int shm_dict_pop(shm_dict *d, const void *key, size_t klen, void *buf, size_t ca
 static int setdefault_body(wop *w, void *arg) {
   out_arg *a = arg;
   loc l;
-  int rc = locate(w, &l);
+  int rc = val_ok(&w->r, a->val, a->vlen);
+  if (rc == 0)
+    rc = locate(w, &l);
   if (rc != 0)
     return rc;
   if (l.found) {
@@ -1148,13 +1145,10 @@ static int setdefault_body(wop *w, void *arg) {
 int shm_dict_setdefault(shm_dict *d, const void *key, size_t klen, const void *dflt, size_t dlen,
                         void *buf, size_t cap, size_t *vlen) {
   size_t n = 0;
-  int rc = check_val(d, dflt, dlen);
-  if (rc != 0)
-    return rc;
   if (buf == NULL && cap != 0)
     return SHMVAL_EINVAL;
   out_arg a = {dflt, dlen, buf, cap, &n};
-  rc = write_op(d, key, klen, setdefault_body, &a);
+  int rc = write_op(d, key, klen, setdefault_body, &a);
   if ((rc >= 0 || rc == SHMVAL_ENOBUFS) && vlen != NULL)
     *vlen = n;
   return rc;

@@ -1,11 +1,14 @@
 // The Boost.Interprocess peer of shmval_bench: the comparable operations with
 // a managed_shared_memory segment. Prints "NAME MEDIAN MIN MAX" in ns per
 // operation, the median of 5 runs. `--quick` makes the runs short.
+#include <boost/interprocess/allocators/allocator.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
 #include <boost/interprocess/sync/interprocess_mutex.hpp>
+#include <boost/unordered_map.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -34,6 +37,94 @@ struct counter {
   long long value = 0;
 };
 
+// The dict section's workload: keys (i + 1) * 2^64/phi, each its own value,
+// visited in the same random order (bench/bench_dict.c makes the same).
+using seg_mgr = bip::managed_shared_memory::segment_manager;
+using kv_alloc = bip::allocator<std::pair<const std::uint64_t, std::uint64_t>, seg_mgr>;
+using shmap = boost::unordered_map<std::uint64_t, std::uint64_t, boost::hash<std::uint64_t>,
+                                   std::equal_to<std::uint64_t>, kv_alloc>;
+
+struct locked_map {
+  bip::interprocess_mutex m;
+  shmap map;
+  explicit locked_map(const kv_alloc &a)
+      : map(0, boost::hash<std::uint64_t>(), std::equal_to<std::uint64_t>(), a) {}
+};
+
+static std::uint64_t key_of(std::uint64_t i) { return (i + 1) * UINT64_C(0x9E3779B97F4A7C15); }
+
+static std::vector<std::uint64_t> key_order(std::size_t n) {
+  std::vector<std::uint64_t> idx(n);
+  std::uint64_t r = 88172645463325252u;
+  for (std::size_t i = 0; i < n; i++)
+    idx[i] = i;
+  for (std::size_t i = n - 1; i > 0; i--) {
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    std::swap(idx[i], idx[(std::size_t)(r % (i + 1))]);
+  }
+  for (auto &x : idx)
+    x = key_of(x);
+  return idx;
+}
+
+static void dict_rows(const std::string &name, std::size_t keys, const char *suffix, long n) {
+  bip::shared_memory_object::remove(name.c_str());
+  bip::managed_shared_memory seg(bip::create_only, name.c_str(), 512u << 20);
+  locked_map *lm = seg.construct<locked_map>("dict")(kv_alloc(seg.get_segment_manager()));
+  std::vector<std::uint64_t> order = key_order(keys);
+  for (std::size_t i = 0; i < keys; i++) // in key order, as the C side fills its tables
+    lm->map.emplace(key_of(i), key_of(i));
+  std::size_t at = 0;
+  auto next = [&] {
+    std::uint64_t k = order[at];
+    at = at + 1 == order.size() ? 0 : at + 1;
+    return k;
+  };
+  std::string label = std::string("dict_get_") + suffix;
+  report(
+      label.c_str(),
+      [&](long k) {
+        for (long i = 0; i < k; i++) {
+          std::uint64_t key = next();
+          lm->m.lock();
+          auto it = lm->map.find(key);
+          bool ok = it != lm->map.end() && it->second == key;
+          lm->m.unlock();
+          if (!ok)
+            std::abort();
+        }
+      },
+      n);
+  label = std::string("dict_set_") + suffix;
+  report(
+      label.c_str(),
+      [&](long k) {
+        for (long i = 0; i < k; i++) {
+          std::uint64_t key = next();
+          lm->m.lock();
+          lm->map[key] = key;
+          lm->m.unlock();
+        }
+      },
+      n);
+  label = std::string("dict_delset_") + suffix;
+  report(
+      label.c_str(),
+      [&](long k) {
+        for (long i = 0; i < k; i++) {
+          std::uint64_t key = next();
+          lm->m.lock();
+          lm->map.erase(key);
+          lm->m.unlock();
+          lm->m.lock();
+          lm->map.emplace(key, key);
+          lm->m.unlock();
+        }
+      },
+      n);
+  seg.destroy<locked_map>("dict");
+}
+
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   long n = quick ? 20000 : 1000000;
@@ -42,60 +133,69 @@ int main(int argc, char **argv) {
   {
     bip::managed_shared_memory seg(bip::create_only, name.c_str(), 64u << 20);
     counter *c = seg.construct<counter>("counter")();
-    report("locked_increment",
-           [&](long k) {
-             for (long i = 0; i < k; i++) {
-               c->m.lock();
-               c->value++;
-               c->m.unlock();
-             }
-           },
-           n);
+    report(
+        "locked_increment",
+        [&](long k) {
+          for (long i = 0; i < k; i++) {
+            c->m.lock();
+            c->value++;
+            c->m.unlock();
+          }
+        },
+        n);
     // 20,000 names in the segment, as in the orientation figures.
     for (int i = 0; i < 20000; i++)
       seg.construct<long long>(("obj-" + std::to_string(i)).c_str())(i);
     std::vector<std::string> keys;
     for (int i = 0; i < 1000; i++)
       keys.push_back("obj-" + std::to_string((i * 7919) % 20000));
-    report("named_open",
-           [&](long k) {
-             for (long i = 0; i < k; i++)
-               if (seg.find<long long>(keys[(size_t)i % keys.size()].c_str()).first == nullptr)
-                 std::abort();
-           },
-           n / 10);
-    report("named_create_remove",
-           [&](long k) {
-             for (long i = 0; i < k; i++) {
-               std::string key = "new-" + std::to_string(i % 1000);
-               seg.construct<long long>(key.c_str())(0);
-               seg.destroy<long long>(key.c_str());
-             }
-           },
-           n / 10);
-    report("alloc_free_8",
-           [&](long k) {
-             for (long i = 0; i < k; i++)
-               seg.deallocate(seg.allocate(8));
-           },
-           n);
+    report(
+        "named_open",
+        [&](long k) {
+          for (long i = 0; i < k; i++)
+            if (seg.find<long long>(keys[(size_t)i % keys.size()].c_str()).first == nullptr)
+              std::abort();
+        },
+        n / 10);
+    report(
+        "named_create_remove",
+        [&](long k) {
+          for (long i = 0; i < k; i++) {
+            std::string key = "new-" + std::to_string(i % 1000);
+            seg.construct<long long>(key.c_str())(0);
+            seg.destroy<long long>(key.c_str());
+          }
+        },
+        n / 10);
+    report(
+        "alloc_free_8",
+        [&](long k) {
+          for (long i = 0; i < k; i++)
+            seg.deallocate(seg.allocate(8));
+        },
+        n);
   }
   bip::shared_memory_object::remove(name.c_str());
-  report("segment_create_remove",
-         [&](long k) {
-           for (long i = 0; i < k; i++) {
-             { bip::managed_shared_memory s(bip::create_only, name.c_str(), 1u << 20); }
-             bip::shared_memory_object::remove(name.c_str());
-           }
-         },
-         quick ? 20 : 200);
+  report(
+      "segment_create_remove",
+      [&](long k) {
+        for (long i = 0; i < k; i++) {
+          { bip::managed_shared_memory s(bip::create_only, name.c_str(), 1u << 20); }
+          bip::shared_memory_object::remove(name.c_str());
+        }
+      },
+      quick ? 20 : 200);
   { bip::managed_shared_memory keep(bip::create_only, name.c_str(), 1u << 20); }
-  report("segment_open",
-         [&](long k) {
-           for (long i = 0; i < k; i++)
-             bip::managed_shared_memory s(bip::open_only, name.c_str());
-         },
-         quick ? 100 : 2000);
+  report(
+      "segment_open",
+      [&](long k) {
+        for (long i = 0; i < k; i++)
+          bip::managed_shared_memory s(bip::open_only, name.c_str());
+      },
+      quick ? 100 : 2000);
+  bip::shared_memory_object::remove(name.c_str());
+  dict_rows(name, 1000, "small", quick ? 200000 : 1000000);
+  dict_rows(name, quick ? 100000 : 1000000, "big", quick ? 200000 : 1000000);
   bip::shared_memory_object::remove(name.c_str());
   return 0;
 }

@@ -5,6 +5,7 @@ Prints one line per operation, "NAME MEDIAN MIN MAX" in ns per operation, the
 median of 5 runs. Run by shmval_bench; `--quick` makes the runs short.
 """
 import multiprocessing as mp
+import struct
 import sys
 import time
 
@@ -82,6 +83,22 @@ def main():
 
         report("manager_dict_set", timed(dict_set, n // 100))
         report("manager_dict_get", timed(dict_get, n // 100))
+
+        # 1000 keys of 8 bytes, each its own value: the dict section's keys.
+        keys = [struct.pack("<Q", ((i + 1) * 0x9E3779B97F4A7C15) % (1 << 64)) for i in range(1000)]
+        d.update({k: k for k in keys})
+
+        def dict8_get(k):
+            for i in range(k):
+                d[keys[i % 1000]]
+
+        def dict8_set(k):
+            for i in range(k):
+                key = keys[i % 1000]
+                d[key] = key
+
+        report("manager_dict8_get", timed(dict8_get, n // 100))
+        report("manager_dict8_set", timed(dict8_set, n // 100))
 
 
 if __name__ == "__main__":
