@@ -740,7 +740,7 @@ typedef enum shm_object_kind {
   SHMVAL_OBJ_EVENT = 6,
   SHMVAL_OBJ_BARRIER = 7,
   SHMVAL_OBJ_DICT = 8, /**< a shm_dict; type and elem_size describe its values */
-  SHMVAL_OBJ_LIST = 9  /**< reserved for the shared list */
+  SHMVAL_OBJ_LIST = 9  /**< a shm_list; type and elem_size describe its items */
 } shm_object_kind;
 
 /** One object of a segment, as shm_segment_foreach() reports it. */
@@ -1464,6 +1464,215 @@ SHMVAL_API int shm_dict_foreach(shm_dict *d,
  *        (may be NULL) gets a typed dict's value size. 0 for a bad handle.
  */
 SHMVAL_API shm_type shm_dict_value_type(const shm_dict *d, size_t *size);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Shared lists and queues
+ *
+ * Python's `Manager().list()` without the server, which is also a
+ * multi-producer, multi-consumer queue: a ring of items in the segment.
+ *
+ * - Items are byte strings of any length, kept exactly (NUL bytes and empty
+ *   items included; item type 0), or, in a typed list, one element of a
+ *   #shm_type or a record of a fixed size (shm_list_create_record()).
+ * - Indexes follow Python: a negative index counts from the end; an index
+ *   out of range is #SHMVAL_ERANGE (IndexError), except in shm_list_insert(),
+ *   which clamps like `list.insert`.
+ * - Appending and popping at either end are O(1) (a ring: a FIFO queue never
+ *   shifts); insert and pop in the middle, remove, reverse and sort are O(n).
+ *   The ring doubles when full and halves when under a quarter full.
+ * - Every call takes the list's robust lock (reads too), except through a
+ *   #SHMVAL_RDONLY segment, whose reads are validated by a version instead.
+ * - A process killed at any point leaves every item whole and present once;
+ *   the one change in flight is done or not done (a clear may have removed
+ *   some items from the end). The lock's next holder completes or drops that
+ *   change and frees what it left: list calls never return
+ *   #SHMVAL_OWNERDEAD.
+ * - An item that does not fit the caller's buffer is #SHMVAL_ENOBUFS, with
+ *   the size needed, and the list unchanged.
+ * - Thread- and fork-safe as dicts are.
+ *
+ * Codes every list call may return besides its own: #SHMVAL_EINVAL (a NULL
+ * or non-list handle); #SHMVAL_ESTALE (destroyed, or being destroyed);
+ * #SHMVAL_ECORRUPT (the list's memory is damaged). Calls that write add
+ * #SHMVAL_EACCES (a list opened through a #SHMVAL_RDONLY segment),
+ * #SHMVAL_ENOTRECOVERABLE, and where they may allocate #SHMVAL_ENOMEM /
+ * #SHMVAL_ENOSPC (nothing changed). Reads through a #SHMVAL_RDONLY segment
+ * return #SHMVAL_EAGAIN when a writer died in the middle of a change that
+ * only a writable handle can complete.
+ * @{ */
+
+/** A shared list. Opaque. */
+typedef struct shm_list shm_list;
+
+/**
+ * @brief Create a list.
+ * @param out       Receives the handle.
+ * @param item_type 0: items are byte strings of any length; or a #shm_type
+ *                  letter other than #SHMVAL_RECORD: every item is one element
+ *                  of that type.
+ * @param opts      As for shm_dict_create().
+ * @return As shm_dict_create().
+ */
+SHMVAL_API int shm_list_create(shm_list **out, shm_type item_type, const shm_opts *opts);
+
+/**
+ * @brief Create a typed list of records of @p size bytes aligned to @p align.
+ * @return As shm_list_create(); #SHMVAL_EINVAL for a bad size or alignment.
+ */
+SHMVAL_API int shm_list_create_record(shm_list **out, size_t size, size_t align,
+                                      const shm_opts *opts);
+
+/**
+ * @brief Open the list called @p name in @p seg.
+ * @return 0; #SHMVAL_ENOENT; #SHMVAL_ETYPE (the name is another kind of
+ *         object); as shm_dict_open() otherwise.
+ */
+SHMVAL_API int shm_list_open(shm_list **out, shm_segment *seg, const char *name);
+
+/**
+ * @brief Destroy a list and every item; NULL is a no-op.
+ * @return 0; #SHMVAL_ESTALE; #SHMVAL_EINVAL; #SHMVAL_EACCES;
+ *         #SHMVAL_ECORRUPT; #SHMVAL_ENOTRECOVERABLE.
+ * @note Callers blocked in shm_list_pop_wait() wake and return
+ *       #SHMVAL_ESTALE; nobody may use the list after. A destroyer killed
+ *       halfway leaves a list with fewer items; a second destroy, or
+ *       shm_object_remove(), finishes it.
+ */
+SHMVAL_API int shm_list_destroy(shm_list *l);
+
+/**
+ * @brief `l.append(item)`.
+ * @param len The item's length: any for a bytes list; exactly the item size
+ *            in a typed list.
+ * @return 0; #SHMVAL_EINVAL (a NULL @p item with a nonzero @p len, a typed
+ *         item of another length); and the common codes.
+ */
+SHMVAL_API int shm_list_append(shm_list *l, const void *item, size_t len);
+
+/**
+ * @brief `l.extend(items)` for a typed list: @p count items, all or none.
+ * @return 0; #SHMVAL_ETYPE (a bytes list); #SHMVAL_EINVAL; the common codes.
+ */
+SHMVAL_API int shm_list_extend(shm_list *l, const void *items, size_t count);
+
+/**
+ * @brief `l.insert(index, item)`: before item @p index, clamped to
+ *        [0, len] like Python (0 and len are O(1), the rest O(n)).
+ * @return As shm_list_append().
+ */
+SHMVAL_API int shm_list_insert(shm_list *l, long index, const void *item, size_t len);
+
+/**
+ * @brief `l[index]`: copy the item into @p buf.
+ * @param buf Receives the item; may be NULL when @p cap is 0.
+ * @param len Receives the item's length (also on #SHMVAL_ENOBUFS); may be NULL.
+ * @return 0; #SHMVAL_ERANGE; #SHMVAL_ENOBUFS; #SHMVAL_EINVAL; #SHMVAL_EAGAIN
+ *         (read-only segments); the common codes.
+ */
+SHMVAL_API int shm_list_get(shm_list *l, long index, void *buf, size_t cap, size_t *len);
+
+/**
+ * @brief `l[index] = item`.
+ * @return 0; #SHMVAL_ERANGE; as shm_list_append() otherwise.
+ */
+SHMVAL_API int shm_list_set(shm_list *l, long index, const void *item, size_t len);
+
+/**
+ * @brief `l.pop(index)`: remove item @p index and copy it into @p buf
+ *        (0 and -1 are O(1): a queue's two ends).
+ * @param buf,cap,len As shm_list_get(); with a NULL @p buf and @p cap 0
+ *        only the length is wanted, and an item longer than 0 bytes is
+ *        #SHMVAL_ENOBUFS: nothing is removed.
+ * @return 0; #SHMVAL_ERANGE (empty, or out of range); #SHMVAL_ENOBUFS
+ *         (nothing removed); the common codes.
+ */
+SHMVAL_API int shm_list_pop(shm_list *l, long index, void *buf, size_t cap, size_t *len);
+
+/**
+ * @brief Pop from the front (@p index 0) or the back (-1), waiting until
+ *        there is an item: a queue's get.
+ * @param timeout Seconds on CLOCK_MONOTONIC: 0 tries once, negative waits
+ *                forever. Signals do not end the wait early.
+ * @return 0; #SHMVAL_ETIMEDOUT (still empty at the deadline, also for a
+ *         timeout of 0); #SHMVAL_ENOBUFS (the item does not fit: nothing
+ *         removed, no wait); #SHMVAL_ESTALE (the list was destroyed while
+ *         waiting); #SHMVAL_EINVAL (another index, a NaN timeout); the common
+ *         codes. A caller killed while waiting leaves nothing behind.
+ */
+SHMVAL_API int shm_list_pop_wait(shm_list *l, long index, double timeout, void *buf, size_t cap,
+                                 size_t *len);
+
+/**
+ * @brief `len(l)`.
+ * @return 0; #SHMVAL_EINVAL (NULL @p n); #SHMVAL_EAGAIN (read-only
+ *         segments); the common codes.
+ */
+SHMVAL_API int shm_list_len(shm_list *l, size_t *n);
+
+/**
+ * @brief `l[start:start + count]` of a typed list into @p out (count items).
+ * @param start A negative start counts from the end.
+ * @return 0; #SHMVAL_ERANGE (the slice is not all inside the list: @p out
+ *         was sized by the caller, nothing is clamped); #SHMVAL_ETYPE (a
+ *         bytes list); #SHMVAL_EINVAL; #SHMVAL_EAGAIN (read-only segments).
+ */
+SHMVAL_API int shm_list_read(shm_list *l, long start, size_t count, void *out);
+
+/**
+ * @brief `l.index(item)`: the first item equal to @p item (same bytes).
+ * @param index Receives its index; may be NULL.
+ * @return 0; #SHMVAL_ENOENT (Python's ValueError); #SHMVAL_EINVAL;
+ *         #SHMVAL_EAGAIN (read-only segments); the common codes.
+ */
+SHMVAL_API int shm_list_index(shm_list *l, const void *item, size_t len, size_t *index);
+
+/**
+ * @brief `l.remove(item)`: remove the first item equal to @p item.
+ * @return 0; #SHMVAL_ENOENT; as shm_list_append() otherwise.
+ */
+SHMVAL_API int shm_list_remove(shm_list *l, const void *item, size_t len);
+
+/**
+ * @brief `l.clear()`. A bytes list's items go one by one from the end (a
+ *        clear killed part-way has removed some); a typed list's at once.
+ * @return 0; the common codes.
+ */
+SHMVAL_API int shm_list_clear(shm_list *l);
+
+/**
+ * @brief `l.reverse()`, in one change (all or nothing).
+ * @return 0; the common codes (it builds a new ring: #SHMVAL_ENOMEM /
+ *         #SHMVAL_ENOSPC possible).
+ */
+SHMVAL_API int shm_list_reverse(shm_list *l);
+
+/**
+ * @brief `l.sort()` of a typed list, in one change (all or nothing).
+ * @param cmp A qsort() comparison, or NULL for the type's natural order
+ *            (numbers by value; records need a @p cmp). It runs with the
+ *            list locked and must not call into the list.
+ * @return 0; #SHMVAL_ETYPE (a bytes list); #SHMVAL_EINVAL (a record list
+ *         without @p cmp); as shm_list_reverse() otherwise.
+ */
+SHMVAL_API int shm_list_sort(shm_list *l, int (*cmp)(const void *, const void *));
+
+/**
+ * @brief Call @p fn for every item, in order, on a snapshot taken at the
+ *        call: fn(i, item, len, ctx). @p fn runs with no lock held and may
+ *        call into the list (its changes are not seen by this iteration).
+ * @return 0; the first nonzero value @p fn returned; #SHMVAL_ENOMEM (the
+ *         snapshot); #SHMVAL_EAGAIN (read-only segments); the common codes.
+ */
+SHMVAL_API int shm_list_foreach(shm_list *l,
+                                int (*fn)(size_t i, const void *item, size_t len, void *ctx),
+                                void *ctx);
+
+/**
+ * @brief The item type: 0 for a bytes list, else a #shm_type letter; *size
+ *        (may be NULL) gets a typed list's item size. 0 for a bad handle.
+ */
+SHMVAL_API shm_type shm_list_item_type(const shm_list *l, size_t *size);
 /** @} */
 
 #ifdef __cplusplus

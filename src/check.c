@@ -5,6 +5,7 @@
  * that no live object owns, which a killed process may leave.
  */
 #include "dict.h"
+#include "list.h"
 #include "dir.h"
 #include "reclaim.h"
 #include "heap.h"
@@ -26,10 +27,11 @@ typedef struct walk_ctx {
   shmval__offs kept; /* destroyed hosts whose lock is still referenced: (lock, block size) pairs */
   shmval__offs orphans; /* blocks no object header claims: (block, size) pairs */
   shmval__offs dicts;   /* live dicts' object headers */
-  shmval__offs owned;   /* the blocks those dicts own (tables, entries, journaled blocks) */
+  shmval__offs lists;   /* live lists' object headers */
+  shmval__offs owned;   /* the blocks those containers own (tables, rings, entries, journaled) */
 } walk_ctx;
 
-/* A block without a live object of its own: a dict's, or leaked (see dict_owned()). */
+/* A block without a live object of its own: a container's, or leaked (see owned_blocks()). */
 static int orphan(walk_ctx *w, uint64_t blk, uint64_t size) {
   int rc = shmval__offs_push(&w->orphans, blk);
   return rc != 0 ? rc : shmval__offs_push(&w->orphans, size);
@@ -91,7 +93,7 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
     /* Retired, not yet freed: leaked, unless its lock is in use. */
     uint64_t lock = retired_host_lock(w, off, size);
     if (lock == 0)
-      return orphan(w, blk, size); /* (a dict's new entry may not be written yet) */
+      return orphan(w, blk, size); /* (a container's new entry may not be written yet) */
     return shmval__offs_push(&w->kept, lock) != 0 ? SHMVAL_ENOMEM
                                                   : shmval__offs_push(&w->kept, size);
   }
@@ -113,9 +115,11 @@ static int check_block(void *ctx, uint64_t blk, uint64_t size) {
   case SHMVAL__KIND_ATTACH:
     return off == w->seg->attach_off ? 0 : leaked(w, size);
   case SHMVAL__KIND_DICT_TAB:
+  case SHMVAL__KIND_LIST_RING:
     return orphan(w, blk, size);
   case SHMVAL__KIND_DICT:
-    if ((rc = shmval__offs_push(&w->dicts, off)) != 0)
+  case SHMVAL__KIND_LIST:
+    if ((rc = shmval__offs_push(h.kind == SHMVAL__KIND_DICT ? &w->dicts : &w->lists, off)) != 0)
       return rc;
     break;
   default:
@@ -177,14 +181,17 @@ static void kept_or_leaked(walk_ctx *w) {
 static bool has(const shmval__offs *l, uint64_t off) { return count_of(l, off) != 0; }
 
 /*
- * Verify every live dict, then sort the blocks without an object of their
- * own: those a dict owns are in use, the rest leaked. Every block a dict
- * points to must be one of them (allocated, and nobody else's object).
+ * Verify every live dict and list, then sort the blocks without an object of
+ * their own: those a container owns are in use, the rest leaked. Every block
+ * a container points to must be one of them (allocated, and nobody else's
+ * object).
  */
-static int dict_owned(walk_ctx *w) {
+static int owned_blocks(walk_ctx *w) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < w->dicts.n; i++)
     rc = shmval__dict_verify(w->seg, w->dicts.v[i], &w->owned, w->pb);
+  for (size_t i = 0; rc == 0 && i < w->lists.n; i++)
+    rc = shmval__list_verify(w->seg, w->lists.v[i], &w->owned, w->pb);
   if (rc != 0)
     return rc;
   shmval__offs_sort(&w->owned);
@@ -198,7 +205,8 @@ static int dict_owned(walk_ctx *w) {
   shmval__offs_sort(&blocks);
   for (size_t i = 0; rc == 0 && i < w->owned.n; i++)
     if (!has(&blocks, w->owned.v[i]))
-      rc = shmval__bad(w->pb, w->owned.v[i], "a dict points to a block that is not its own");
+      rc =
+          shmval__bad(w->pb, w->owned.v[i], "a dict or list points to a block that is not its own");
   free(blocks.v);
   return rc;
 }
@@ -222,12 +230,13 @@ static int check_locked(shmval__seg *seg, shm_check_report *rep, shmval__problem
   if (rc == 0)
     kept_or_leaked(&w);
   if (rc == 0)
-    rc = dict_owned(&w);
+    rc = owned_blocks(&w);
   free(w.creating.v);
   free(w.users.v);
   free(w.kept.v);
   free(w.orphans.v);
   free(w.dicts.v);
+  free(w.lists.v);
   free(w.owned.v);
   if (rc != 0)
     return rc;

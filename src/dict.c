@@ -41,7 +41,6 @@
  */
 #include "dict.h"
 #include "object.h"
-#include "arena.h"
 #include "heap.h"
 #include "journal.h"
 #include "objhdr.h"
@@ -54,8 +53,6 @@
 
 #define TAB_MIN 8u
 #define NSTRIPES SHMVAL__DICT_STRIPES
-#define ARENA_FIRST ((size_t)64 << 10)
-#define ARENA_MAX_DEFAULT ((size_t)4 << 30)
 #define SPIN_PAUSES 64u
 #define SPIN_YIELDS 100u
 #define FOREACH_FREE_TRIES 3u
@@ -1299,15 +1296,8 @@ int shm_dict_clear(shm_dict *h) {
 }
 
 static int dict_make(shm_dict **out, uint32_t vtype, uint32_t vsize, const shm_opts *opts) {
-  shm_opts o = {0};
   if (out == NULL)
     return SHMVAL_EINVAL;
-  if (opts != NULL) {
-    if (opts->flags != 0 || opts->lock != NULL)
-      return SHMVAL_EINVAL;
-    o = *opts;
-  }
-  o.flags = SHMVAL_RAW;
   shmval__dict hdr;
   memset(&hdr, 0, sizeof hdr);
   int rc = shmval__mutex_init(&hdr.rs_mu);
@@ -1321,16 +1311,8 @@ static int dict_make(shm_dict **out, uint32_t vtype, uint32_t vsize, const shm_o
   hdr.vtype = vtype;
   hdr.vsize = vsize;
   hdr.seed = shmval__prim_random64();
-  shmval__seg *own = NULL;
-  if (o.segment == NULL) {
-    size_t max = o.max_size != 0 ? o.max_size : ARENA_MAX_DEFAULT;
-    if ((rc = shmval__arena_add_growable(ARENA_FIRST, max < ARENA_FIRST ? ARENA_FIRST : max,
-                                         &own)) != 0)
-      return rc;
-  }
   shmval__obj *ob;
-  rc = shmval__obj_create_in(&ob, own, SHMVAL__KIND_DICT, (int)vtype, sizeof hdr, SHMVAL__CACHELINE,
-                             1, &hdr, &o);
+  rc = shmval__obj_create_container(&ob, SHMVAL__KIND_DICT, (int)vtype, sizeof hdr, &hdr, opts);
   if (rc == 0)
     *out = (shm_dict *)(void *)ob;
   return rc;

@@ -30,7 +30,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 6u
+#define SHMVAL__LAYOUT_VERSION 7u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -209,8 +209,10 @@ enum shmval__kind {
   SHMVAL__KIND_COND = 7,
   SHMVAL__KIND_EVENT = 8,
   SHMVAL__KIND_BARRIER = 9,
-  SHMVAL__KIND_DICT = 10,    /* a dict's header (dict.c) */
-  SHMVAL__KIND_DICT_TAB = 11 /* a dict's slot table */
+  SHMVAL__KIND_DICT = 10,     /* a dict's header (dict.c) */
+  SHMVAL__KIND_DICT_TAB = 11, /* a dict's slot table */
+  SHMVAL__KIND_LIST = 12,     /* a list's header (list.c) */
+  SHMVAL__KIND_LIST_RING = 13 /* a list's ring of items */
 };
 
 /* The payloads of the synchronisation objects (sync.c). */
@@ -342,6 +344,49 @@ typedef struct shmval__dict {
   shmval__jword rs_new, rs_old;
   shmval__dstripe stripe[SHMVAL__DICT_STRIPES];
 } shmval__dict;
+
+/* A bytes list's item: an entry block of the heap, after the block's size word. */
+#define SHMVAL__LENT_MAGIC UINT64_C(0x4d455449544c5653) /* "SVLTITEM" */
+typedef struct shmval__lent {
+  uint64_t magic;
+  uint64_t len;
+  /* The bytes. */
+} shmval__lent;
+
+/* A typed list's set of one item: the new value, in the record when it fits. */
+#define SHMVAL__LIST_INLINE 64u
+
+/*
+ * A list's header, the payload of its object (list.c). The items are in a
+ * ring (an object of kind LIST_RING): item i at position (head + i) mod the
+ * ring's capacity; a bytes list's positions hold entry block offsets, a typed
+ * list's the items themselves. Every operation holds mu. A change records
+ * where it leads (op and the fields after it) before it touches anything
+ * visible; the blocks it allocated (jnew: an entry or a scratch value; jring:
+ * a new ring) and the ones it retires (jold, jold_ring) are crash journals.
+ * The lock's next holder after a death completes a recorded change or drops
+ * an unrecorded one. seq is the futex word of pop_wait: it steps when items
+ * arrive or the list dies.
+ */
+typedef struct shmval__list {
+  pthread_mutex_t mu;
+  uint64_t ring; /* the ring's object header offset; 0: none */
+  uint64_t head; /* the position of item 0 */
+  uint64_t count;
+  uint32_t itype; /* 0: byte strings; else a shm_type letter */
+  uint32_t isize; /* a typed list's item size */
+  uint32_t ialign;
+  uint32_t dying; /* set by a destroyer: no more operations */
+  _Atomic uint32_t seq;
+  _Atomic uint32_t waiters; /* pop_wait callers asleep or about to be */
+  uint64_t ver;             /* odd while a change is applied: read-only readers' sequence lock */
+  uint64_t op;              /* 0, or the recorded change below (list.c) */
+  uint64_t ring_after, head_after, count_after;
+  uint64_t pos;  /* the ring position a slot change writes */
+  uint64_t word; /* the entry offset it stores there (bytes lists) */
+  shmval__jword jnew, jring, jold, jold_ring;
+  unsigned char inl[SHMVAL__LIST_INLINE];
+} shmval__list;
 
 /* Object flags. */
 #define SHMVAL__OBJ_OWN_LOCK 1u /* the lock at lock_rel lives in this block */

@@ -105,6 +105,30 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
   return shmval__obj_create_in(out, NULL, kind, type, elem_size, align, length, init, opts);
 }
 
+/* A container in the default arena gets a growable segment of its own, sized as this. */
+#define CONTAINER_FIRST ((size_t)64 << 10)
+#define CONTAINER_MAX_DEFAULT ((size_t)4 << 30)
+
+int shmval__obj_create_container(shmval__obj **out, unsigned kind, int type, size_t size,
+                                 const void *init, const shm_opts *opts) {
+  shm_opts o = {0};
+  if (opts != NULL) {
+    if (opts->flags != 0 || opts->lock != NULL)
+      return SHMVAL_EINVAL;
+    o = *opts;
+  }
+  o.flags = SHMVAL_RAW; /* its locks are in its header */
+  shmval__seg *own = NULL;
+  if (o.segment == NULL) {
+    size_t max = o.max_size != 0 ? o.max_size : CONTAINER_MAX_DEFAULT;
+    int rc = shmval__arena_add_growable(CONTAINER_FIRST,
+                                        max < CONTAINER_FIRST ? CONTAINER_FIRST : max, &own);
+    if (rc != 0)
+      return rc;
+  }
+  return shmval__obj_create_in(out, own, kind, type, size, SHMVAL__CACHELINE, 1, init, &o);
+}
+
 int shmval__obj_create_in(shmval__obj **out, shmval__seg *own, unsigned kind, int type,
                           size_t elem_size, size_t align, size_t length, const void *init,
                           const shm_opts *opts) {
@@ -322,15 +346,15 @@ int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kin
   return 0;
 }
 
-int shmval__obj_remove(shm_segment *sg, const char *name, size_t len, shmval__obj **dict) {
+int shmval__obj_remove(shm_segment *sg, const char *name, size_t len, shmval__obj **cont) {
   shmval__obj *o;
-  *dict = NULL;
+  *cont = NULL;
   int rc = shmval__dir_lock(sg->base);
   if (rc != 0)
     return rc;
   rc = shmval__dir_find(sg->base, name, len, &o);
-  if (rc == 0 && o->kind == SHMVAL__KIND_DICT)
-    *dict = o; /* emptied under its own locks, which come before this one */
+  if (rc == 0 && (o->kind == SHMVAL__KIND_DICT || o->kind == SHMVAL__KIND_LIST))
+    *cont = o; /* emptied under its own locks, which come before this one */
   else if (rc == 0)
     rc = o->kind == SHMVAL__KIND_VALUE || o->kind == SHMVAL__KIND_ARRAY ? destroy_locked(o)
                                                                         : SHMVAL_ECORRUPT;
@@ -369,7 +393,8 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
       [SHMVAL__KIND_VALUE] = SHMVAL_OBJ_VALUE,     [SHMVAL__KIND_ARRAY] = SHMVAL_OBJ_ARRAY,
       [SHMVAL__KIND_LOCK] = SHMVAL_OBJ_LOCK,       [SHMVAL__KIND_SEM] = SHMVAL_OBJ_SEM,
       [SHMVAL__KIND_COND] = SHMVAL_OBJ_COND,       [SHMVAL__KIND_EVENT] = SHMVAL_OBJ_EVENT,
-      [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER, [SHMVAL__KIND_DICT] = SHMVAL_OBJ_DICT};
+      [SHMVAL__KIND_BARRIER] = SHMVAL_OBJ_BARRIER, [SHMVAL__KIND_DICT] = SHMVAL_OBJ_DICT,
+      [SHMVAL__KIND_LIST] = SHMVAL_OBJ_LIST};
   if (h.kind >= sizeof kinds / sizeof kinds[0] || kinds[h.kind] == 0)
     return SHMVAL_ENOENT; /* an internal table */
   info->kind = kinds[h.kind];
@@ -388,6 +413,13 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
     info->elem_size = __atomic_load_n(&d->vsize, __ATOMIC_RELAXED);
     info->length = (size_t)n;
     info->has_lock = 1; /* its stripes */
+  } else if (h.kind == SHMVAL__KIND_LIST) {
+    /* A list: its items' type and size, and its length. */
+    const shmval__list *l = (const shmval__list *)(const void *)((const char *)o + h.payload_rel);
+    info->type = (shm_type)__atomic_load_n(&l->itype, __ATOMIC_RELAXED);
+    info->elem_size = __atomic_load_n(&l->isize, __ATOMIC_RELAXED);
+    info->length = (size_t)__atomic_load_n(&l->count, __ATOMIC_RELAXED);
+    info->has_lock = 1;
   }
   /* A lock's handle is the lock itself, not its host object. */
   void *hd = h.kind == SHMVAL__KIND_LOCK ? (void *)((char *)o + h.lock_rel) : (void *)o;

@@ -17,16 +17,24 @@ int shmval__obj_create(shmval__obj **out, unsigned kind, int type, size_t elem_s
 int shmval__obj_create_in(shmval__obj **out, shmval__seg *own, unsigned kind, int type,
                           size_t elem_size, size_t align, size_t length, const void *init,
                           const shm_opts *opts);
+/*
+ * Create a container (a dict, a list) whose header, @p size bytes copied from
+ * @p init, is the payload of one cache-line-aligned raw object: in
+ * opts->segment, or in a growable arena segment of its own (opts->max_size).
+ * opts->flags and opts->lock must be 0 / NULL.
+ */
+int shmval__obj_create_container(shmval__obj **out, unsigned kind, int type, size_t size,
+                                 const void *init, const shm_opts *opts);
 int shmval__obj_destroy(const void *h, unsigned kind);
 int shmval__obj_open(void **out, struct shm_segment *sg, const char *name, unsigned kind,
                      int expected);
 
 /*
  * shm_object_remove() of the name @p name (@p len bytes, checked) for the
- * kinds this layer destroys by itself (Values, Arrays); a dict is left to its
- * layer: *dict is set to it, and 0 returned.
+ * kinds this layer destroys by itself (Values, Arrays); a container (a dict,
+ * a list) is left to its layer: *cont is set to it, and 0 returned.
  */
-int shmval__obj_remove(struct shm_segment *sg, const char *name, size_t len, shmval__obj **dict);
+int shmval__obj_remove(struct shm_segment *sg, const char *name, size_t len, shmval__obj **cont);
 
 /*
  * Describe the object at @p off of @p sg, its name copied into @p name

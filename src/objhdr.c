@@ -117,6 +117,13 @@ static bool elem_ok(const shmval__obj *o) {
   case SHMVAL__KIND_DICT_TAB:
     return o->elem_size == sizeof(shmval__dslot) && o->length >= 8 &&
            (o->length & (o->length - 1)) == 0 && o->lock_rel == 0 && o->name_off == 0;
+  case SHMVAL__KIND_LIST:
+    /* Its header holds a cache-line-aligned mutex. */
+    return o->elem_size == sizeof(shmval__list) && o->length == 1 && o->lock_rel == 0 &&
+           ((o->self_off + o->payload_rel) & (SHMVAL__CACHELINE - 1)) == 0;
+  case SHMVAL__KIND_LIST_RING:
+    return o->elem_size != 0 && o->length >= 8 && (o->length & (o->length - 1)) == 0 &&
+           o->lock_rel == 0 && o->name_off == 0;
   default:
     return false;
   }

@@ -21,6 +21,7 @@
  * the holder's crash journal (see shmval__attach_ent in layout.h).
  */
 #include "dict.h"
+#include "list.h"
 #include "object.h"
 #include "dir.h"
 #include "reclaim.h"
@@ -624,9 +625,11 @@ static int tally_block(void *ctx, uint64_t off, uint64_t size) {
   tally *t = ctx;
   shmval__obj *o;
   t->used += size;
-  /* Internal tables (the directory's, the attachers', dicts') are not objects of their own. */
+  /* Internal tables (the directory's, the attachers', dicts', lists') are not objects of their own.
+   */
   if (shmval__obj_at(t->seg, off + SHMVAL__OBJ_HDR_OFF, &o) == 0 && o->kind != SHMVAL__KIND_DIR &&
-      o->kind != SHMVAL__KIND_ATTACH && o->kind != SHMVAL__KIND_DICT_TAB)
+      o->kind != SHMVAL__KIND_ATTACH && o->kind != SHMVAL__KIND_DICT_TAB &&
+      o->kind != SHMVAL__KIND_LIST_RING)
     t->objects++;
   return 0;
 }
@@ -752,12 +755,15 @@ int shm_segment_foreach(shm_segment *sg, int (*fn)(const shm_object_info *, void
 
 int shm_object_remove(shm_segment *sg, const char *name) {
   size_t len;
-  shmval__obj *dict;
+  shmval__obj *cont;
   if (sg == NULL || shmval__dir_name_ok(name, &len) != 0)
     return SHMVAL_EINVAL;
   if (sg->flags & SHMVAL_RDONLY)
     return SHMVAL_EACCES;
-  /* A dict found under the directory lock is destroyed through its handle, after it. */
-  int rc = shmval__obj_remove(sg, name, len, &dict);
-  return rc == 0 && dict != NULL ? shm_dict_destroy((shm_dict *)(void *)dict) : rc;
+  /* A container found under the directory lock is destroyed through its handle, after it. */
+  int rc = shmval__obj_remove(sg, name, len, &cont);
+  if (rc != 0 || cont == NULL)
+    return rc;
+  return cont->kind == SHMVAL__KIND_DICT ? shm_dict_destroy((shm_dict *)(void *)cont)
+                                         : shm_list_destroy((shm_list *)(void *)cont);
 }

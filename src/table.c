@@ -11,13 +11,18 @@
 
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
                             shmval__obj **out, uint64_t *journal) {
+  return shmval__obj_alloc_ring(seg, kind, 0, elem_size, 8, length, out, journal);
+}
+
+int shmval__obj_alloc_ring(shmval__seg *seg, unsigned kind, int type, uint32_t elem_size,
+                           size_t align, uint64_t length, shmval__obj **out, uint64_t *journal) {
   shmval__obj_layout lo;
   uint64_t off;
-  shmval__obj_plan((uint64_t)elem_size * length, 8, false, 0, &lo);
+  shmval__obj_plan((uint64_t)elem_size * length, align, false, 0, &lo);
   int rc = shmval__heap_alloc(seg, (size_t)lo.block, &off, journal);
   if (rc != 0)
     return rc;
-  shmval__obj *o = shmval__obj_init(seg, off, &lo, kind, 0, elem_size, length);
+  shmval__obj *o = shmval__obj_init(seg, off, &lo, kind, type, elem_size, length);
   memset((char *)seg + off + lo.payload_at, 0, (size_t)(elem_size * length));
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
   *out = o;

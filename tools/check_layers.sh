@@ -10,7 +10,7 @@ set -eu
 src=${1:-$(dirname "$0")/../src}
 
 # The layers, bottom first. error.c stands apart: it needs only shmval.h.
-layers="prim layout lock objhdr journal heap arena table reclaim dir object value array sync dict segment check"
+layers="prim layout lock objhdr journal heap arena table reclaim dir object value array sync dict list segment check"
 
 rank() {
   i=0
