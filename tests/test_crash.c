@@ -1530,6 +1530,274 @@ static void test_kill_at_every_dict_step(void **state) {
   assert_true(seen.in_write);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A list's writer killed at every step of append, insert, pop, set, remove,
+ * reverse, clear, extend and sort, and of the grows and shrinks they cause. */
+
+#define LMAX 64
+
+typedef struct lop {
+  char kind; /* bytes list: a append, f insert(0), i insert, p pop, s set, r remove, v reverse,
+                c clear; typed list: A append, E extend 3, S sort, P pop, T set */
+  int idx, val;
+} lop;
+
+static const lop lops[] = {
+    {'a', 0, 1},  {'a', 0, 2},  {'a', 0, 3},  {'a', 0, 4},  {'a', 0, 5},  {'a', 0, 6},  {'a', 0, 7},
+    {'a', 0, 8},  {'a', 0, 9},  {'a', 0, 10}, {'f', 0, 11}, {'i', 3, 12}, {'s', 2, 13}, {'p', 0, 0},
+    {'p', -1, 0}, {'p', 4, 0},  {'r', 0, 7},  {'v', 0, 0},  {'E', 0, 30}, {'A', 0, 20}, {'S', 0, 0},
+    {'T', 1, 21}, {'P', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},
+    {'c', 0, 0},  {'a', 0, 14}, {'f', 0, 15}, {'c', 0, 0},  {'a', 0, 16},
+};
+#define NLOPS ((int)(sizeof lops / sizeof lops[0]))
+
+/* Item @p v's bytes: lengths 0, 3, 13 and 40 in turn. */
+static size_t lval(int v, char *buf) {
+  static const size_t lens[] = {3, 40, 0, 13};
+  size_t n = lens[v % 4];
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (char)('a' + (v * 7 + (int)i) % 26);
+  return n;
+}
+
+static int list_workload(shm_list *l, shm_list *t, shm_value *progress) {
+  char v[64], out[64];
+  for (int i = 0; i < NLOPS; i++) {
+    const lop *o = &lops[i];
+    size_t vl = lval(o->val, v), n;
+    long x = o->val, xs[3] = {o->val + 2, o->val, o->val + 1};
+    int rc = 0;
+    switch (o->kind) {
+    case 'a':
+      rc = shm_list_append(l, v, vl);
+      break;
+    case 'f':
+      rc = shm_list_insert(l, 0, v, vl);
+      break;
+    case 'i':
+      rc = shm_list_insert(l, o->idx, v, vl);
+      break;
+    case 'p':
+      rc = shm_list_pop(l, o->idx, out, sizeof out, &n);
+      break;
+    case 's':
+      rc = shm_list_set(l, o->idx, v, vl);
+      break;
+    case 'r':
+      rc = shm_list_remove(l, v, vl);
+      break;
+    case 'v':
+      rc = shm_list_reverse(l);
+      break;
+    case 'c':
+      rc = shm_list_clear(l);
+      break;
+    case 'A':
+      rc = shm_list_append(t, &x, sizeof x);
+      break;
+    case 'E':
+      rc = shm_list_extend(t, xs, 3);
+      break;
+    case 'S':
+      rc = shm_list_sort(t, NULL);
+      break;
+    case 'P':
+      rc = shm_list_pop(t, o->idx, &x, sizeof x, &n);
+      break;
+    case 'T':
+      rc = shm_list_set(t, o->idx, &x, sizeof x);
+      break;
+    }
+    if (rc != 0)
+      return 20 + i;
+    shm_value_add(progress, &(int){1}, NULL);
+  }
+  return 0;
+}
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The model: both lists' items after the first @p done operations. */
+static void lmodel(int done, int *b, int *nb, int *t, int *nt) {
+  *nb = *nt = 0;
+  for (int i = 0; i < done && i < NLOPS; i++) {
+    const lop *o = &lops[i];
+    int at = o->idx < 0 ? *nb + o->idx : o->idx;
+    switch (o->kind) {
+    case 'a':
+      b[(*nb)++] = o->val;
+      break;
+    case 'f':
+    case 'i':
+      at = o->kind == 'f' ? 0 : at;
+      memmove(&b[at + 1], &b[at], (size_t)(*nb - at) * sizeof *b);
+      b[at] = o->val;
+      ++*nb;
+      break;
+    case 'p':
+      memmove(&b[at], &b[at + 1], (size_t)(*nb - at - 1) * sizeof *b);
+      --*nb;
+      break;
+    case 's':
+      b[at] = o->val;
+      break;
+    case 'r':
+      for (int k = 0; k < *nb; k++)
+        if (b[k] == o->val) {
+          memmove(&b[k], &b[k + 1], (size_t)(*nb - k - 1) * sizeof *b);
+          --*nb;
+          break;
+        }
+      break;
+    case 'v':
+      for (int k = 0; k < *nb / 2; k++) {
+        int x = b[k];
+        b[k] = b[*nb - 1 - k];
+        b[*nb - 1 - k] = x;
+      }
+      break;
+    case 'c':
+      *nb = 0;
+      break;
+    case 'A':
+      t[(*nt)++] = o->val;
+      break;
+    case 'E':
+      t[(*nt)++] = o->val + 2;
+      t[(*nt)++] = o->val;
+      t[(*nt)++] = o->val + 1;
+      break;
+    case 'S':
+      qsort(t, (size_t)*nt, sizeof *t, cmp_int);
+      break;
+    case 'P':
+      memmove(&t[0], &t[1], (size_t)(*nt - 1) * sizeof *t);
+      --*nt;
+      break;
+    case 'T':
+      t[o->idx] = o->val;
+      break;
+    }
+  }
+}
+
+/* Whether the bytes list holds exactly the items @p want[0..n) (@p prefix: or a prefix). */
+static bool blist_is(shm_list *l, const int *want, int n, bool prefix) {
+  size_t len;
+  if (shm_list_len(l, &len) != 0 || (prefix ? len > (size_t)n : len != (size_t)n))
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char got[64], exp[64];
+    size_t gl;
+    if (shm_list_get(l, (long)i, got, sizeof got, &gl) != 0)
+      return false;
+    size_t el = lval(want[i], exp);
+    if (gl != el || memcmp(got, exp, el) != 0)
+      return false;
+  }
+  return true;
+}
+
+static bool tlist_is(shm_list *t, const int *want, int n) {
+  size_t len;
+  long x[LMAX];
+  if (shm_list_len(t, &len) != 0 || len != (size_t)n || shm_list_read(t, 0, len, x) != 0)
+    return false;
+  for (int i = 0; i < n; i++)
+    if (x[i] != want[i])
+      return false;
+  return true;
+}
+
+/* Both lists as before or after operation @p done (a bytes clear: any prefix before it). */
+static void expect_lists(shm_list *l, shm_list *t, int done, long n) {
+  int b0[LMAX], b1[LMAX], t0[LMAX], t1[LMAX], nb0, nb1, nt0, nt1;
+  lmodel(done, b0, &nb0, t0, &nt0);
+  lmodel(done + 1, b1, &nb1, t1, &nt1);
+  bool clearing = done < NLOPS && lops[done].kind == 'c';
+  if (!blist_is(l, b0, nb0, clearing) && !blist_is(l, b1, nb1, false))
+    fail_msg("after a kill at step %ld (op %d): the bytes list is neither before nor after", n,
+             done);
+  if (!tlist_is(t, t0, nt0) && !tlist_is(t, t1, nt1))
+    fail_msg("after a kill at step %ld (op %d): the typed list is neither before nor after", n,
+             done);
+}
+
+static bool list_round_at(long n, bool *in_change) {
+  char name[96];
+  shm_segment *seg;
+  test_name(name, sizeof name, "crashlist");
+  assert_ok(shm_segment_create(&seg, name, 64 << 10, &(shm_segment_opts){.max_size = 4 << 20}));
+  shm_value *progress;
+  shm_list *l, *t;
+  assert_ok(
+      shm_value_create(&progress, SHMVAL_INT, NULL,
+                       &(shm_opts){.segment = seg, .name = "progress", .flags = SHMVAL_ATOMIC}));
+  assert_ok(shm_list_create(&l, 0, &(shm_opts){.segment = seg, .name = "l"}));
+  assert_ok(shm_list_create(&t, SHMVAL_LONG, &(shm_opts){.segment = seg, .name = "t"}));
+  fragment(seg);
+  shm_check_report r;
+  assert_ok(shm_segment_check(seg, &r));
+  size_t empty_used = r.used;
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmval__crash_countdown = n;
+    _exit(list_workload(l, t, progress));
+  }
+  int st = reap(pid);
+  assert_true(st == 0 || st == 128 + SIGKILL);
+  shmval__list *h = (shmval__list *)(void *)shmval__payload(shmval__obj_of(l));
+  shmval__list *ht = (shmval__list *)(void *)shmval__payload(shmval__obj_of(t));
+  *in_change |= h->op != 0 || ht->op != 0;
+  /* Clean before any repair: what a dead writer left is named by its journals. */
+  check_after_kill(seg, n, &r);
+  assert_int_equal(r.leaked_blocks, 0);
+  int done = 0;
+  assert_ok(shm_value_get(progress, &done));
+  if (st == 0)
+    assert_int_equal(done, NLOPS);
+  /* The first call takes the lock and repairs; then every item is whole. */
+  expect_lists(l, t, done, n);
+  int rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0)
+    fail_msg("after a kill at step %ld and a repair: %s, %zu leaked (%s)", n, shmval_err_name(rc),
+             r.leaked_blocks, r.problem != NULL ? r.problem : "");
+  /* Emptied, nothing stays behind; and the whole workload runs again. */
+  assert_ok(shm_list_clear(l));
+  assert_ok(shm_list_clear(t));
+  assert_ok(shm_segment_check(seg, &r));
+  if (r.used != empty_used)
+    fail_msg("after a kill at step %ld: %zu bytes used by empty lists, %zu before", n, r.used,
+             empty_used);
+  assert_ok(shm_value_set(progress, &(int){0}));
+  assert_int_equal(list_workload(l, t, progress), 0);
+  expect_lists(l, t, NLOPS, n);
+  assert_ok(shm_list_destroy(l));
+  assert_ok(shm_list_destroy(t));
+  rc = shm_segment_check(seg, &r);
+  if (rc != 0 || r.leaked_blocks != 0 || r.objects != 1 + 6)
+    fail_msg("after a kill at step %ld and a destroy: %s, %zu leaked, %zu objects", n,
+             shmval_err_name(rc), r.leaked_blocks, r.objects);
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+  return st == 0;
+}
+
+static void test_kill_at_every_list_step(void **state) {
+  (void)state;
+  bool in_change = false;
+  long n;
+  for (n = 1; n < 100000; n++)
+    if (list_round_at(n, &in_change))
+      break;
+  print_message("killed a list's writer at each of its %ld steps\n", n - 1);
+  assert_true(n > NLOPS * 3);
+  assert_true(in_change);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
@@ -1550,6 +1818,7 @@ int main(void) {
       cmocka_unit_test(test_dict_damage),
       cmocka_unit_test(test_kill_at_every_destroy_step),
       cmocka_unit_test(test_dict_killed_delete_slot_reused),
+      cmocka_unit_test(test_kill_at_every_list_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
