@@ -44,7 +44,7 @@
 
 #define MAX_WORKERS 64
 
-enum phase { IDLE, IN_LOCKED, IN_ATOMIC, IN_CREATE, IN_OPEN, IN_DICT, PHASES };
+enum phase { IDLE, IN_LOCKED, IN_ATOMIC, IN_CREATE, IN_OPEN, IN_DICT, IN_LIST, PHASES };
 
 /* A worker's counters; written by the worker (and by the supervisor once it died). */
 typedef struct slot {
@@ -53,6 +53,8 @@ typedef struct slot {
   uint64_t creates, ownerdead;
   uint64_t phase, ops;
   uint64_t dict_done, dict_pend; /* additions to the counter dict */
+  uint64_t pushed, push_pend;    /* items into the queue list */
+  uint64_t popped, pop_pend;     /* items out of it */
 } slot;
 
 static char seg_name[64];
@@ -90,6 +92,7 @@ typedef struct world {
   shm_value *locked, *atomic, *stop;
   shm_array *slots;
   shm_dict *counts, *scratch;
+  shm_list *queue;
 } world;
 
 static int open_world(world *w) {
@@ -106,6 +109,8 @@ static int open_world(world *w) {
     rc = shm_dict_open(&w->counts, w->seg, "counts");
   if (rc == 0)
     rc = shm_dict_open(&w->scratch, w->seg, "scratch");
+  if (rc == 0)
+    rc = shm_list_open(&w->queue, w->seg, "queue");
   return rc;
 }
 
@@ -222,6 +227,47 @@ static int op_dict(world *w, slot *s, int id) {
   return 0;
 }
 
+/*
+ * The queue list: items in (at the back, now and then the front or the
+ * middle) and out (at the front, the back or the middle), each counted
+ * exactly, every item checked whole; the ring grows and shrinks under kills.
+ */
+static int op_list(world *w, slot *s, int id) {
+  unsigned char v[320];
+  size_t n, len;
+  int rc = shm_list_len(w->queue, &len);
+  if (rc != 0)
+    return failed(id, "list len", rc, 60);
+  uint64_t r = rnd();
+  unsigned what = (unsigned)(r >> 40) % 16;
+  long mid = len > 2 ? (long)(r % len) : 0;
+  if (len < 200 && what < 9) {
+    n = scratch_val(v, r);
+    put(&s->push_pend, 1);
+    rc = what < 7   ? shm_list_append(w->queue, v, n)
+         : what < 8 ? shm_list_insert(w->queue, 0, v, n)
+                    : shm_list_insert(w->queue, mid, v, n);
+    if (rc != 0)
+      return failed(id, "list append", rc, 61);
+    put(&s->pushed, s->pushed + 1);
+    put(&s->push_pend, 0);
+    return 0;
+  }
+  if (what == 15 && r % 64 == 0)
+    return (rc = shm_list_reverse(w->queue)) == 0 ? 0 : failed(id, "list reverse", rc, 62);
+  put(&s->pop_pend, 1);
+  rc = what < 12   ? shm_list_pop_wait(w->queue, 0, 0, v, sizeof v, &n)
+       : what < 14 ? shm_list_pop(w->queue, -1, v, sizeof v, &n)
+                   : shm_list_pop(w->queue, mid, v, sizeof v, &n);
+  if (rc == 0 && !scratch_whole(v, n))
+    return failed(id, "list item torn", rc, 63);
+  if (rc == 0)
+    put(&s->popped, s->popped + 1);
+  put(&s->pop_pend, 0);
+  return rc == 0 || rc == SHMVAL_ERANGE || rc == SHMVAL_ETIMEDOUT ? 0
+                                                                  : failed(id, "list pop", rc, 64);
+}
+
 /* A named Value and an unnamed Array of a random size, made and unmade. */
 static int op_create(world *w, slot *s, int id) {
   char name[32];
@@ -262,12 +308,17 @@ static int worker(int id) {
   slot *s = (slot *)shm_array_ptr(w.slots) + id;
   int stop = 0;
   while (shm_value_get(w.stop, &stop) == 0 && !stop) {
-    unsigned r = (unsigned)(rnd() % 10);
-    uint64_t ph = r < 4 ? IN_LOCKED : r < 6 ? IN_ATOMIC : r < 8 ? IN_DICT : IN_CREATE;
+    unsigned r = (unsigned)(rnd() % 12);
+    uint64_t ph = r < 4    ? IN_LOCKED
+                  : r < 6  ? IN_ATOMIC
+                  : r < 8  ? IN_DICT
+                  : r < 10 ? IN_LIST
+                           : IN_CREATE;
     put(&s->phase, ph);
     rc = ph == IN_LOCKED   ? op_locked(&w, s)
          : ph == IN_ATOMIC ? op_atomic(&w, s)
          : ph == IN_DICT   ? op_dict(&w, s, id)
+         : ph == IN_LIST   ? op_list(&w, s, id)
                            : op_create(&w, s, id);
     put(&s->phase, IDLE);
     if (rc != 0) {
@@ -284,7 +335,8 @@ static int worker(int id) {
 /* The supervisor. */
 
 typedef struct tally {
-  uint64_t kills, unc_locked, unc_atomic, unc_dict, in_call[PHASES], restarts, reclaimed;
+  uint64_t kills, unc_locked, unc_atomic, unc_dict, unc_push, unc_pop, in_call[PHASES], restarts,
+      reclaimed;
 } tally;
 
 static pid_t pids[MAX_WORKERS];
@@ -348,6 +400,14 @@ static int kill_one(int id, tally *t) {
   if (get(&s->dict_pend)) {
     t->unc_dict++;
     put(&s->dict_pend, 0);
+  }
+  if (get(&s->push_pend)) {
+    t->unc_push++;
+    put(&s->push_pend, 0);
+  }
+  if (get(&s->pop_pend)) {
+    t->unc_pop++;
+    put(&s->pop_pend, 0);
   }
   pids[id] = start_worker(id);
   t->restarts++;
@@ -481,6 +541,40 @@ static int check_dicts(shm_segment *seg, uint64_t done, uint64_t unc) {
   return 0;
 }
 
+static int item_ok(size_t i, const void *item, size_t len, void *ctx) {
+  (void)i, (void)ctx;
+  return scratch_whole(item, len) ? 0 : -1;
+}
+
+/*
+ * The queue holds the items pushed less those popped, give or take the ones
+ * a kill caught in flight; every item is whole.
+ */
+static int check_queue(shm_segment *seg, uint64_t pushed, uint64_t popped, const tally *t) {
+  shm_list *q;
+  size_t len = 0;
+  int rc = shm_list_open(&q, seg, "queue");
+  if (rc == 0)
+    rc = shm_list_len(q, &len);
+  if (rc == 0)
+    rc = shm_list_foreach(q, item_ok, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "torture: list: %s\n", rc < 0 ? shmval_err_name(rc) : "an item is torn");
+    return 1;
+  }
+  int64_t lo = (int64_t)pushed - (int64_t)popped - (int64_t)t->unc_pop,
+          hi = (int64_t)pushed - (int64_t)popped + (int64_t)t->unc_push;
+  printf("  list    %zu items; pushed %llu, popped %llu, in flight at a kill %llu in, %llu out\n",
+         len, (unsigned long long)pushed, (unsigned long long)popped,
+         (unsigned long long)t->unc_push, (unsigned long long)t->unc_pop);
+  if ((int64_t)len < lo || (int64_t)len > hi) {
+    fprintf(stderr, "torture: the queue holds %zu items, outside [%lld, %lld]\n", len,
+            (long long)lo, (long long)hi);
+    return 1;
+  }
+  return 0;
+}
+
 typedef struct config {
   int workers, kills, min_kills;
   double seconds;
@@ -491,8 +585,10 @@ typedef struct config {
 /* The end-of-run checks; 0 when everything holds. */
 static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_value *atomic,
                   const tally *t, double elapsed) {
-  uint64_t ld = 0, ad = 0, dd = 0, creates = 0, od = 0;
+  uint64_t ld = 0, ad = 0, dd = 0, creates = 0, od = 0, pushed = 0, popped = 0;
   for (int i = 0; i < c->workers; i++) {
+    pushed += slots[i].pushed;
+    popped += slots[i].popped;
     dd += slots[i].dict_done;
     ld += slots[i].locked_done;
     ad += slots[i].atomic_done;
@@ -507,12 +603,14 @@ static int verify(const config *c, shm_segment *seg, shm_value *locked, shm_valu
          (unsigned long long)t->in_call[IN_LOCKED], (unsigned long long)t->in_call[IN_ATOMIC],
          (unsigned long long)t->in_call[IN_CREATE], (unsigned long long)t->in_call[IN_OPEN],
          (unsigned long long)t->in_call[IDLE]);
-  printf("  and %llu inside a dict operation\n", (unsigned long long)t->in_call[IN_DICT]);
+  printf("  and %llu inside a dict operation, %llu inside a list operation\n",
+         (unsigned long long)t->in_call[IN_DICT], (unsigned long long)t->in_call[IN_LIST]);
   printf("  lock recovered from a dead owner %llu times; %llu create/destroy cycles\n",
          (unsigned long long)od, (unsigned long long)creates);
   int bad = check_counter("locked", locked, ld, t->unc_locked);
   bad |= check_counter("atomic", atomic, ad, t->unc_atomic);
   bad |= check_dicts(seg, dd, t->unc_dict);
+  bad |= check_queue(seg, pushed, popped, t);
   /* Every lock can be taken. */
   int rc = shm_lock_acquire_timeout(shm_value_get_lock(locked), 2.0);
   if (rc != 0 && rc != SHMVAL_OWNERDEAD) {
@@ -594,7 +692,11 @@ static int make_world(shm_segment **seg, shm_value **locked, shm_value **atomic,
   if ((rc = shm_dict_create(&d, SHMVAL_LLONG, &o)) != 0)
     return rc;
   o.name = "scratch";
-  return shm_dict_create(&d, 0, &o);
+  if ((rc = shm_dict_create(&d, 0, &o)) != 0)
+    return rc;
+  shm_list *q;
+  o.name = "queue";
+  return shm_list_create(&q, 0, &o);
 }
 
 static int parse(int argc, char **argv, config *c) {
