@@ -285,7 +285,9 @@ static int retire(const lref *r, uint64_t *word, bool dead) {
 /* Mark a retired ring dead before it is freed (a read-only reader may still look at it). */
 static void ring_dead(const lref *r, uint64_t jword) {
   uint64_t blk = jword & ~SHMVAL__J_STAGE;
-  if (blk == 0)
+  rview v;
+  /* Only a ring of this list (a journal word read from shared memory may point anywhere). */
+  if (blk == 0 || ring_view(r, blk + SHMVAL__OBJ_HDR_OFF, &v) != 0)
     return;
   shmval__obj *o = (shmval__obj *)(void *)((char *)r->seg + blk + SHMVAL__OBJ_HDR_OFF);
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_DEAD, memory_order_release);
@@ -358,11 +360,20 @@ static int list_lock(lref *r) {
   int rc = shmval__robust_lock(m, list_repair, r);
   if (rc != 0)
     return rc;
-  if (__atomic_load_n(&r->l->dying, __ATOMIC_ACQUIRE) != 0) {
+  shmval__list *l = r->l;
+  if (__atomic_load_n(&l->dying, __ATOMIC_ACQUIRE) != 0)
+    rc = SHMVAL_ESTALE;
+  /*
+   * Every change closes its record and its journals before the lock is let
+   * go (or the repair above did): anything left is damage, and freeing what
+   * such words name would free blocks that are not the list's.
+   */
+  else if ((ld(&l->op) | ld(&l->jnew.word) | ld(&l->jring.word) | ld(&l->jold.word) |
+            ld(&l->jold_ring.word) | (ld(&l->ver) & 1)) != 0)
+    rc = SHMVAL_ECORRUPT;
+  if (rc != 0)
     pthread_mutex_unlock(m);
-    return SHMVAL_ESTALE;
-  }
-  return 0;
+  return rc;
 }
 
 static void list_unlock(lref *r) { pthread_mutex_unlock(&r->l->mu); }

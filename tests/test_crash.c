@@ -1798,6 +1798,73 @@ static void test_kill_at_every_list_step(void **state) {
   assert_true(in_change);
 }
 
+/* A damaged list: refused (ECORRUPT) by calls and by check, never a crash or a stray write. */
+static void test_list_damage(void **state) {
+  (void)state;
+  char name[96], buf[64];
+  shm_segment *seg;
+  shm_list *l;
+  shm_check_report r;
+  size_t n;
+  test_name(name, sizeof name, "listdmg");
+  assert_ok(shm_segment_create(&seg, name, 1 << 20, NULL));
+  assert_ok(shm_list_create(&l, 0, &(shm_opts){.segment = seg, .name = "l"}));
+  for (int i = 0; i < 10; i++)
+    assert_ok(shm_list_append(l, "an item of some length", 5 + (size_t)i));
+  assert_ok(shm_segment_check(seg, &r));
+  shmval__list *h = (shmval__list *)(void *)shmval__payload(shmval__obj_of(l));
+  /*
+   * Journal words left set with nobody dead (the fuzzer's: a change freed
+   * what they named, and marked "dead" a header that was not its ring).
+   */
+  shmval__obj *other = NULL;
+  shm_value *v;
+  assert_ok(shm_value_create(&v, SHMVAL_INT, NULL, &(shm_opts){.segment = seg, .name = "v"}));
+  other = shmval__obj_of(v);
+  uint64_t other_blk = other->self_off - SHMVAL__OBJ_HDR_OFF;
+  uint64_t *words[] = {&h->jold_ring.word, &h->jring.word, &h->jold.word, &h->jnew.word, &h->op};
+  for (unsigned i = 0; i < 5; i++) {
+    *words[i] = other_blk | (i < 3 ? SHMVAL__J_DESTROY : 0);
+    assert_code(shm_list_append(l, "x", 1), SHMVAL_ECORRUPT);
+    assert_code(shm_list_pop(l, 0, buf, sizeof buf, &n), SHMVAL_ECORRUPT);
+    assert_int_equal(atomic_load(&other->magic), SHMVAL__OBJ_MAGIC);
+    *words[i] = 0;
+  }
+  assert_ok(shm_value_set(v, &(int){7}));
+  /* A ring offset into the middle of nowhere, a count past the ring. */
+  uint64_t ring = h->ring, count = h->count;
+  h->ring = ring + 8;
+  assert_code(shm_list_get(l, 0, buf, sizeof buf, &n), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a list's ring is damaged");
+  h->ring = ring;
+  h->count = 1000;
+  assert_code(shm_list_len(l, &n), SHMVAL_ECORRUPT);
+  h->count = count;
+  /* An item pointing at something that is not an entry. */
+  shmval__obj *ro = (shmval__obj *)(void *)((char *)seg->base + ring);
+  uint64_t *slot0 = (uint64_t *)(void *)((char *)ro + ro->payload_rel + 8 * h->head);
+  uint64_t keep = *slot0;
+  *slot0 = other_blk;
+  assert_code(shm_list_get(l, 0, buf, sizeof buf, &n), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  assert_string_equal(r.problem, "a list item points to a damaged entry");
+  *slot0 = keep;
+  /* An item type that disagrees with the object's. */
+  h->isize = 8;
+  assert_code(shm_list_len(l, &n), SHMVAL_ECORRUPT);
+  assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
+  h->isize = 0;
+  assert_ok(shm_list_len(l, &n));
+  assert_int_equal(n, 10);
+  assert_ok(shm_segment_check(seg, &r));
+  assert_int_equal(r.leaked_blocks, 0);
+  assert_ok(shm_list_destroy(l));
+  assert_ok(shm_value_destroy(v));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_args),
@@ -1819,6 +1886,7 @@ int main(void) {
       cmocka_unit_test(test_kill_at_every_destroy_step),
       cmocka_unit_test(test_dict_killed_delete_slot_reused),
       cmocka_unit_test(test_kill_at_every_list_step),
+      cmocka_unit_test(test_list_damage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include "helpers.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <wchar.h>
@@ -22,6 +23,7 @@ static shm_event *event;
 static shm_barrier *barrier;
 static shm_segment *seg, *ro_seg;
 static shm_dict *dict, *tdict, *dead_dict, *ro_dict;
+static shm_list *list, *tlist, *dead_list, *ro_list;
 static char long_key[SHMVAL_KEY_MAX + 2];
 static size_t sz;
 static char seg_name[96];
@@ -301,6 +303,65 @@ static int no_update(void *v, size_t *vl, size_t cap, int present, void *ctx) {
   X(shm_dict_destroy(ro_dict), SHMVAL_EACCES)                                                      \
   X(shm_object_remove(ro_seg, "dict"), SHMVAL_EACCES)                                              \
   X(shm_dict_contains(ro_dict, "a", 1), 1)                                                         \
+  X(shm_list_create(NULL, 0, NULL), SHMVAL_EINVAL)                                                 \
+  X(shm_list_create(&list, (shm_type)'Z', NULL), SHMVAL_EINVAL)                                    \
+  X(shm_list_create(&list, SHMVAL_RECORD, NULL), SHMVAL_EINVAL)                                    \
+  X(shm_list_create(&list, 0, &(shm_opts){.flags = SHMVAL_RAW}), SHMVAL_EINVAL)                    \
+  X(shm_list_create(&list, 0, &(shm_opts){.segment = seg, .name = "list"}), SHMVAL_EEXIST)         \
+  X(shm_list_create(&list, 0, &(shm_opts){.segment = ro_seg, .name = "x"}), SHMVAL_EACCES)         \
+  X(shm_list_create_record(&list, 12, 8, NULL), SHMVAL_EINVAL)                                     \
+  X(shm_list_open(NULL, seg, "list"), SHMVAL_EINVAL)                                               \
+  X(shm_list_open(&list, seg, "dict"), SHMVAL_ETYPE)                                               \
+  X(shm_list_open(&list, seg, "missing"), SHMVAL_ENOENT)                                           \
+  X(shm_dict_open(&dict, seg, "list"), SHMVAL_ETYPE)                                               \
+  X(shm_value_open(&val, seg, "list", 0), SHMVAL_ETYPE)                                            \
+  X(shm_list_append(NULL, "x", 1), SHMVAL_EINVAL)                                                  \
+  X(shm_list_append(list, NULL, 1), SHMVAL_EINVAL)                                                 \
+  X(shm_list_append(tlist, "x", 1), SHMVAL_EINVAL)                                                 \
+  X(shm_list_append(AS(shm_list, dict), "x", 1), SHMVAL_EINVAL)                                    \
+  X(shm_list_append(AS(shm_list, val), "x", 1), SHMVAL_EINVAL)                                     \
+  X(shm_list_append(dead_list, "x", 1), SHMVAL_ESTALE)                                             \
+  X(shm_list_extend(list, "x", 1), SHMVAL_ETYPE)                                                   \
+  X(shm_list_extend(tlist, NULL, 2), SHMVAL_EINVAL)                                                \
+  X(shm_list_insert(tlist, 0, NULL, 8), SHMVAL_EINVAL)                                             \
+  X(shm_list_get(list, 2, cbuf, 8, &sz), SHMVAL_ERANGE)                                            \
+  X(shm_list_get(list, -3, cbuf, 8, &sz), SHMVAL_ERANGE)                                           \
+  X(shm_list_get(list, -1, cbuf, 8, &sz), SHMVAL_ENOBUFS)                                          \
+  X(shm_list_get(list, 0, NULL, 8, &sz), SHMVAL_EINVAL)                                            \
+  X(shm_list_get(dead_list, 0, cbuf, 8, &sz), SHMVAL_ESTALE)                                       \
+  X(shm_list_set(list, 5, "x", 1), SHMVAL_ERANGE)                                                  \
+  X(shm_list_set(tlist, 0, "x", 1), SHMVAL_EINVAL)                                                 \
+  X(shm_list_pop(list, -1, cbuf, 8, &sz), SHMVAL_ENOBUFS)                                          \
+  X(shm_list_pop(list, 9, cbuf, 8, &sz), SHMVAL_ERANGE)                                            \
+  X(shm_list_pop(list, 0, NULL, 8, &sz), SHMVAL_EINVAL)                                            \
+  X(shm_list_pop_wait(list, 1, 0, cbuf, 8, &sz), SHMVAL_EINVAL)                                    \
+  X(shm_list_pop_wait(list, 0, NAN, cbuf, 8, &sz), SHMVAL_EINVAL)                                  \
+  X(shm_list_pop_wait(list, -1, 0, cbuf, 8, &sz), SHMVAL_ENOBUFS)                                  \
+  X(shm_list_pop_wait(dead_list, 0, 0, cbuf, 8, &sz), SHMVAL_ESTALE)                               \
+  X(shm_list_len(list, NULL), SHMVAL_EINVAL)                                                       \
+  X(shm_list_len(dead_list, &sz), SHMVAL_ESTALE)                                                   \
+  X(shm_list_read(list, 0, 1, lbuf), SHMVAL_ETYPE)                                                 \
+  X(shm_list_read(tlist, 0, 2, lbuf), SHMVAL_ERANGE)                                               \
+  X(shm_list_read(tlist, 0, 1, NULL), SHMVAL_EINVAL)                                               \
+  X(shm_list_index(list, "zz", 2, &sz), SHMVAL_ENOENT)                                             \
+  X(shm_list_remove(list, "zz", 2), SHMVAL_ENOENT)                                                 \
+  X(shm_list_sort(list, NULL), SHMVAL_ETYPE)                                                       \
+  X(shm_list_foreach(list, NULL, NULL), SHMVAL_EINVAL)                                             \
+  X(shm_list_clear(dead_list), SHMVAL_ESTALE)                                                      \
+  X(shm_list_destroy(dead_list), SHMVAL_ESTALE)                                                    \
+  X(shm_list_destroy(AS(shm_list, arr)), SHMVAL_EINVAL)                                            \
+  X(shm_list_item_type(NULL, NULL) == 0, 1)                                                        \
+  X(shm_list_append(ro_list, "x", 1), SHMVAL_EACCES)                                               \
+  X(shm_list_insert(ro_list, 0, "x", 1), SHMVAL_EACCES)                                            \
+  X(shm_list_set(ro_list, 0, "x", 1), SHMVAL_EACCES)                                               \
+  X(shm_list_pop(ro_list, 0, cbuf, 8, &sz), SHMVAL_EACCES)                                         \
+  X(shm_list_pop_wait(ro_list, 0, 0, cbuf, 8, &sz), SHMVAL_EACCES)                                 \
+  X(shm_list_remove(ro_list, "a", 1), SHMVAL_EACCES)                                               \
+  X(shm_list_reverse(ro_list), SHMVAL_EACCES)                                                      \
+  X(shm_list_clear(ro_list), SHMVAL_EACCES)                                                        \
+  X(shm_list_destroy(ro_list), SHMVAL_EACCES)                                                      \
+  X(shm_object_remove(ro_seg, "list"), SHMVAL_EACCES)                                              \
+  X(shm_list_index(ro_list, "a", 1, NULL), 0)                                                      \
   /* Errors and misc. */                                                                           \
   X(shmval_strerror(INT_MIN) != NULL, 1)                                                           \
   X(shmval_strerror(12345) != NULL, 1)                                                             \
@@ -366,10 +427,17 @@ static int setup(void **state) {
       shm_segment_open(&ro_seg, seg_name, &(shm_segment_opts){.flags = SHMVAL_RDONLY}) != 0 ||
       shm_dict_open(&ro_dict, ro_seg, "dict") != 0)
     return -1;
+  if (shm_list_create(&list, 0, &(shm_opts){.segment = seg, .name = "list"}) != 0 ||
+      shm_list_append(list, "a", 1) != 0 || shm_list_append(list, longv, strlen(longv)) != 0 ||
+      shm_list_create(&tlist, SHMVAL_LLONG, &(shm_opts){.segment = seg, .name = "tlist"}) != 0 ||
+      shm_list_append(tlist, &(long long){5}, sizeof(long long)) != 0 ||
+      shm_list_create(&dead_list, 0, &(shm_opts){.segment = seg}) != 0 ||
+      shm_list_open(&ro_list, ro_seg, "list") != 0)
+    return -1;
   memset(long_key, 'k', sizeof long_key);
   /* Destroyed last, so that nothing reuses their blocks during the test. */
   return shm_value_destroy(dead_val) || shm_array_destroy(dead_arr) ||
-         shm_lock_destroy(dead_lock) || shm_dict_destroy(dead_dict);
+         shm_lock_destroy(dead_lock) || shm_dict_destroy(dead_dict) || shm_list_destroy(dead_list);
 }
 
 static int teardown(void **state) {
@@ -378,6 +446,7 @@ static int teardown(void **state) {
            shm_lock_destroy(lock) | shm_sem_destroy(sem) | shm_cond_destroy(cond) |
            shm_event_destroy(event) | shm_barrier_destroy(barrier);
   rc |= shm_dict_destroy(dict) | shm_dict_destroy(tdict) | shm_segment_close(ro_seg);
+  rc |= shm_list_destroy(list) | shm_list_destroy(tlist);
   return rc | shm_segment_close(seg) | shm_segment_unlink(seg_name);
 }
 
@@ -386,13 +455,15 @@ typedef struct snapshot {
   long v, atom, a[4];
   unsigned sem;
   int event, waiting, parties;
-  size_t arena_used, seg_used, dict_len;
+  size_t arena_used, seg_used, dict_len, list_len;
+  char list_1[64];
   char dict_a[64];
   long long tdict_a;
   shm_value *val;
   shm_array *arr;
   shm_segment *seg;
   shm_dict *dict;
+  shm_list *list;
 } snapshot;
 
 static void snap(snapshot *s) {
@@ -411,10 +482,13 @@ static void snap(snapshot *s) {
   assert_ok(shm_dict_len(dict, &s->dict_len));
   assert_ok(shm_dict_get(dict, "a", 1, s->dict_a, sizeof s->dict_a, NULL));
   assert_ok(shm_dict_get(tdict, "a", 1, &s->tdict_a, sizeof s->tdict_a, NULL));
+  assert_ok(shm_list_len(list, &s->list_len));
+  assert_ok(shm_list_get(list, 1, s->list_1, sizeof s->list_1, NULL));
   s->val = val;
   s->arr = arr;
   s->seg = seg;
   s->dict = dict;
+  s->list = list;
 }
 
 static void test_every_call_refuses(void **state) {
@@ -430,12 +504,14 @@ static void test_every_call_refuses(void **state) {
       bad++;
     }
     /* An output handle is never written on failure. */
-    if (val != before.val || arr != before.arr || seg != before.seg || dict != before.dict) {
+    if (val != before.val || arr != before.arr || seg != before.seg || dict != before.dict ||
+        list != before.list) {
       print_error("%s\n  wrote its output handle on failure\n", text);
       val = before.val;
       arr = before.arr;
       seg = before.seg;
       dict = before.dict;
+      list = before.list;
       bad++;
     }
   }

@@ -171,6 +171,54 @@ static void touch_dict(shm_dict *d, bool rw) {
   (void)shm_dict_destroy(d);
 }
 
+static int count_list_item(size_t i, const void *item, size_t len, void *ctx) {
+  (void)i, (void)item;
+  *(size_t *)ctx += len;
+  return 0;
+}
+
+/* A list: reads of whatever the image holds; with @p rw, every write too (mutex replaced). */
+static void touch_list(shm_list *l, bool rw) {
+  size_t n = 0, at;
+  if (rw) {
+    shmval__list *lh = (shmval__list *)(void *)shmval__payload(shmval__obj_of(l));
+    memcpy(&lh->mu, &template_mutex, sizeof template_mutex);
+  }
+  for (long i = -3; i < 8; i++)
+    (void)shm_list_get(l, i, buf, sizeof buf, &n);
+  (void)shm_list_len(l, &n);
+  (void)shm_list_foreach(l, count_list_item, &n);
+  (void)shm_list_index(l, buf, 8, &at);
+  size_t is = 0;
+  shm_type t = shm_list_item_type(l, &is);
+  if (t != 0 && is <= 8)
+    (void)shm_list_read(l, 0, 8, buf);
+  if (!rw)
+    return;
+  size_t il = t == 0 ? 24 : is; /* a record size is image bytes: within buf only */
+  memset(buf, 0x5a, 64);
+  for (int i = 0; il <= 64 && i < 12; i++) {
+    (void)shm_list_append(l, buf, t == 0 ? (size_t)(i * 7) % 60 : il);
+    (void)shm_list_insert(l, i % 3 == 0 ? 0 : 2, buf, il);
+  }
+  (void)shm_list_pop(l, 0, buf, sizeof buf, &n);
+  (void)shm_list_pop(l, -1, buf, sizeof buf, &n);
+  (void)shm_list_pop(l, 3, buf, sizeof buf, &n);
+  (void)shm_list_pop_wait(l, 0, 0, buf, sizeof buf, &n);
+  if (il <= 64) {
+    (void)shm_list_set(l, 1, buf, il);
+    (void)shm_list_remove(l, buf, il);
+  }
+  (void)shm_list_reverse(l);
+  if (t != 0 && t != SHMVAL_RECORD)
+    (void)shm_list_sort(l, NULL);
+  if (t != 0 && is <= 8)
+    (void)shm_list_extend(l, buf, 8);
+  (void)shm_list_foreach(l, count_list_item, &n);
+  (void)shm_list_clear(l);
+  (void)shm_list_destroy(l);
+}
+
 typedef struct visit_ctx {
   shm_segment *seg;
   bool rw;
@@ -199,6 +247,9 @@ static int visit(const shm_object_info *i, void *arg) {
     break;
   case SHMVAL_OBJ_DICT:
     touch_dict(i->handle, c->rw);
+    break;
+  case SHMVAL_OBJ_LIST:
+    touch_list(i->handle, c->rw);
     break;
   default:
     break;

@@ -120,6 +120,23 @@ static int fill(shm_segment *s, int variant) {
     }
     (void)shm_dict_del(dict, "k1", 2);
   }
+  /* Lists: bytes items (one empty, one in the middle gone), a typed list, a grown ring. */
+  shm_list *list, *tl;
+  o.name = "list";
+  if (variant > 0 && shm_list_create(&list, 0, &o) == 0) {
+    for (int i = 0; i < 5 * variant; i++) {
+      char val[48];
+      memset(val, 'a' + i, sizeof val);
+      (void)shm_list_append(list, val, (size_t)(i * 13) % sizeof val);
+    }
+    char out[64];
+    size_t n;
+    (void)shm_list_pop(list, 2, out, sizeof out, &n);
+    o.name = "tl";
+    if (shm_list_create(&tl, SHMVAL_INT, &o) == 0)
+      for (int i = 0; i < 3 + 4 * variant; i++)
+        (void)shm_list_insert(tl, i % 2 ? 0 : i, &i, sizeof i);
+  }
   o.name = NULL;
   TRY(shm_array_create(&a, SHMVAL_FLOAT, 40 + 100 * (size_t)variant, NULL, &o));
   if (variant == 2)
