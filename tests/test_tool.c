@@ -320,11 +320,42 @@ static void test_show_dict(void **state) {
   assert_ok(shm_segment_close(s));
 }
 
+static void test_show_list(void **state) {
+  (void)state;
+  shm_segment *s;
+  shm_list *q, *t;
+  const char *name = test_name(nbuf, sizeof nbuf, "toollist");
+  assert_ok(shm_segment_create(&s, name, 1 << 20, NULL));
+  assert_ok(shm_list_create(&q, 0, &(shm_opts){.segment = s, .name = "jobs"}));
+  assert_ok(shm_list_create(&t, SHMVAL_DOUBLE, &(shm_opts){.segment = s, .name = "temps"}));
+  assert_ok(shm_list_append(q, "resize img-1.png", 16));
+  assert_ok(shm_list_append(q, "\x00\x01", 2));
+  assert_ok(shm_list_append(q, "", 0));
+  for (int i = 0; i < 12; i++)
+    assert_ok(shm_list_append(t, &(double){i + 0.5}, sizeof(double)));
+  assert_int_equal(tool("show", name, "jobs", NULL), 0);
+  assert_non_null(strstr(out, "jobs                     list    bytes         3"));
+  assert_non_null(strstr(out, "[\"resize img-1.png\", 0x0001, \"\"]"));
+  assert_int_equal(tool("show", name, "temps", NULL), 0);
+  assert_non_null(strstr(out, "temps                    list    d            12"));
+  assert_non_null(strstr(out, "... 4 more]"));
+  assert_int_equal(tool("show", "--json", name, "temps"), 0);
+  assert_non_null(strstr(out, "\"kind\": \"list\""));
+  assert_non_null(strstr(out, "11.5]"));
+  assert_int_equal(tool("show", "--json", name, "jobs"), 0);
+  assert_non_null(strstr(out, "{\"hex\": \"0001\"}"));
+  assert_int_equal(tool("check", name, NULL, NULL), 0);
+  assert_non_null(strstr(out, "leaked: 0 blocks"));
+  assert_int_equal(tool("rm", name, NULL, NULL), 0);
+  assert_ok(shm_segment_close(s));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_usage),       cmocka_unit_test(test_ls_and_show),
-      cmocka_unit_test(test_ls_growable), cmocka_unit_test(test_gc),
-      cmocka_unit_test(test_check),       cmocka_unit_test(test_show_dict),
+      cmocka_unit_test(test_show_list),   cmocka_unit_test(test_usage),
+      cmocka_unit_test(test_ls_and_show), cmocka_unit_test(test_ls_growable),
+      cmocka_unit_test(test_gc),          cmocka_unit_test(test_check),
+      cmocka_unit_test(test_show_dict),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -454,6 +454,36 @@ static int print_dict(const shm_object_info *o, bool json, bool full) {
   return rc;
 }
 
+static int show_list_item(size_t i, const void *item, size_t len, void *arg) {
+  dict_show *s = arg;
+  (void)i;
+  if (s->count == s->limit) {
+    s->count++;
+    return 0; /* counted, not shown */
+  }
+  if (s->count++ > s->limit)
+    return 0;
+  printf(s->count > 1 ? ", " : "");
+  if (s->type == 0 || s->type == SHMVAL_RECORD)
+    print_bytes(item, len, s->json, s->full);
+  else
+    print_elem(s->type, item, len, s->json, s->full);
+  return 0;
+}
+
+/* A list's items in order, the first SHOW_HEAD of them in text unless --full. */
+static int print_list(const shm_object_info *o, bool json, bool full) {
+  dict_show s = {o->type, json, full, 0, full || json ? SIZE_MAX : SHOW_HEAD};
+  printf("[");
+  int rc = shm_list_foreach(o->handle, show_list_item, &s);
+  if (s.count > s.limit)
+    printf(", ... %zu more", s.count - s.limit);
+  printf("]");
+  if (rc != 0)
+    printf(json ? ", \"error\": \"%s\"" : " (%s)", shmval_err_name(rc));
+  return rc;
+}
+
 static const char *kind_name(shm_object_kind k) {
   static const char *names[] = {"?",    "value", "array",   "lock", "sem",
                                 "cond", "event", "barrier", "dict", "list"};
@@ -479,7 +509,7 @@ static int show_one(const shm_object_info *o, void *arg) {
   int lrc = c->lock && l != NULL ? shm_lock_acquire_timeout(l, 1.0) : 0;
   size_t left;
   const char *kind = kind_name(o->kind);
-  bool dict = o->kind == SHMVAL_OBJ_DICT;
+  bool dict = o->kind == SHMVAL_OBJ_DICT || o->kind == SHMVAL_OBJ_LIST;
   const char *dict_type = dict && o->type == 0 ? "bytes" : type_name(o->type);
   if (c->json) {
     printf("%s\n  {\"name\": ", c->count ? "," : "");
@@ -499,6 +529,8 @@ static int show_one(const shm_object_info *o, void *arg) {
     printf(c->json ? "null, \"lock_error\": \"%s\"" : "(lock: %s)", shmval_err_name(lrc));
   else if (o->kind == SHMVAL_OBJ_DICT)
     (void)print_dict(o, c->json, c->full);
+  else if (o->kind == SHMVAL_OBJ_LIST)
+    (void)print_list(o, c->json, c->full);
   else if (!data)
     print_sync(o, c->json);
   else if ((left = print_values(o, p, c->json, c->full)) > 0 && c->json)
