@@ -111,6 +111,7 @@ int bench_sync(int quick);
 int bench_named(int quick);
 int bench_grow(int quick);
 int bench_dict(int quick);
+int bench_list(int quick);
 int bench_peers(int quick);
 int bench_scaling(int quick);
 
@@ -149,6 +150,9 @@ int dict_load_failed(const dict_load *l); /* nonzero if an operation went wrong 
 void lib_dget(void *ctx, long n);
 void lib_dset(void *ctx, long n);
 void lib_ddel(void *ctx, long n);
+
+/* A producer process appends @p n 8-byte items to the typed list ctx; this one pops them. */
+void lib_queue8(void *ctx, long n);
 
 /* One figure: fn over @p n operations, REPS times. */
 stat3 measure_one(bench_fn fn, void *ctx, long n);

@@ -117,6 +117,14 @@ static int python_rows(int quick) {
            "manager_dict8_set", "<= 0.001x");
   int failed = dict_load_failed(dl);
   dict_load_free(dl);
+  shm_list *q;
+  if (shm_list_create(&q, SHMVAL_ULLONG, NULL) != 0)
+    return 1;
+  peer_row("queue, 2 processes: 8-byte items vs mp.Queue", lib_queue8, q, k / 10, figs, n,
+           "mp_queue_8", "<= 0.01x");
+  peer_row("queue, 2 processes: 8-byte items vs Manager().list()", lib_queue8, q, k / 10, figs, n,
+           "manager_list_8", "<= 0.01x");
+  failed |= shm_list_destroy(q);
   shm_value_destroy(v);
   shm_value_destroy(rv);
   return shm_segment_close(b.seg) | failed;

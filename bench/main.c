@@ -4,8 +4,8 @@
  *
  *   shmval_bench [--quick] [--out DIR] [SECTION...]
  *
- * Sections: core, sync, named, grow, dict, peers, scaling (default: all). --quick runs a short
- * smoke version (for CI); --out changes where the results go.
+ * Sections: core, sync, named, grow, dict, list, peers, scaling (default: all). --quick runs a
+ * short smoke version (for CI); --out changes where the results go.
  */
 #include <shmval.h>
 
@@ -44,9 +44,9 @@ static void describe_machine(char *buf, size_t cap) {
 int main(int argc, char **argv) {
   int quick = 0, rc = 0, chosen = 0;
   const char *out = SHMVAL_BENCH_RESULTS;
-  const char *names[] = {"core", "sync", "named", "grow", "dict", "peers", "scaling"};
-  int (*sections[])(int) = {bench_core, bench_sync,  bench_named,  bench_grow,
-                            bench_dict, bench_peers, bench_scaling};
+  const char *names[] = {"core", "sync", "named", "grow", "dict", "list", "peers", "scaling"};
+  int (*sections[])(int) = {bench_core, bench_sync, bench_named, bench_grow,
+                            bench_dict, bench_list, bench_peers, bench_scaling};
   enum { NSEC = sizeof names / sizeof names[0] };
   int want[NSEC] = {0};
   for (int i = 1; i < argc; i++) {
@@ -60,9 +60,10 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], names[s]) == 0)
           want[s] = found = chosen = 1;
       if (!found) {
-        fprintf(stderr,
-                "usage: %s [--quick] [--out DIR] [core|sync|named|grow|dict|peers|scaling...]\n",
-                argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s [--quick] [--out DIR] [core|sync|named|grow|dict|list|peers|scaling...]\n",
+            argv[0]);
         return 2;
       }
     }

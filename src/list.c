@@ -51,6 +51,8 @@
 #define ENT_HDR (8u + sizeof(shmval__lent)) /* from the block start to the bytes */
 #define RO_TRIES 1000u                      /* read-only reads of a list being changed */
 #define DESTROY_WAIT_MS 200                 /* for waiters to leave a dying list */
+#define WAIT_SPINS 4000u                    /* pauses before pop_wait sleeps */
+#define WAIT_YIELDS 4u                      /* then yields */
 
 enum { OP_NONE = 0, OP_META = 1, OP_SLOT = 2, OP_COPY = 3 };
 
@@ -832,6 +834,19 @@ int shm_list_pop(shm_list *h, long index, void *buf, size_t cap, size_t *len) {
   return rc;
 }
 
+/* Whether seq moves from @p seen within a short spin. */
+static bool spin_for(_Atomic uint32_t *seq, uint32_t seen) {
+  for (unsigned i = 0; i < WAIT_SPINS + WAIT_YIELDS; i++) {
+    if (atomic_load_explicit(seq, memory_order_relaxed) != seen)
+      return true;
+    if (i < WAIT_SPINS)
+      shmval__prim_relax();
+    else
+      sched_yield();
+  }
+  return false;
+}
+
 int shm_list_pop_wait(shm_list *h, long index, double timeout, void *buf, size_t cap, size_t *len) {
   lref r;
   struct timespec deadline;
@@ -850,6 +865,12 @@ int shm_list_pop_wait(shm_list *h, long index, double timeout, void *buf, size_t
       return rc; /* an item, ENOBUFS (nothing removed), or an error */
     if (timeout == 0 || (!forever && shmval__prim_past(&deadline)))
       return SHMVAL_ETIMEDOUT;
+    /*
+     * A producer at work appends within microseconds: watch seq a little
+     * before sleeping, which spares both sides a system call per item.
+     */
+    if (spin_for(&r.l->seq, seen))
+      continue;
     /* Announce the wait, then sleep unless an item came since seq was read. */
     atomic_fetch_add(&r.l->waiters, 1);
     rc = shmval__prim_futex_wait(&r.l->seq, seen, forever ? NULL : &deadline);

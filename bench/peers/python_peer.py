@@ -34,6 +34,18 @@ def incr_loop(v, n):
             v.value += 1
 
 
+def put_loop(q, n):
+    item = b"12345678"
+    for _ in range(n):
+        q.put(item)
+
+
+def append_loop(lst, n):
+    item = b"12345678"
+    for _ in range(n):
+        lst.append(item)
+
+
 def main():
     n = 20000 if QUICK else 200000
     v = mp.Value("l", 0)
@@ -99,6 +111,32 @@ def main():
 
         report("manager_dict8_get", timed(dict8_get, n // 100))
         report("manager_dict8_set", timed(dict8_set, n // 100))
+
+        # A queue between 2 processes: one puts (appends) n items, this one gets (pops) them.
+        def mp_queue(k):
+            q = mp.Queue()
+            p = mp.Process(target=put_loop, args=(q, k))
+            p.start()
+            for _ in range(k):
+                q.get()
+            p.join()
+
+        lst = m.list()
+
+        def manager_list(k):
+            p = mp.Process(target=append_loop, args=(lst, k))
+            p.start()
+            got = 0
+            while got < k:
+                try:
+                    lst.pop(0)
+                    got += 1
+                except IndexError:
+                    pass
+            p.join()
+
+        report("mp_queue_8", timed(mp_queue, n // 10))
+        report("manager_list_8", timed(manager_list, n // 100))
 
 
 if __name__ == "__main__":
