@@ -369,19 +369,23 @@ typedef struct shmval__lent {
  * arrive or the list dies.
  */
 typedef struct shmval__list {
+  /* The first cache line: what every change writes. */
   pthread_mutex_t mu;
-  uint64_t ring; /* the ring's object header offset; 0: none */
-  uint64_t head; /* the position of item 0 */
-  uint64_t count;
+  uint64_t hc;  /* the position of item 0 (low 32 bits) and the count (high 32): one store */
+  uint64_t ver; /* odd while a change is applied: read-only readers' sequence lock */
+  _Atomic uint32_t seq;
+  _Atomic uint32_t waiters; /* pop_wait callers asleep or about to be */
+  /* Read by every operation, written when the ring changes. */
+  uint64_t ring;  /* the ring's object header offset; 0: none */
   uint32_t itype; /* 0: byte strings; else a shm_type letter */
   uint32_t isize; /* a typed list's item size */
   uint32_t ialign;
-  uint32_t dying; /* set by a destroyer: no more operations */
-  _Atomic uint32_t seq;
-  _Atomic uint32_t waiters; /* pop_wait callers asleep or about to be */
-  uint64_t ver;             /* odd while a change is applied: read-only readers' sequence lock */
-  uint64_t op;              /* 0, or the recorded change below (list.c) */
-  uint64_t ring_after, head_after, count_after;
+  uint32_t dying;  /* set by a destroyer: no more operations */
+  uint32_t broken; /* a dead holder's change could not be repaired */
+  uint32_t spare;
+  /* The record of a change that needs one (list.c). */
+  uint64_t op;
+  uint64_t ring_after, hc_after;
   uint64_t pos;  /* the ring position a slot change writes */
   uint64_t word; /* the entry offset it stores there (bytes lists) */
   shmval__jword jnew, jring, jold, jold_ring;

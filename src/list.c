@@ -42,12 +42,16 @@
 #include "lock.h"
 #include "prim.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RING_MIN 8u
+#define HEAD_MASK UINT64_C(0xffffffff)
+#define MAX_ITEMS (UINT64_C(1) << 31) /* a ring's capacity, so that head and count share a word */
 #define ENT_HDR (8u + sizeof(shmval__lent)) /* from the block start to the bytes */
 #define RO_TRIES 1000u                      /* read-only reads of a list being changed */
 #define DESTROY_WAIT_MS 200                 /* for waiters to leave a dying list */
@@ -132,9 +136,9 @@ static int ring_view(const lref *r, uint64_t off, rview *v) {
   uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED);
   uint32_t prel = __atomic_load_n(&o->payload_rel, __ATOMIC_RELAXED);
   uint32_t esz = __atomic_load_n(&o->elem_size, __ATOMIC_RELAXED);
-  if (kind != SHMVAL__KIND_LIST_RING || len < RING_MIN || (len & (len - 1)) != 0 ||
-      esz != r->stride || prel < sizeof *o || prel > 2 * SHMVAL__CACHELINE ||
-      ((off + prel) & ((r->itype == 0 ? 8 : r->ialign) - 1)) != 0 ||
+  if (kind != SHMVAL__KIND_LIST_RING || len < RING_MIN || len > MAX_ITEMS ||
+      (len & (len - 1)) != 0 || esz != r->stride || prel < sizeof *o ||
+      prel > 2 * SHMVAL__CACHELINE || ((off + prel) & ((r->itype == 0 ? 8 : r->ialign) - 1)) != 0 ||
       len > (end - off - prel) / r->stride)
     return SHMVAL_ECORRUPT;
   uint64_t lo = r->o->self_off - SHMVAL__OBJ_HDR_OFF,
@@ -156,9 +160,9 @@ typedef struct lstate {
 } lstate;
 
 static int state_of(const lref *r, lstate *s) {
-  uint64_t ring = ld(&r->l->ring);
-  s->head = ld(&r->l->head);
-  s->count = ld(&r->l->count);
+  uint64_t ring = ld(&r->l->ring), hc = ld(&r->l->hc);
+  s->head = hc & HEAD_MASK;
+  s->count = hc >> 32;
   s->has = ring != 0;
   if (!s->has)
     return s->count == 0 && s->head == 0 ? 0 : SHMVAL_ECORRUPT;
@@ -167,6 +171,8 @@ static int state_of(const lref *r, lstate *s) {
     return rc;
   return s->head <= s->v.mask && s->count <= s->v.cap ? 0 : SHMVAL_ECORRUPT;
 }
+
+static inline uint64_t hc_of(uint64_t head, uint64_t count) { return head | count << 32; }
 
 static inline char *at_pos(const lref *r, const rview *v, uint64_t pos) {
   return v->p + (pos & v->mask) * r->stride;
@@ -225,7 +231,7 @@ static int item_get(const lref *r, const lstate *s, uint64_t i, void *buf, size_
     if (r->isize > cap)
       return SHMVAL_ENOBUFS;
     if (buf != NULL)
-      memcpy(buf, p, r->isize);
+      shmval__copy_elem(buf, p, r->isize);
     return 0;
   }
   const char *data;
@@ -243,7 +249,17 @@ static int item_get(const lref *r, const lstate *s, uint64_t i, void *buf, size_
 /* ------------------------------------------------------------------------ */
 /* Changes: record, apply, commit; and their repair. */
 
-static inline void ver_step(shmval__list *l) { __atomic_fetch_add(&l->ver, 1, __ATOMIC_RELEASE); }
+/*
+ * Only the lock's holder writes ver: a store, not an atomic add. Stepping to
+ * odd is followed by a release fence, so that a read-only reader who sees
+ * any of the change sees ver moved (a sequence lock's writer side).
+ */
+static inline void ver_step(shmval__list *l) {
+  uint64_t v = ld(&l->ver) + 1;
+  __atomic_store_n(&l->ver, v, __ATOMIC_RELEASE);
+  if (v & 1)
+    atomic_thread_fence(memory_order_release);
+}
 
 /* The rest of a change after its record: idempotent, so a repair may run it again. */
 static int apply(const lref *r) {
@@ -269,8 +285,7 @@ static int apply(const lref *r) {
     SHMVAL__CRASH_POINT();
   }
   st(&l->ring, ld(&l->ring_after));
-  st(&l->head, ld(&l->head_after));
-  st(&l->count, ld(&l->count_after));
+  st(&l->hc, ld(&l->hc_after));
   SHMVAL__CRASH_POINT();
   return 0;
 }
@@ -301,9 +316,10 @@ static int commit(const lref *r, bool dead) {
   int rc = 0;
   if (ld(&l->op) == OP_COPY)
     rc = retire(r, &l->jnew.word, dead); /* a scratch value, copied in */
-  else
+  else if (ld(&l->jnew.word) != 0)
     str(&l->jnew.word, 0);
-  str(&l->jring.word, 0);
+  if (ld(&l->jring.word) != 0)
+    str(&l->jring.word, 0);
   SHMVAL__CRASH_POINT();
   rc |= retire(r, &l->jold.word, dead);
   SHMVAL__CRASH_POINT();
@@ -319,8 +335,10 @@ static int commit(const lref *r, bool dead) {
 /* Drop a change that was not recorded: what it allocated goes, what it retired stays. */
 static int cancel(const lref *r, bool dead) {
   shmval__list *l = r->l;
-  str(&l->jold.word, 0);
-  str(&l->jold_ring.word, 0);
+  if (ld(&l->jold.word) != 0)
+    str(&l->jold.word, 0);
+  if (ld(&l->jold_ring.word) != 0)
+    str(&l->jold_ring.word, 0);
   int rc = retire(r, &l->jnew.word, dead);
   ring_dead(r, ld(&l->jring.word));
   rc |= retire(r, &l->jring.word, dead);
@@ -339,11 +357,23 @@ static int change(const lref *r, uint64_t op) {
   return rc != 0 ? rc : commit(r, false);
 }
 
+/*
+ * A change of the ring's head and count alone (a typed list's item in or out
+ * at an end, its bytes already in a free position): one store, no record. A
+ * death before the store leaves the list as it was (and ver odd, which the
+ * repair steps back to even).
+ */
+static void hc_change(const lref *r, uint64_t head, uint64_t count) {
+  ver_step(r->l);
+  str(&r->l->hc, hc_of(head, count));
+  SHMVAL__CRASH_POINT();
+  ver_step(r->l);
+}
+
 /* Record where the change leads (the ring, head and count after it). */
 static void record(const lref *r, uint64_t ring, uint64_t head, uint64_t count) {
   st(&r->l->ring_after, ring);
-  st(&r->l->head_after, head);
-  st(&r->l->count_after, count);
+  st(&r->l->hc_after, hc_of(head, count));
 }
 
 /* The mutex's previous holder died: finish or drop its change. */
@@ -355,16 +385,47 @@ static int list_repair(void *ctx) {
   return rc != 0 ? rc : commit(r, true);
 }
 
+/*
+ * The repair as the lock calls it: it never fails, so the mutex is always
+ * made consistent again; a change that cannot be repaired marks the list
+ * broken instead. A mutex left not recoverable would defeat the try-lock in
+ * list_lock(): glibc's pthread_mutex_trylock() leaves such a mutex locked by
+ * its caller.
+ */
+static int list_repair_lock(void *ctx) {
+  const lref *r = ctx;
+  if (list_repair(ctx) != 0)
+    __atomic_store_n(&r->l->broken, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* glibc's owner value of a robust mutex that is not recoverable. */
+#define MUTEX_NOTRECOVERABLE (INT_MAX - 1)
+
 static int list_lock(lref *r) {
   pthread_mutex_t *m = &r->l->mu;
   if (!shmval__mutex_sane(m))
     return SHMVAL_ECORRUPT;
-  int rc = shmval__robust_lock(m, list_repair, r);
+  /* Only a damaged image holds one: never let the try-lock meet it. */
+  if (__atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == MUTEX_NOTRECOVERABLE)
+    return SHMVAL_ENOTRECOVERABLE;
+  int rc = pthread_mutex_trylock(m);
+  if (rc == EBUSY) {
+    rc = shmval__robust_lock(m, list_repair_lock, r);
+  } else if (rc == EOWNERDEAD) {
+    (void)list_repair_lock(r);
+    pthread_mutex_consistent(m);
+    rc = 0;
+  } else if (rc != 0) {
+    rc = rc == ENOTRECOVERABLE ? SHMVAL_ENOTRECOVERABLE : -rc;
+  }
   if (rc != 0)
     return rc;
   shmval__list *l = r->l;
   if (__atomic_load_n(&l->dying, __ATOMIC_ACQUIRE) != 0)
     rc = SHMVAL_ESTALE;
+  else if (__atomic_load_n(&l->broken, __ATOMIC_ACQUIRE) != 0)
+    rc = SHMVAL_ECORRUPT;
   /*
    * Every change closes its record and its journals before the lock is let
    * go (or the repair above did): anything left is damage, and freeing what
@@ -443,7 +504,7 @@ static int resize(const lref *r, lstate *s, uint64_t cap) {
 static int make_room(const lref *r, lstate *s, uint64_t n) {
   if (s->has && s->v.cap - s->count >= n)
     return 0;
-  if (s->count + n > SHMVAL__PAYLOAD_MAX / r->stride)
+  if (n > MAX_ITEMS - s->count || s->count + n > SHMVAL__PAYLOAD_MAX / r->stride)
     return alloc_err(r->seg, SHMVAL_ENOMEM);
   uint64_t cap = s->has ? s->v.cap : RING_MIN;
   while (cap < s->count + n)
@@ -472,7 +533,7 @@ static int norm_index(long index, uint64_t n, uint64_t *i) {
 /* The stored form of an item at position @p p: its bytes, or a new entry's offset. */
 static int put_item(const lref *r, char *p, const void *item, size_t len) {
   if (r->itype != 0) {
-    memcpy(p, item, r->isize);
+    shmval__copy_elem(p, item, r->isize);
     return 0;
   }
   uint64_t off;
@@ -495,7 +556,12 @@ static int insert_locked(const lref *r, uint64_t at, const void *item, size_t le
       drop(r);
       return rc;
     }
-    record(r, s.v.off, at == 0 ? pos & s.v.mask : s.head, s.count + 1);
+    uint64_t head = at == 0 ? pos & s.v.mask : s.head;
+    if (r->itype != 0) {
+      hc_change(r, head, s.count + 1);
+      return 0;
+    }
+    record(r, s.v.off, head, s.count + 1);
     return change(r, OP_META);
   }
   /* The middle: a new ring with a gap. */
@@ -527,6 +593,12 @@ static int pop_locked(const lref *r, uint64_t i, void *buf, size_t cap, size_t *
   if (r->itype == 0) {
     uint64_t off = ld((const uint64_t *)(const void *)at_item(r, &s, i));
     st(&r->l->jold.word, off | SHMVAL__J_DESTROY);
+  }
+  if ((i == 0 || i == s.count - 1) && r->itype != 0) {
+    hc_change(r, i == 0 ? (s.head + 1) & s.v.mask : s.head, s.count - 1);
+    if (state_of(r, &s) == 0)
+      maybe_shrink(r, &s);
+    return 0;
   }
   if (i == 0 || i == s.count - 1) {
     record(r, s.v.off, i == 0 ? (s.head + 1) & s.v.mask : s.head, s.count - 1);
@@ -770,8 +842,7 @@ int shm_list_extend(shm_list *h, const void *items, size_t count) {
     /* Every item into the free positions, then one record for all. */
     for (size_t i = 0; i < count; i++)
       memcpy(at_item(&r, &s, s.count + i), (const char *)items + i * r.isize, r.isize);
-    record(&r, s.v.off, s.head, s.count + count);
-    rc = change(&r, OP_META);
+    hc_change(&r, s.head, s.count + count);
   }
   list_unlock(&r);
   if (rc == 0)

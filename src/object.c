@@ -418,7 +418,7 @@ int shmval__obj_info(shm_segment *sg, uint64_t off, shm_object_info *info, char 
     const shmval__list *l = (const shmval__list *)(const void *)((const char *)o + h.payload_rel);
     info->type = (shm_type)__atomic_load_n(&l->itype, __ATOMIC_RELAXED);
     info->elem_size = __atomic_load_n(&l->isize, __ATOMIC_RELAXED);
-    info->length = (size_t)__atomic_load_n(&l->count, __ATOMIC_RELAXED);
+    info->length = (size_t)(__atomic_load_n(&l->hc, __ATOMIC_RELAXED) >> 32);
     info->has_lock = 1;
   }
   /* A lock's handle is the lock itself, not its host object. */

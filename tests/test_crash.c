@@ -1832,18 +1832,18 @@ static void test_list_damage(void **state) {
   }
   assert_ok(shm_value_set(v, &(int){7}));
   /* A ring offset into the middle of nowhere, a count past the ring. */
-  uint64_t ring = h->ring, count = h->count;
+  uint64_t ring = h->ring, hc = h->hc;
   h->ring = ring + 8;
   assert_code(shm_list_get(l, 0, buf, sizeof buf, &n), SHMVAL_ECORRUPT);
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
   assert_string_equal(r.problem, "a list's ring is damaged");
   h->ring = ring;
-  h->count = 1000;
+  h->hc = (hc & 0xffffffff) | (UINT64_C(1000) << 32);
   assert_code(shm_list_len(l, &n), SHMVAL_ECORRUPT);
-  h->count = count;
+  h->hc = hc;
   /* An item pointing at something that is not an entry. */
   shmval__obj *ro = (shmval__obj *)(void *)((char *)seg->base + ring);
-  uint64_t *slot0 = (uint64_t *)(void *)((char *)ro + ro->payload_rel + 8 * h->head);
+  uint64_t *slot0 = (uint64_t *)(void *)((char *)ro + ro->payload_rel + 8 * (h->hc & 0xffffffff));
   uint64_t keep = *slot0;
   *slot0 = other_blk;
   assert_code(shm_list_get(l, 0, buf, sizeof buf, &n), SHMVAL_ECORRUPT);

@@ -171,7 +171,12 @@ static void test_typed(void **state) {
   /* Records, larger than the record's inline room for a set. */
   shm_list *r;
   assert_ok(shm_list_create_record(&r, sizeof(rec), _Alignof(rec), NULL));
-  rec a = {1, 0.5, "one"}, b = {2, 1.5, "two"}, got;
+  rec a, b, got;
+  memset(&a, 0, sizeof a); /* padding included: compared byte for byte */
+  memset(&b, 0, sizeof b);
+  a.id = 1, a.w = 0.5, b.id = 2, b.w = 1.5;
+  memcpy(a.tag, "one", 4);
+  memcpy(b.tag, "two", 4);
   assert_ok(shm_list_append(r, &a, sizeof a));
   assert_ok(shm_list_append(r, &b, sizeof b));
   assert_code(shm_list_sort(r, NULL), SHMVAL_EINVAL);
@@ -326,8 +331,11 @@ static int producer(void *arg) {
   qctx *c = arg;
   for (uint32_t i = 0; i < PER; i++) {
     uint64_t item = ((uint64_t)c->who << 32) | i;
-    if (shm_list_append(c->q, &item, sizeof item) != 0)
+    int rc = shm_list_append(c->q, &item, sizeof item);
+    if (rc != 0) {
+      fprintf(stderr, "producer %d: append %u: %s\n", c->who, i, shmval_err_name(rc));
       return 1;
+    }
   }
   return 0;
 }
