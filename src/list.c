@@ -264,12 +264,14 @@ static inline void ver_step(shmval__list *l) {
 /* The rest of a change after its record: idempotent, so a repair may run it again. */
 static int apply(const lref *r) {
   shmval__list *l = r->l;
-  uint64_t op = ld(&l->op);
+  uint64_t op = ld(&l->op), ring = ld(&l->ring_after), hc = ld(&l->hc_after);
+  rview v;
+  /* The record is read from shared memory: what it leads to must be a sound state. */
+  if (op > OP_COPY ||
+      (ring != 0 ? ring_view(r, ring, &v) != 0 || (hc & HEAD_MASK) > v.mask || hc >> 32 > v.cap
+                 : hc != 0 || op != OP_META))
+    return SHMVAL_ECORRUPT;
   if (op == OP_SLOT || op == OP_COPY) {
-    rview v;
-    int rc = ring_view(r, ld(&l->ring_after), &v);
-    if (rc != 0)
-      return rc;
     char *p = at_pos(r, &v, ld(&l->pos));
     if (op == OP_SLOT) {
       st((uint64_t *)(void *)p, ld(&l->word));
@@ -284,8 +286,8 @@ static int apply(const lref *r) {
     }
     SHMVAL__CRASH_POINT();
   }
-  st(&l->ring, ld(&l->ring_after));
-  st(&l->hc, ld(&l->hc_after));
+  st(&l->ring, ring);
+  st(&l->hc, hc);
   SHMVAL__CRASH_POINT();
   return 0;
 }

@@ -9,6 +9,8 @@
  */
 #include "helpers.h"
 
+#include <limits.h>
+
 #include "internal.h"
 
 #include <linux/futex.h>
@@ -1850,6 +1852,34 @@ static void test_list_damage(void **state) {
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
   assert_string_equal(r.problem, "a list item points to a damaged entry");
   *slot0 = keep;
+  /*
+   * A dead holder whose record cannot be applied (its ring is not a ring):
+   * the list is marked broken, and its mutex stays recoverable (a try-lock
+   * on a not-recoverable one would keep it locked: glibc).
+   */
+  pid_t pid = fork();
+  if (pid == 0) {
+    pthread_mutex_lock(&h->mu);
+    h->op = 1;
+    h->ring_after = 8;
+    _exit(0);
+  }
+  assert_int_equal(reap(pid), 0);
+  assert_code(shm_list_len(l, &n), SHMVAL_ECORRUPT);
+  assert_int_equal(h->broken, 1);
+  assert_code(shm_list_append(l, "x", 1), SHMVAL_ECORRUPT);
+  assert_true(h->mu.__data.__owner != INT_MAX - 1);
+  h->broken = 0;
+  h->op = 0;
+  h->ring_after = 0;
+  h->ver &= ~UINT64_C(1);
+  assert_ok(shm_list_len(l, &n));
+  /* A damaged image's not-recoverable mutex: refused, not tried (it would stay locked). */
+  int owner = h->mu.__data.__owner;
+  h->mu.__data.__owner = INT_MAX - 1;
+  assert_code(shm_list_append(l, "x", 1), SHMVAL_ENOTRECOVERABLE);
+  assert_int_equal(h->mu.__data.__lock, 0);
+  h->mu.__data.__owner = owner;
   /* An item type that disagrees with the object's. */
   h->isize = 8;
   assert_code(shm_list_len(l, &n), SHMVAL_ECORRUPT);
