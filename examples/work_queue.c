@@ -75,8 +75,12 @@ int main(int argc, char **argv) {
     holding[i] = STOP;
   for (long j = 0; j < nj && rc == 0; j++)
     rc = shm_list_append(jobs, &j, sizeof j); /* q.put(j) */
-  pid_t pids[64];
-  for (int i = 0; i < nw && rc == 0; i++)
+  if (rc != 0) {
+    fprintf(stderr, "append: %s\n", shmval_strerror(rc));
+    return 1;
+  }
+  pid_t pids[64] = {0};
+  for (int i = 0; i < nw; i++)
     if ((pids[i] = fork()) == 0)
       _exit(worker(i, jobs, results, holding));
 

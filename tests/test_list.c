@@ -319,7 +319,7 @@ static void test_killed_waiter(void **state) {
 
 #define NPROD 4
 #define NCONS 4
-#define PER 25000 /* items per producer: 100k in all */
+#define PER 100000 /* items per producer */
 
 typedef struct qctx {
   shm_list *q;
