@@ -1481,8 +1481,12 @@ SHMVAL_API shm_type shm_dict_value_type(const shm_dict *d, size_t *size);
  * - Appending and popping at either end are O(1) (a ring: a FIFO queue never
  *   shifts); insert and pop in the middle, remove, reverse and sort are O(n).
  *   The ring doubles when full and halves when under a quarter full.
- * - Every call takes the list's robust lock (reads too), except through a
- *   #SHMVAL_RDONLY segment, whose reads are validated by a version instead.
+ * - Writers take the list's robust lock. shm_list_get(), shm_list_len() and
+ *   shm_list_read() take no lock: they copy between two loads of the list's
+ *   version and read again when a writer moved it (under the lock after a
+ *   few tries), so an item is seen whole, old or new. shm_list_index() and
+ *   shm_list_foreach() take the lock (through a #SHMVAL_RDONLY segment,
+ *   which cannot, they read under the version too).
  * - A process killed at any point leaves every item whole and present once;
  *   the one change in flight is done or not done (a clear may have removed
  *   some items from the end). The lock's next holder completes or drops that

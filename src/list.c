@@ -54,6 +54,7 @@
 #define MAX_ITEMS (UINT64_C(1) << 31) /* a ring's capacity, so that head and count share a word */
 #define ENT_HDR (8u + sizeof(shmval__lent)) /* from the block start to the bytes */
 #define RO_TRIES 1000u                      /* read-only reads of a list being changed */
+#define RW_TRIES 4u                         /* lock-free reads before taking the lock */
 #define DESTROY_WAIT_MS 200                 /* for waiters to leave a dying list */
 #define WAIT_SPINS 4000u                    /* pauses before pop_wait sleeps */
 #define WAIT_YIELDS 4u                      /* then yields */
@@ -63,6 +64,52 @@ enum { OP_NONE = 0, OP_META = 1, OP_SLOT = 2, OP_COPY = 3 };
 static inline uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void st(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void str(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/*
+ * Item bytes are read without the lock (between two loads of ver) while a
+ * writer may be reusing the memory, so both sides copy them with single
+ * loads and stores, each as wide as the addresses' alignment allows; the
+ * reader throws away what it read when ver moved.
+ */
+static unsigned width_of(uintptr_t shm, size_t n) {
+  return n >= 8 && (shm & 7) == 0   ? 8
+         : n >= 4 && (shm & 3) == 0 ? 4
+         : n >= 2 && (shm & 1) == 0 ? 2
+                                    : 1;
+}
+
+/* One step of @p T between private memory and (aligned) shared memory. */
+#define COPY_STEP(T)                                                                               \
+  do {                                                                                             \
+    T v_;                                                                                          \
+    if (to_shm) {                                                                                  \
+      memcpy(&v_, s, sizeof v_);                                                                   \
+      __atomic_store_n((T *)(void *)d, v_, __ATOMIC_RELAXED);                                      \
+    } else {                                                                                       \
+      v_ = __atomic_load_n((const T *)(const void *)s, __ATOMIC_RELAXED);                          \
+      memcpy(d, &v_, sizeof v_);                                                                   \
+    }                                                                                              \
+  } while (0)
+
+static void shm_copy(void *dst, const void *src, size_t n, bool to_shm) {
+  char *d = dst;
+  const char *s = src;
+  while (n > 0) {
+    unsigned w = width_of(to_shm ? (uintptr_t)d : (uintptr_t)s, n);
+    if (w == 8)
+      COPY_STEP(uint64_t);
+    else if (w == 4)
+      COPY_STEP(uint32_t);
+    else if (w == 2)
+      COPY_STEP(uint16_t);
+    else
+      COPY_STEP(unsigned char);
+    d += w, s += w, n -= w;
+  }
+}
+
+static inline void shm_read(void *dst, const void *src, size_t n) { shm_copy(dst, src, n, false); }
+static inline void shm_write(void *dst, const void *src, size_t n) { shm_copy(dst, src, n, true); }
 
 /* ------------------------------------------------------------------------ */
 /* Handles, rings and entries. */
@@ -217,8 +264,7 @@ static int ent_new(const lref *r, const void *data, size_t len, uint64_t *off) {
   char *b = (char *)r->seg + *off;
   st((uint64_t *)(void *)(b + 8), SHMVAL__LENT_MAGIC);
   st((uint64_t *)(void *)(b + 16), len);
-  if (len != 0)
-    memcpy(b + ENT_HDR, data, len);
+  shm_write(b + ENT_HDR, data, len);
   return 0;
 }
 
@@ -231,7 +277,7 @@ static int item_get(const lref *r, const lstate *s, uint64_t i, void *buf, size_
     if (r->isize > cap)
       return SHMVAL_ENOBUFS;
     if (buf != NULL)
-      shmval__copy_elem(buf, p, r->isize);
+      shm_read(buf, p, r->isize);
     return 0;
   }
   const char *data;
@@ -241,8 +287,8 @@ static int item_get(const lref *r, const lstate *s, uint64_t i, void *buf, size_
   *len = (size_t)n;
   if (n > cap)
     return SHMVAL_ENOBUFS;
-  if (n != 0 && buf != NULL)
-    memcpy(buf, data, (size_t)n);
+  if (buf != NULL)
+    shm_read(buf, data, (size_t)n);
   return 0;
 }
 
@@ -276,13 +322,18 @@ static int apply(const lref *r) {
     if (op == OP_SLOT) {
       st((uint64_t *)(void *)p, ld(&l->word));
     } else if (r->isize <= SHMVAL__LIST_INLINE) {
-      memcpy(p, l->inl, r->isize);
+      shm_write(p, l->inl, r->isize);
     } else {
       const char *src;
       uint64_t n;
       if (ent_at(r->seg, ld(&l->jnew.word) & ~SHMVAL__J_STAGE, &src, &n) != 0 || n != r->isize)
         return SHMVAL_ECORRUPT;
-      memcpy(p, src, r->isize);
+      char tmp[256];
+      for (uint64_t at = 0; at < n; at += sizeof tmp) {
+        size_t k = n - at < sizeof tmp ? (size_t)(n - at) : sizeof tmp;
+        shm_read(tmp, src + at, k);
+        shm_write(p + at, tmp, k);
+      }
     }
     SHMVAL__CRASH_POINT();
   }
@@ -455,6 +506,16 @@ static void drop(const lref *r) { (void)cancel(r, false); }
  * @p skip (UINT64_MAX: none), reversed if asked; journaled in jring. *nv is
  * the new ring, its items from position 0.
  */
+/* One ring position's bytes into another, shared memory on both sides. */
+static void shm_copy_item(const lref *r, char *dst, const char *src) {
+  char tmp[256];
+  for (uint64_t at = 0; at < r->stride; at += sizeof tmp) {
+    size_t k = r->stride - at < sizeof tmp ? (size_t)(r->stride - at) : sizeof tmp;
+    shm_read(tmp, src + at, k);
+    shm_write(dst + at, tmp, k);
+  }
+}
+
 static int ring_build(const lref *r, const lstate *s, uint64_t cap, uint64_t at, uint64_t gap,
                       uint64_t skip, bool reverse, rview *nv) {
   shmval__obj *o;
@@ -473,7 +534,7 @@ static int ring_build(const lref *r, const lstate *s, uint64_t cap, uint64_t at,
       continue;
     if (j == at)
       j += gap;
-    memcpy(at_pos(r, nv, j++), at_item(r, s, src), (size_t)r->stride);
+    shm_copy_item(r, at_pos(r, nv, j++), at_item(r, s, src));
   }
   return 0;
 }
@@ -535,7 +596,7 @@ static int norm_index(long index, uint64_t n, uint64_t *i) {
 /* The stored form of an item at position @p p: its bytes, or a new entry's offset. */
 static int put_item(const lref *r, char *p, const void *item, size_t len) {
   if (r->itype != 0) {
-    shmval__copy_elem(p, item, r->isize);
+    shm_write(p, item, r->isize);
     return 0;
   }
   uint64_t off;
@@ -680,41 +741,53 @@ static int clear_locked(const lref *r) {
 
 typedef int (*read_fn)(const lref *r, const lstate *s, void *ctx);
 
+/* One read between two loads of ver: 0 or @p fn's code when it held, else R_MOVED. */
+enum { R_MOVED = 1000 };
+
+static int read_once(const lref *r, read_fn fn, void *ctx) {
+  lstate s;
+  uint64_t v1 = __atomic_load_n(&r->l->ver, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&r->l->dying, __ATOMIC_ACQUIRE) != 0)
+    return SHMVAL_ESTALE;
+  if (v1 & 1)
+    return R_MOVED;
+  int rc = state_of(r, &s);
+  if (rc == 0)
+    rc = fn(r, &s, ctx);
+  atomic_thread_fence(memory_order_acquire);
+  return __atomic_load_n(&r->l->ver, __ATOMIC_RELAXED) == v1 ? rc : R_MOVED;
+}
+
 /*
- * Run @p fn on a consistent view: under the lock when the handle can take
- * it, else between two loads of ver (retried; EAGAIN when a writer seems
- * stuck, dead with its change unfinished). @p fn must only copy out.
+ * Run @p fn on a consistent view: between two loads of ver, without the
+ * lock (@p lockfree: for every handle; else only for read-only ones, which
+ * cannot take it), retried when a change moved ver; then under the lock,
+ * which waits for the writer (or repairs a dead one's change). A read-only
+ * handle gives up with EAGAIN: its writer seems dead with its change
+ * unfinished. @p fn must only copy out (shm_read()) and validate.
  */
-static int read_view(const shm_list *h, read_fn fn, void *ctx) {
+static int read_view(const shm_list *h, bool lockfree, read_fn fn, void *ctx) {
   lref r;
   lstate s;
   int rc = list_ref(h, false, &r);
   if (rc != 0)
     return rc;
-  if (!r.ro) {
-    if ((rc = list_lock(&r)) != 0)
+  unsigned tries = r.ro ? RO_TRIES : lockfree ? RW_TRIES : 0;
+  for (unsigned t = 0; t < tries; t++) {
+    if ((rc = read_once(&r, fn, ctx)) != R_MOVED)
       return rc;
-    rc = state_of(&r, &s);
-    if (rc == 0)
-      rc = fn(&r, &s, ctx);
-    list_unlock(&r);
+    if (r.ro)
+      sched_yield();
+  }
+  if (r.ro)
+    return SHMVAL_EAGAIN;
+  if ((rc = list_lock(&r)) != 0)
     return rc;
-  }
-  for (unsigned t = 0; t < RO_TRIES; t++) {
-    uint64_t v1 = __atomic_load_n(&r.l->ver, __ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&r.l->dying, __ATOMIC_ACQUIRE) != 0)
-      return SHMVAL_ESTALE;
-    if ((v1 & 1) == 0) {
-      rc = state_of(&r, &s);
-      if (rc == 0)
-        rc = fn(&r, &s, ctx);
-      atomic_thread_fence(memory_order_acquire);
-      if (__atomic_load_n(&r.l->ver, __ATOMIC_RELAXED) == v1)
-        return rc;
-    }
-    sched_yield();
-  }
-  return SHMVAL_EAGAIN;
+  rc = state_of(&r, &s);
+  if (rc == 0)
+    rc = fn(&r, &s, ctx);
+  list_unlock(&r);
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -843,7 +916,7 @@ int shm_list_extend(shm_list *h, const void *items, size_t count) {
   if ((rc = state_of(&r, &s)) == 0 && (rc = make_room(&r, &s, count)) == 0) {
     /* Every item into the free positions, then one record for all. */
     for (size_t i = 0; i < count; i++)
-      memcpy(at_item(&r, &s, s.count + i), (const char *)items + i * r.isize, r.isize);
+      shm_write(at_item(&r, &s, s.count + i), (const char *)items + i * r.isize, r.isize);
     hc_change(&r, s.head, s.count + count);
   }
   list_unlock(&r);
@@ -870,7 +943,7 @@ int shm_list_get(shm_list *l, long index, void *buf, size_t cap, size_t *len) {
   if (buf == NULL && cap != 0)
     return SHMVAL_EINVAL;
   get_arg a = {index, buf, cap, &n};
-  int rc = read_view(l, get_fn, &a);
+  int rc = read_view(l, true, get_fn, &a);
   if ((rc == 0 || rc == SHMVAL_ENOBUFS) && len != NULL)
     *len = n;
   return rc;
@@ -966,7 +1039,7 @@ int shm_list_len(shm_list *l, size_t *n) {
   size_t x = 0;
   if (n == NULL)
     return SHMVAL_EINVAL;
-  int rc = read_view(l, len_fn, &x);
+  int rc = read_view(l, true, len_fn, &x);
   if (rc == 0)
     *n = x;
   return rc;
@@ -984,7 +1057,7 @@ static int read_fn_slice(const lref *r, const lstate *s, void *ctx) {
   if (st0 < 0 || st0 > n || a->count > (uint64_t)(n - st0))
     return SHMVAL_ERANGE;
   for (size_t i = 0; i < a->count; i++)
-    memcpy((char *)a->out + i * r->isize, at_item(r, s, (uint64_t)st0 + i), r->isize);
+    shm_read((char *)a->out + i * r->isize, at_item(r, s, (uint64_t)st0 + i), r->isize);
   return 0;
 }
 
@@ -998,7 +1071,7 @@ int shm_list_read(shm_list *h, long start, size_t count, void *out) {
   if (out == NULL && count != 0)
     return SHMVAL_EINVAL;
   slice_arg a = {start, count, out};
-  return read_view(h, read_fn_slice, &a);
+  return read_view(h, true, read_fn_slice, &a);
 }
 
 typedef struct find_arg {
@@ -1028,7 +1101,7 @@ int shm_list_index(shm_list *h, const void *item, size_t len, size_t *index) {
   if (rc != 0 || (rc = item_ok(&r, item, len)) != 0)
     return rc;
   find_arg a = {item, len, 0};
-  if ((rc = read_view(h, find_fn, &a)) == 0 && index != NULL)
+  if ((rc = read_view(h, false, find_fn, &a)) == 0 && index != NULL)
     *index = (size_t)a.at;
   return rc;
 }
@@ -1114,8 +1187,18 @@ static int reorder(shm_list *h, bool rev, int (*cmp)(const void *, const void *)
     goto out;
   }
   if (!rev) {
-    /* The new ring is private until the change: sorted in place. */
-    qsort(nv.p, (size_t)s.count, (size_t)r.stride, cmp != NULL ? cmp : natural(r.itype, r.isize));
+    /* Sorted in private memory, then written to the new ring (see shm_copy()). */
+    size_t bytes = (size_t)(s.count * r.stride);
+    char *tmp = malloc(bytes);
+    if (tmp == NULL) {
+      drop(&r);
+      rc = SHMVAL_ENOMEM;
+      goto out;
+    }
+    shm_read(tmp, nv.p, bytes);
+    qsort(tmp, (size_t)s.count, (size_t)r.stride, cmp != NULL ? cmp : natural(r.itype, r.isize));
+    shm_write(nv.p, tmp, bytes);
+    free(tmp);
   }
   st(&r.l->jold_ring.word, (s.v.off - SHMVAL__OBJ_HDR_OFF) | SHMVAL__J_DESTROY);
   record(&r, nv.off, 0, s.count);
@@ -1156,8 +1239,7 @@ static int snap_put(snap *b, const void *data, uint64_t len) {
     b->cap = cap;
   }
   memcpy(b->p + b->n, &len, 8);
-  if (len != 0)
-    memcpy(b->p + b->n + 8, data, (size_t)len);
+  shm_read(b->p + b->n + 8, data, (size_t)len);
   b->n += (size_t)need;
   return 0;
 }
@@ -1183,7 +1265,7 @@ int shm_list_foreach(shm_list *l, int (*fn)(size_t i, const void *item, size_t l
   snap b = {0};
   if (fn == NULL)
     return SHMVAL_EINVAL;
-  int rc = read_view(l, snap_fn, &b);
+  int rc = read_view(l, false, snap_fn, &b);
   size_t at = 0;
   for (uint64_t i = 0; rc == 0 && i < b.items; i++) {
     uint64_t len;

@@ -72,15 +72,23 @@ shmval__obj *shmval__obj_init(shmval__seg *seg, uint64_t off, const shmval__obj_
                               unsigned kind, int type, size_t elem_size, size_t length) {
   char *blk = (char *)seg + off;
   shmval__obj *o = (shmval__obj *)(void *)(blk + SHMVAL__OBJ_HDR_OFF);
-  o->kind = (uint8_t)kind;
-  o->type = (uint8_t)type;
-  o->flags = lo->lock_at != 0 ? SHMVAL__OBJ_OWN_LOCK : 0;
-  o->elem_size = (uint32_t)elem_size;
-  o->payload_rel = (uint32_t)(lo->payload_at - SHMVAL__OBJ_HDR_OFF);
-  o->length = length;
-  o->self_off = off + SHMVAL__OBJ_HDR_OFF;
-  o->name_off = lo->name_at != 0 ? lo->name_at - SHMVAL__OBJ_HDR_OFF : 0;
-  o->lock_rel = 0;
+  /*
+   * Single stores: the block may have been a table or ring that a lock-free
+   * reader (a dict's, a list's) still reads with single loads, and then
+   * discards when its version moved.
+   */
+  __atomic_store_n(&o->kind, (uint8_t)kind, __ATOMIC_RELAXED);
+  __atomic_store_n(&o->type, (uint8_t)type, __ATOMIC_RELAXED);
+  __atomic_store_n(&o->flags, (uint16_t)(lo->lock_at != 0 ? SHMVAL__OBJ_OWN_LOCK : 0),
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&o->elem_size, (uint32_t)elem_size, __ATOMIC_RELAXED);
+  __atomic_store_n(&o->payload_rel, (uint32_t)(lo->payload_at - SHMVAL__OBJ_HDR_OFF),
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&o->length, (uint64_t)length, __ATOMIC_RELAXED);
+  __atomic_store_n(&o->self_off, off + SHMVAL__OBJ_HDR_OFF, __ATOMIC_RELAXED);
+  __atomic_store_n(&o->name_off, lo->name_at != 0 ? lo->name_at - SHMVAL__OBJ_HDR_OFF : 0,
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&o->lock_rel, (int64_t)0, __ATOMIC_RELAXED);
   return o;
 }
 

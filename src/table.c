@@ -9,6 +9,19 @@
 
 #include <string.h>
 
+/*
+ * Zero a new table with single stores: its block may have been one that a
+ * lock-free reader (a dict's, a list's) still reads with single loads.
+ */
+static void zero_shared(char *p, size_t n) {
+  for (; n > 0 && ((uintptr_t)p & 7) != 0; n--, p++)
+    __atomic_store_n((unsigned char *)p, (unsigned char)0, __ATOMIC_RELAXED);
+  for (; n >= 8; n -= 8, p += 8)
+    __atomic_store_n((uint64_t *)(void *)p, (uint64_t)0, __ATOMIC_RELAXED);
+  for (; n > 0; n--, p++)
+    __atomic_store_n((unsigned char *)p, (unsigned char)0, __ATOMIC_RELAXED);
+}
+
 int shmval__obj_alloc_table(shmval__seg *seg, unsigned kind, uint32_t elem_size, uint64_t length,
                             shmval__obj **out, uint64_t *journal) {
   return shmval__obj_alloc_ring(seg, kind, 0, elem_size, 8, length, out, journal);
@@ -23,7 +36,7 @@ int shmval__obj_alloc_ring(shmval__seg *seg, unsigned kind, int type, uint32_t e
   if (rc != 0)
     return rc;
   shmval__obj *o = shmval__obj_init(seg, off, &lo, kind, type, elem_size, length);
-  memset((char *)seg + off + lo.payload_at, 0, (size_t)(elem_size * length));
+  zero_shared((char *)seg + off + lo.payload_at, (size_t)(elem_size * length));
   atomic_store_explicit(&o->magic, SHMVAL__OBJ_MAGIC, memory_order_release);
   *out = o;
   return 0;

@@ -487,8 +487,96 @@ static void test_foreach(void **state) {
   assert_ok(shm_list_destroy(l));
 }
 
+/* ------------------------------------------------------------------------ */
+/* Lock-free readers beside a writer: never a torn item. */
+
+typedef struct trio {
+  long a, b, c; /* b = 3a, c = ~a: a torn record shows */
+} trio;
+
+typedef struct tear_ctx {
+  shm_list *rec, *bytes;
+  atomic_int stop;
+  atomic_long reads, torn;
+} tear_ctx;
+
+static bool bytes_whole(const unsigned char *p, size_t n) {
+  if (n < 2 || p[0] != (unsigned char)n)
+    return n == 0;
+  for (size_t i = 1; i < n; i++)
+    if (p[i] != p[1])
+      return false;
+  return true;
+}
+
+static void *tear_reader(void *arg) {
+  tear_ctx *c = arg;
+  unsigned char b[300];
+  while (!atomic_load(&c->stop)) {
+    trio t;
+    size_t n, len;
+    for (long i = -2; i < 2; i++) {
+      if (shm_list_get(c->rec, i, &t, sizeof t, &n) == 0 && (t.b != 3 * t.a || t.c != ~t.a))
+        atomic_fetch_add(&c->torn, 1);
+      if (shm_list_get(c->bytes, i, b, sizeof b, &n) == 0 && !bytes_whole(b, n))
+        atomic_fetch_add(&c->torn, 1);
+    }
+    trio two[2];
+    if (shm_list_read(c->rec, 0, 2, two) == 0 && (two[1].b != 3 * two[1].a))
+      atomic_fetch_add(&c->torn, 1);
+    (void)shm_list_len(c->rec, &len);
+    atomic_fetch_add(&c->reads, 1);
+  }
+  return NULL;
+}
+
+static void test_readers_beside_writer(void **state) {
+  (void)state;
+  tear_ctx c = {0};
+  assert_ok(shm_list_create_record(&c.rec, sizeof(trio), _Alignof(trio), NULL));
+  c.bytes = mk(0);
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, tear_reader, &c), 0);
+  double end = now_s() + 0.5;
+  unsigned char b[300];
+  trio t;
+  size_t n;
+  for (long k = 0; now_s() < end; k++) {
+    /* Grows to a few hundred and drains: the ring is rebuilt under the readers. */
+    long burst = 1 + k % 300;
+    for (long i = 0; i < burst; i++) {
+      long a = k * 1000 + i;
+      t = (trio){a, 3 * a, ~a};
+      assert_ok(shm_list_append(c.rec, &t, sizeof t));
+      size_t len = (size_t)(2 + (a % 250));
+      memset(b, (int)(a & 0x7f), len);
+      b[0] = (unsigned char)len;
+      assert_ok(shm_list_insert(c.bytes, i % 2 ? 0 : -1, b, len));
+      if (i % 16 == 0) {
+        t = (trio){-a, -3 * a, ~-a};
+        assert_ok(shm_list_set(c.rec, 0, &t, sizeof t));
+      }
+    }
+    for (long i = 0; i < burst; i++) {
+      assert_ok(shm_list_pop(c.rec, i % 2 ? 0 : -1, &t, sizeof t, &n));
+      assert_ok(shm_list_pop(c.bytes, 0, b, sizeof b, &n));
+    }
+  }
+  atomic_store(&c.stop, 1);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+  print_message("%ld lock-free read rounds beside the writer, %ld torn\n", atomic_load(&c.reads),
+                atomic_load(&c.torn));
+  assert_int_equal(atomic_load(&c.torn), 0);
+  assert_true(atomic_load(&c.reads) > 10);
+  assert_ok(shm_list_destroy(c.rec));
+  assert_ok(shm_list_destroy(c.bytes));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_readers_beside_writer),
       cmocka_unit_test(test_sequence),
       cmocka_unit_test(test_bytes_exact),
       cmocka_unit_test(test_typed),
