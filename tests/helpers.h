@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +69,12 @@ static inline const char *test_name(char *buf, size_t cap, const char *tag) {
   static int counter;
   snprintf(buf, cap, "/shmval-test-%d-%s-%d", (int)getpid(), tag, counter++);
   return buf;
+}
+
+/* Whether this process runs under valgrind (its preload library is in the environment). */
+static inline int under_valgrind(void) {
+  const char *pre = getenv("LD_PRELOAD");
+  return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
 /* Whether /dev/shm holds @p name ("/x"). */

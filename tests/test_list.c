@@ -319,7 +319,7 @@ static void test_killed_waiter(void **state) {
 
 #define NPROD 4
 #define NCONS 4
-#define PER 100000 /* items per producer */
+#define PER 100000 /* items per producer (a tenth under valgrind) */
 
 typedef struct qctx {
   shm_list *q;
@@ -327,9 +327,11 @@ typedef struct qctx {
   _Atomic unsigned char *seen; /* NPROD * PER counters, shared */
 } qctx;
 
+static uint32_t per_producer(void) { return under_valgrind() ? PER / 10 : PER; }
+
 static int producer(void *arg) {
   qctx *c = arg;
-  for (uint32_t i = 0; i < PER; i++) {
+  for (uint32_t i = 0; i < per_producer(); i++) {
     uint64_t item = ((uint64_t)c->who << 32) | i;
     int rc = shm_list_append(c->q, &item, sizeof item);
     if (rc != 0) {
@@ -349,8 +351,11 @@ static int consumer(void *arg) {
   for (;;) {
     uint64_t item;
     size_t n;
-    if (shm_list_pop_wait(c->q, 0, 30.0, &item, sizeof item, &n) != 0 || n != 8)
+    int rc = shm_list_pop_wait(c->q, 0, 120.0, &item, sizeof item, &n);
+    if (rc != 0 || n != 8) {
+      fprintf(stderr, "consumer %d: pop_wait: %s, %zu bytes\n", c->who, shmval_err_name(rc), n);
       return 2;
+    }
     uint32_t who = (uint32_t)(item >> 32), seq = (uint32_t)item;
     if (who == 0xffffffffu)
       return 0;
@@ -386,7 +391,7 @@ static void test_queue_4x4(void **state) {
   for (int i = 0; i < NCONS; i++)
     assert_int_equal(reap(cons[i]), 0);
   for (size_t i = 0; i < bytes; i++)
-    if (seen[i] != 1)
+    if (seen[i] != (i % PER < per_producer()))
       fail_msg("item %zu of producer %zu seen %d times", i % PER, i / PER, (int)seen[i]);
   assert_int_equal(len_of(q), 0);
   munmap((void *)seen, bytes);
@@ -538,11 +543,13 @@ static void test_readers_beside_writer(void **state) {
   pthread_t th[2];
   for (int i = 0; i < 2; i++)
     assert_int_equal(pthread_create(&th[i], NULL, tear_reader, &c), 0);
-  double end = now_s() + 0.5;
+  /* Half a second, and enough read rounds (valgrind runs one thread at a time: fewer). */
+  long min_reads = under_valgrind() ? 5 : 50;
+  double end = now_s() + 0.5, limit = now_s() + 60;
   unsigned char b[300];
   trio t;
   size_t n;
-  for (long k = 0; now_s() < end; k++) {
+  for (long k = 0; now_s() < limit && (now_s() < end || atomic_load(&c.reads) < min_reads); k++) {
     /* Grows to a few hundred and drains: the ring is rebuilt under the readers. */
     long burst = 1 + k % 300;
     for (long i = 0; i < burst; i++) {
@@ -569,7 +576,7 @@ static void test_readers_beside_writer(void **state) {
   print_message("%ld lock-free read rounds beside the writer, %ld torn\n", atomic_load(&c.reads),
                 atomic_load(&c.torn));
   assert_int_equal(atomic_load(&c.torn), 0);
-  assert_true(atomic_load(&c.reads) > 10);
+  assert_true(atomic_load(&c.reads) >= min_reads);
   assert_ok(shm_list_destroy(c.rec));
   assert_ok(shm_list_destroy(c.bytes));
 }

@@ -420,15 +420,18 @@ typedef struct dict_show {
   size_t count, limit;
 } dict_show;
 
+/* Count one more pair or item: whether to show it (its separator printed). */
+static bool show_next(dict_show *s) {
+  if (s->count++ >= s->limit)
+    return false; /* counted, not shown */
+  printf(s->count > 1 ? ", " : "");
+  return true;
+}
+
 static int show_item(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
   dict_show *s = arg;
-  if (s->count == s->limit) {
-    s->count++;
-    return 0; /* counted, not shown */
-  }
-  if (s->count++ > s->limit)
+  if (!show_next(s))
     return 0;
-  printf(s->count > 1 ? ", " : "");
   if (s->json)
     printf("{\"key\": ");
   print_bytes(key, klen, s->json, s->full);
@@ -457,13 +460,8 @@ static int print_dict(const shm_object_info *o, bool json, bool full) {
 static int show_list_item(size_t i, const void *item, size_t len, void *arg) {
   dict_show *s = arg;
   (void)i;
-  if (s->count == s->limit) {
-    s->count++;
-    return 0; /* counted, not shown */
-  }
-  if (s->count++ > s->limit)
+  if (!show_next(s))
     return 0;
-  printf(s->count > 1 ? ", " : "");
   if (s->type == 0 || s->type == SHMVAL_RECORD)
     print_bytes(item, len, s->json, s->full);
   else
