@@ -7,7 +7,9 @@
 #   SHMVAL_CTEST_ARGS='-R lock' sh tests/run.sh     pass arguments to ctest
 #
 # cmocka (Debian: libcmocka-dev) is installed when it is missing and this
-# runs as root; otherwise the script says what to install and stops.
+# runs as root; otherwise the script says what to install and stops. python3
+# (for the Python binding's tests) likewise, except that without it those
+# tests are left out rather than the run stopped.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,19 @@ if ! have_cmocka; then
     echo "tests/run.sh: the cmocka test library is missing." >&2
     echo "Install it as root, then run this again:  apt-get install libcmocka-dev" >&2
     exit 2
+  fi
+fi
+
+# The Python binding's tests need python3 (Debian: python3), installed the same way.
+if ! command -v python3 >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tests/run.sh: python3 is missing; installing it with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3 >/dev/null
+  else
+    echo "tests/run.sh: python3 is missing: the Python binding's tests are left out." >&2
+    echo "Install it as root to run them too:  apt-get install python3" >&2
   fi
 fi
 

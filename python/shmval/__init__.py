@@ -1,0 +1,480 @@
+"""shmval: libshmval's shared Values, Arrays, locks, dicts and lists for Python.
+
+A pure-Python binding over ``libshmval.so`` with the standard library's
+``ctypes``, shaped like :mod:`multiprocessing`: ``Value``, ``RawValue``,
+``Array``, ``RawArray``, ``Lock``, ``RLock``, ``Dict`` and ``List``. Objects
+are made in the default arena, which children forked afterwards share (the
+``fork`` start method).
+
+The library is found through ``SHMVAL_LIBRARY`` (a path), then next to this
+package, then by ``ctypes.util.find_library("shmval")``.
+
+Errors are exceptions derived from :class:`Error` (``.code``, ``.name``) and
+from the built-in one Python code expects (``IndexError`` for an index out of
+range, ``KeyError`` for a missing key, ``TimeoutError``, ``PermissionError``,
+``FileExistsError``, ``FileNotFoundError``, ``ValueError``, ``TypeError``,
+``MemoryError``). A lock whose previous holder died is acquired all the same;
+:class:`OwnerDeadWarning` is issued and the lock's ``owner_died`` is true until
+the next acquire.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+import warnings
+
+__all__ = ["Error", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
+           "RLock", "Dict", "List"]
+
+
+def _load():
+    tried = []
+    env = os.environ.get("SHMVAL_LIBRARY")
+    candidates = [env] if env else []
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates += sorted(glob.glob(os.path.join(here, "libshmval.so*")))
+    found = ctypes.util.find_library("shmval")
+    if found:
+        candidates.append(found)
+    for path in candidates:
+        tried.append(path)
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    raise ImportError("libshmval.so not found: tried SHMVAL_LIBRARY (%s), %s/libshmval.so*, and "
+                      "ctypes.util.find_library('shmval') (%s); set SHMVAL_LIBRARY to the "
+                      "library's path" % (env or "unset", here, found or "nothing"))
+
+
+_lib = _load()
+_lib.shmval_strerror.restype = ctypes.c_char_p
+_lib.shmval_err_name.restype = ctypes.c_char_p
+for _f in ("shm_value_ptr", "shm_array_ptr", "shm_value_get_lock", "shm_array_get_lock"):
+    getattr(_lib, _f).restype = ctypes.c_void_p
+_lib.shm_array_length.restype = ctypes.c_size_t
+_lib.shm_lock_acquire_timeout.argtypes = [ctypes.c_void_p, ctypes.c_double]
+_lib.shm_list_pop_wait.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_double,
+                                   ctypes.c_void_p, ctypes.c_size_t,
+                                   ctypes.POINTER(ctypes.c_size_t)]
+_lib.shm_list_get.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_size_t)]
+_lib.shm_list_pop.argtypes = _lib.shm_list_get.argtypes
+_lib.shm_list_insert.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_size_t]
+_lib.shm_list_set.argtypes = _lib.shm_list_insert.argtypes
+
+OWNERDEAD = 1
+_ENOENT, _ENOMEM, _EACCES, _EEXIST, _EINVAL, _ERANGE = -2, -12, -13, -17, -22, -34
+_ETIMEDOUT, _ENOBUFS, _ETYPE = -110, -105, -30002
+
+
+class Error(Exception):
+    """A libshmval error: ``code`` is the library's code, ``name`` its constant's name."""
+
+    def __init__(self, code, what=""):
+        self.code = code
+        self.name = _lib.shmval_err_name(code).decode()
+        msg = _lib.shmval_strerror(code).decode()
+        super().__init__("%s%s (%s)" % (what + ": " if what else "", msg, self.name))
+
+
+class OwnerDeadWarning(RuntimeWarning):
+    """A lock was acquired whose previous holder died holding it: its data may need repair."""
+
+
+def _subclass(base):
+    return type(base.__name__ + "Error" if not base.__name__.endswith("Error") else
+                "Shmval" + base.__name__, (Error, base), {"__module__": __name__})
+
+
+_KINDS = {_ENOENT: _subclass(FileNotFoundError), _EEXIST: _subclass(FileExistsError),
+          _EACCES: _subclass(PermissionError), _ETIMEDOUT: _subclass(TimeoutError),
+          _ERANGE: _subclass(IndexError), _EINVAL: _subclass(ValueError),
+          _ETYPE: _subclass(TypeError), _ENOMEM: _subclass(MemoryError)}
+_KeyError = _subclass(KeyError)
+
+
+def _check(rc, what="", key=False):
+    """Raise for a negative code; return it otherwise (0, or OWNERDEAD)."""
+    if rc >= 0:
+        return rc
+    if key and rc == _ENOENT:
+        raise _KeyError(rc, what)
+    raise _KINDS.get(rc, Error)(rc, what)
+
+
+# Python's typecodes are libshmval's type letters; ctypes types for the values.
+_CTYPES = {"c": ctypes.c_char, "b": ctypes.c_byte, "B": ctypes.c_ubyte, "?": ctypes.c_bool,
+           "u": ctypes.c_wchar, "h": ctypes.c_short, "H": ctypes.c_ushort, "i": ctypes.c_int,
+           "I": ctypes.c_uint, "l": ctypes.c_long, "L": ctypes.c_ulong, "q": ctypes.c_longlong,
+           "Q": ctypes.c_ulonglong, "f": ctypes.c_float, "d": ctypes.c_double}
+
+
+class _Opts(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint), ("lock", ctypes.c_void_p),
+                ("segment", ctypes.c_void_p), ("name", ctypes.c_char_p),
+                ("max_size", ctypes.c_size_t)]
+
+
+_RAW, _NONRECURSIVE = 1, 2
+
+
+def _ctype(typecode):
+    try:
+        return _CTYPES[typecode]
+    except KeyError:
+        raise ValueError("unknown typecode %r" % (typecode,)) from None
+
+
+class _LockBase:
+    """A process-shared robust lock: acquire/release, a context manager."""
+
+    def __init__(self, handle):
+        self._h = handle
+        self.owner_died = False
+
+    def acquire(self, block=True, timeout=None):
+        if not block:
+            rc = _lib.shm_lock_try_acquire(self._h)
+            if rc == -16:  # EBUSY
+                return False
+        elif timeout is None or timeout < 0:
+            rc = _lib.shm_lock_acquire(self._h)
+        else:
+            rc = _lib.shm_lock_acquire_timeout(self._h, float(timeout))
+            if rc == _ETIMEDOUT:
+                return False
+        self.owner_died = _check(rc, "acquire") == OWNERDEAD
+        if self.owner_died:
+            warnings.warn("the lock's previous holder died holding it", OwnerDeadWarning, 2)
+        return True
+
+    def release(self):
+        _check(_lib.shm_lock_release(self._h), "release")
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Lock(_LockBase):
+    """``multiprocessing.Lock``: non-recursive, shared with children forked after it is made."""
+
+    _flags = _NONRECURSIVE
+
+    def __init__(self):
+        h = ctypes.c_void_p()
+        _check(_lib.shm_lock_create(ctypes.byref(h), ctypes.byref(_Opts(flags=self._flags))),
+               "Lock")
+        super().__init__(h)
+
+
+class RLock(Lock):
+    """``multiprocessing.RLock``: recursive."""
+
+    _flags = 0
+
+
+class _Value:
+    def __init__(self, typecode, value, lock):
+        self._type = _ctype(typecode)
+        self._typecode = typecode
+        h = ctypes.c_void_p()
+        opts = _Opts(flags=_RAW if lock is False else 0)
+        if isinstance(lock, _LockBase):
+            opts.lock = lock._h
+        init = self._type(value)
+        _check(_lib.shm_value_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                     ctypes.byref(init), ctypes.byref(opts)), "Value")
+        self._h = h
+        self._obj = self._type.from_address(_lib.shm_value_ptr(h))
+        lh = _lib.shm_value_get_lock(h)
+        self._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+
+    @property
+    def value(self):
+        if self._lock is None:
+            return self._obj.value
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, v):
+        if self._lock is None:
+            self._obj.value = v
+            return
+        with self._lock:
+            self._obj.value = v
+
+    def get_lock(self):
+        if self._lock is None:
+            raise AttributeError("a RawValue has no lock")
+        return self._lock
+
+    def get_obj(self):
+        return self._obj
+
+    def acquire(self, *a, **k):
+        return self.get_lock().acquire(*a, **k)
+
+    def release(self):
+        self.get_lock().release()
+
+    def __enter__(self):
+        return self.get_lock().__enter__()
+
+    def __exit__(self, *exc):
+        return self.get_lock().__exit__(*exc)
+
+    def __repr__(self):
+        return "<shmval.Value(%r, %r)>" % (self._typecode, self._obj.value)
+
+
+def Value(typecode, value=0, *, lock=True):
+    """``multiprocessing.Value(typecode, value, lock=True)``."""
+    return _Value(typecode, value, lock)
+
+
+def RawValue(typecode, value=0):
+    """``multiprocessing.RawValue``: no lock."""
+    return _Value(typecode, value, False)
+
+
+class _Array:
+    def __init__(self, typecode, size_or_init, lock):
+        self._type = _ctype(typecode)
+        self._typecode = typecode
+        if isinstance(size_or_init, int):
+            n, init = size_or_init, None
+        else:
+            items = list(size_or_init)
+            n, init = len(items), (self._type * len(items))(*items)
+        h = ctypes.c_void_p()
+        opts = _Opts(flags=_RAW if lock is False else 0)
+        if isinstance(lock, _LockBase):
+            opts.lock = lock._h
+        _check(_lib.shm_array_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                     ctypes.c_size_t(n), init, ctypes.byref(opts)), "Array")
+        self._h = h
+        self._n = n
+        self._obj = (self._type * n).from_address(_lib.shm_array_ptr(h))
+        lh = _lib.shm_array_get_lock(h)
+        self._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+
+    def __len__(self):
+        return self._n
+
+    def _locked(self, fn):
+        if self._lock is None:
+            return fn()
+        with self._lock:
+            return fn()
+
+    def __getitem__(self, i):
+        if isinstance(i, int) and not -self._n <= i < self._n:
+            raise _KINDS[_ERANGE](_ERANGE, "Array index")
+        return self._locked(lambda: self._obj[i])
+
+    def __setitem__(self, i, v):
+        if isinstance(i, int) and not -self._n <= i < self._n:
+            raise _KINDS[_ERANGE](_ERANGE, "Array index")
+
+        def put():
+            self._obj[i] = v
+        self._locked(put)
+
+    def __iter__(self):
+        return iter(self[:])
+
+    def get_lock(self):
+        if self._lock is None:
+            raise AttributeError("a RawArray has no lock")
+        return self._lock
+
+    def get_obj(self):
+        return self._obj
+
+    @property
+    def value(self):
+        if self._typecode not in "cu":
+            raise AttributeError("value is for 'c' and 'u' arrays")
+        return self._locked(lambda: self._obj.value)
+
+    @value.setter
+    def value(self, v):
+        if self._typecode not in "cu":
+            raise AttributeError("value is for 'c' and 'u' arrays")
+
+        def put():
+            self._obj.value = v
+        self._locked(put)
+
+    @property
+    def raw(self):
+        if self._typecode != "c":
+            raise AttributeError("raw is for 'c' arrays")
+        return self._locked(lambda: self._obj.raw)
+
+    @raw.setter
+    def raw(self, v):
+        if self._typecode != "c":
+            raise AttributeError("raw is for 'c' arrays")
+
+        def put():
+            self._obj.raw = v
+        self._locked(put)
+
+    def __repr__(self):
+        return "<shmval.Array(%r, %r)>" % (self._typecode, self[:])
+
+
+def Array(typecode, size_or_initializer, *, lock=True):
+    """``multiprocessing.Array(typecode, size_or_initializer, lock=True)``."""
+    return _Array(typecode, size_or_initializer, lock)
+
+
+def RawArray(typecode, size_or_initializer):
+    """``multiprocessing.RawArray``: no lock."""
+    return _Array(typecode, size_or_initializer, False)
+
+
+def _as_bytes(x, what):
+    if isinstance(x, str):
+        return x.encode()
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x)
+    raise TypeError("%s must be bytes or str, not %s" % (what, type(x).__name__))
+
+
+def _fetch(call, what, key=False):
+    """Call ``call(buf, cap, &n)``, growing the buffer on ENOBUFS; the bytes."""
+    n = ctypes.c_size_t(0)
+    cap = 256
+    while True:
+        buf = ctypes.create_string_buffer(cap)
+        rc = call(buf, cap, ctypes.byref(n))
+        if rc == _ENOBUFS:
+            cap = max(n.value, cap * 2)
+            continue
+        _check(rc, what, key)
+        return buf.raw[:n.value]
+
+
+class Dict:
+    """``Manager().dict()`` without the server: byte-string keys and values (str is UTF-8)."""
+
+    def __init__(self, *, max_size=0):
+        h = ctypes.c_void_p()
+        _check(_lib.shm_dict_create(ctypes.byref(h), 0, ctypes.byref(_Opts(max_size=max_size))),
+               "Dict")
+        self._h = h
+
+    def __setitem__(self, k, v):
+        k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
+        _check(_lib.shm_dict_set(self._h, k, ctypes.c_size_t(len(k)), v,
+                                 ctypes.c_size_t(len(v))), "dict set")
+
+    def __getitem__(self, k):
+        k = _as_bytes(k, "key")
+        return _fetch(lambda b, c, n: _lib.shm_dict_get(self._h, k, ctypes.c_size_t(len(k)), b,
+                                                        ctypes.c_size_t(c), n), repr(k), True)
+
+    def get(self, k, default=None):
+        try:
+            return self[k]
+        except KeyError:
+            return default
+
+    def __contains__(self, k):
+        k = _as_bytes(k, "key")
+        return _check(_lib.shm_dict_contains(self._h, k, ctypes.c_size_t(len(k))), "in") == 1
+
+    def __delitem__(self, k):
+        k = _as_bytes(k, "key")
+        _check(_lib.shm_dict_del(self._h, k, ctypes.c_size_t(len(k))), repr(k), True)
+
+    def pop(self, k, *default):
+        kb = _as_bytes(k, "key")
+        try:
+            return _fetch(lambda b, c, n: _lib.shm_dict_pop(self._h, kb, ctypes.c_size_t(len(kb)),
+                                                            b, ctypes.c_size_t(c), n),
+                          repr(kb), True)
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+
+    def __len__(self):
+        n = ctypes.c_size_t(0)
+        _check(_lib.shm_dict_len(self._h, ctypes.byref(n)), "len")
+        return n.value
+
+    def clear(self):
+        _check(_lib.shm_dict_clear(self._h), "clear")
+
+    def items(self):
+        out = []
+        cb_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                ctypes.c_size_t, ctypes.c_void_p)
+
+        def cb(k, kl, v, vl, ctx):
+            out.append((ctypes.string_at(k, kl) if kl else b"",
+                        ctypes.string_at(v, vl) if vl else b""))
+            return 0
+        _check(_lib.shm_dict_foreach(self._h, cb_t(cb), None), "items")
+        return out
+
+    def keys(self):
+        return [k for k, _ in self.items()]
+
+    def values(self):
+        return [v for _, v in self.items()]
+
+
+class List:
+    """``Manager().list()`` and a queue in one: byte-string items (str is UTF-8)."""
+
+    def __init__(self, items=(), *, max_size=0):
+        h = ctypes.c_void_p()
+        _check(_lib.shm_list_create(ctypes.byref(h), 0, ctypes.byref(_Opts(max_size=max_size))),
+               "List")
+        self._h = h
+        for x in items:
+            self.append(x)
+
+    def append(self, x):
+        x = _as_bytes(x, "item")
+        _check(_lib.shm_list_append(self._h, x, ctypes.c_size_t(len(x))), "append")
+
+    def insert(self, i, x):
+        x = _as_bytes(x, "item")
+        _check(_lib.shm_list_insert(self._h, i, x, len(x)), "insert")
+
+    def __getitem__(self, i):
+        return _fetch(lambda b, c, n: _lib.shm_list_get(self._h, i, b, c, n), "list index")
+
+    def __setitem__(self, i, x):
+        x = _as_bytes(x, "item")
+        _check(_lib.shm_list_set(self._h, i, x, len(x)), "list index")
+
+    def pop(self, i=-1):
+        return _fetch(lambda b, c, n: _lib.shm_list_pop(self._h, i, b, c, n), "pop")
+
+    def pop_wait(self, i=0, timeout=None):
+        """Pop from the front (0) or back (-1), waiting up to ``timeout`` seconds (None: forever)."""
+        t = -1.0 if timeout is None else float(timeout)
+        return _fetch(lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait")
+
+    def __len__(self):
+        n = ctypes.c_size_t(0)
+        _check(_lib.shm_list_len(self._h, ctypes.byref(n)), "len")
+        return n.value
+
+    def __iter__(self):
+        return iter([self[i] for i in range(len(self))])
+
+    def clear(self):
+        _check(_lib.shm_list_clear(self._h), "clear")

@@ -1,0 +1,212 @@
+"""The Python binding: Values, Arrays, locks, dicts and lists, across forked processes.
+
+Run by ctest (SHMVAL_LIBRARY and PYTHONPATH set to the build's library and
+python/); by hand: SHMVAL_LIBRARY=build/test/libshmval.so PYTHONPATH=python
+python3 -m unittest discover -s python/tests
+"""
+import multiprocessing as mp
+import os
+import time
+import unittest
+import warnings
+
+import shmval
+
+ctx = mp.get_context("fork")
+
+
+def _incr(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def _die_holding(lock):
+    lock.acquire()
+    os._exit(0)
+
+
+def _try_in_child(lock, out):
+    out.value = 1 if lock.acquire(False) else 0
+    if out.value:
+        lock.release()
+
+
+def _produce(q, n):
+    for i in range(n):
+        q.append(b"item-%d" % i)
+
+
+def _dict_writer(d):
+    d["from child"] = b"\x00bytes\x00"
+
+
+class TestValue(unittest.TestCase):
+    def test_locked_counter_across_processes(self):
+        v = shmval.Value("l", 0)
+        ps = [ctx.Process(target=_incr, args=(v, 2000)) for _ in range(4)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+            self.assertEqual(p.exitcode, 0)
+        self.assertEqual(v.value, 8000)
+
+    def test_types_and_raw(self):
+        d = shmval.Value("d", 1.5)
+        self.assertEqual(d.value, 1.5)
+        d.value = -2.25
+        self.assertEqual(d.get_obj().value, -2.25)
+        r = shmval.RawValue("i", 7)
+        self.assertEqual(r.value, 7)
+        with self.assertRaises(AttributeError):
+            r.get_lock()
+        with self.assertRaises(ValueError):
+            shmval.Value("z", 0)
+
+
+class TestArray(unittest.TestCase):
+    def test_indexing_and_slices(self):
+        a = shmval.Array("i", [1, 2, 3])
+        self.assertEqual(len(a), 3)
+        self.assertEqual(a[:], [1, 2, 3])
+        a[1] = 20
+        self.assertEqual(list(a), [1, 20, 3])
+        self.assertEqual(a[-1], 3)
+        with self.assertRaises(IndexError):
+            a[3]
+        with self.assertRaises(IndexError):
+            a[-4] = 1
+        z = shmval.Array("d", 4)
+        self.assertEqual(z[:], [0.0] * 4)
+
+    def test_char_array(self):
+        c = shmval.Array("c", 8)
+        c.value = b"hi"
+        self.assertEqual(c.value, b"hi")
+        self.assertEqual(len(c.raw), 8)
+        raw = shmval.RawArray("b", 2)
+        with self.assertRaises(AttributeError):
+            raw.get_lock()
+
+
+class TestLocks(unittest.TestCase):
+    def test_lock_in_another_process(self):
+        lock = shmval.Lock()
+        out = shmval.RawValue("i", -1)
+        with lock:
+            p = ctx.Process(target=_try_in_child, args=(lock, out))
+            p.start()
+            p.join()
+        self.assertEqual(out.value, 0)  # held here: the child's try failed
+        self.assertTrue(lock.acquire(timeout=0.1))
+        lock.release()
+
+    def test_lock_is_not_recursive_rlock_is(self):
+        lock = shmval.Lock()
+        lock.acquire()
+        with self.assertRaises(shmval.Error):
+            lock.acquire()
+        lock.release()
+        r = shmval.RLock()
+        with r:
+            with r:
+                pass
+
+    def test_owner_died(self):
+        lock = shmval.Lock()
+        p = ctx.Process(target=_die_holding, args=(lock,))
+        p.start()
+        p.join()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            self.assertTrue(lock.acquire(timeout=5))
+        self.assertTrue(lock.owner_died)
+        self.assertTrue(any(issubclass(x.category, shmval.OwnerDeadWarning) for x in w))
+        lock.release()
+
+
+class TestDict(unittest.TestCase):
+    def test_mapping(self):
+        d = shmval.Dict()
+        d["a"] = b"1"
+        d[b"b"] = "two"
+        self.assertEqual(d["a"], b"1")
+        self.assertEqual(d["b"], b"two")
+        self.assertIn("a", d)
+        self.assertNotIn("zz", d)
+        self.assertEqual(len(d), 2)
+        with self.assertRaises(KeyError):
+            d["zz"]
+        self.assertEqual(d.get("zz", b"x"), b"x")
+        big = bytes(range(256)) * 100
+        d["big"] = big
+        self.assertEqual(d["big"], big)
+        self.assertEqual(d.pop("big"), big)
+        self.assertEqual(d.pop("big", None), None)
+        del d["a"]
+        with self.assertRaises(KeyError):
+            del d["a"]
+        self.assertEqual(sorted(d.items()), [(b"b", b"two")])
+        d.clear()
+        self.assertEqual(len(d), 0)
+
+    def test_across_processes(self):
+        d = shmval.Dict()
+        p = ctx.Process(target=_dict_writer, args=(d,))
+        p.start()
+        p.join()
+        self.assertEqual(d["from child"], b"\x00bytes\x00")
+
+
+class TestList(unittest.TestCase):
+    def test_sequence(self):
+        lst = shmval.List(["a", "b"])
+        lst.append(b"c\x00")
+        lst.insert(0, "z")
+        self.assertEqual(list(lst), [b"z", b"a", b"b", b"c\x00"])
+        self.assertEqual(lst[-1], b"c\x00")
+        lst[1] = "A"
+        self.assertEqual(lst.pop(1), b"A")
+        self.assertEqual(lst.pop(), b"c\x00")
+        self.assertEqual(len(lst), 2)
+        with self.assertRaises(IndexError):
+            lst[5]
+        lst.clear()
+        with self.assertRaises(IndexError):
+            lst.pop()
+
+    def test_queue_across_processes(self):
+        q = shmval.List()
+        p = ctx.Process(target=_produce, args=(q, 500))
+        p.start()
+        got = [q.pop_wait(0, timeout=10) for _ in range(500)]
+        p.join()
+        self.assertEqual(got, [b"item-%d" % i for i in range(500)])
+        t0 = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            q.pop_wait(0, timeout=0.2)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+
+
+class TestErrors(unittest.TestCase):
+    def test_mapping(self):
+        cases = {-2: FileNotFoundError, -17: FileExistsError, -13: PermissionError,
+                 -110: TimeoutError, -34: IndexError, -22: ValueError, -30002: TypeError,
+                 -12: MemoryError}
+        for code, base in cases.items():
+            with self.assertRaises(base) as cm:
+                shmval._check(code, "x")
+            self.assertIsInstance(cm.exception, shmval.Error)
+            self.assertEqual(cm.exception.code, code)
+            self.assertTrue(cm.exception.name.startswith("SHMVAL_"))
+        with self.assertRaises(KeyError):
+            shmval._check(-2, "k", key=True)
+        with self.assertRaises(shmval.Error) as cm:
+            shmval._check(-30004)
+        self.assertEqual(cm.exception.name, "SHMVAL_ECORRUPT")
+        self.assertEqual(shmval._check(1), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
