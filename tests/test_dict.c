@@ -660,7 +660,10 @@ static void test_threads(void **state) {
   pthread_create(&th[1], NULL, th_writer, &t);
   pthread_create(&th[2], NULL, th_reader, &t);
   pthread_create(&th[3], NULL, th_reader, &t);
+  /* A second, and at least 100 reads (valgrind runs one thread at a time: it may take longer). */
   sleep_s(1.0);
+  for (int i = 0; i < 600 && atomic_load(&t.reads) <= 100; i++)
+    sleep_s(0.1);
   atomic_store(&t.stop, true);
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);

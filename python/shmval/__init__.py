@@ -24,7 +24,7 @@ import os
 import warnings
 
 __all__ = ["Error", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
-           "RLock", "Dict", "List"]
+           "RLock", "Dict", "List", "Segment"]
 
 
 def _load():
@@ -178,21 +178,66 @@ class RLock(Lock):
     _flags = 0
 
 
-class _Value:
-    def __init__(self, typecode, value, lock):
+def _opts(lock=True, segment=None, name=None, max_size=0):
+    o = _Opts(flags=_RAW if lock is False else 0, max_size=max_size)
+    if isinstance(lock, _LockBase):
+        o.lock = lock._h.value
+    if segment is not None:
+        o.segment = segment._h.value
+        if name is not None:
+            o.name = _as_bytes(name, "name")
+    elif name is not None:
+        raise ValueError("a name needs a Segment: segment.Value(..., name=...)")
+    return o
+
+
+class _Shared:
+    """Where a named object lives, so that it pickles to (segment, name, kind) and back."""
+
+    _where = None
+
+    def _named(self, segment, name, kind, typecode):
+        if segment is not None and name is not None:
+            self._where = (segment.name, name, kind, typecode)
+        return self
+
+    def __reduce__(self):
+        if self._where is None:
+            raise TypeError("%s in the default arena is shared with fork()ed children only "
+                            "(multiprocessing's 'fork' start method); to pass it to 'spawn' or "
+                            "'forkserver' workers, make it by name in a Segment"
+                            % type(self).__name__)
+        return (_reopen, self._where)
+
+
+_open_segments = {}
+
+
+def _reopen(segment, name, kind, typecode):
+    seg = _open_segments.get(segment)
+    if seg is None:
+        seg = _open_segments[segment] = Segment(segment)
+    return getattr(seg, "open_" + kind)(name, typecode) if typecode else \
+        getattr(seg, "open_" + kind)(name)
+
+
+class _Value(_Shared):
+    def __init__(self, typecode, value, lock, segment=None, name=None, handle=None):
         self._type = _ctype(typecode)
         self._typecode = typecode
-        h = ctypes.c_void_p()
-        opts = _Opts(flags=_RAW if lock is False else 0)
-        if isinstance(lock, _LockBase):
-            opts.lock = lock._h
-        init = self._type(value)
-        _check(_lib.shm_value_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
-                                     ctypes.byref(init), ctypes.byref(opts)), "Value")
+        h = handle
+        if h is None:
+            h = ctypes.c_void_p()
+            init = self._type(value)
+            opts = _opts(lock, segment, name)
+            _check(_lib.shm_value_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                         ctypes.byref(init), ctypes.byref(opts)), "Value")
         self._h = h
+        self._seg = segment  # keeps the segment mapped while the object is used
         self._obj = self._type.from_address(_lib.shm_value_ptr(h))
         lh = _lib.shm_value_get_lock(h)
         self._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+        self._named(segment, name, "value", typecode)
 
     @property
     def value(self):
@@ -243,22 +288,26 @@ def RawValue(typecode, value=0):
     return _Value(typecode, value, False)
 
 
-class _Array:
-    def __init__(self, typecode, size_or_init, lock):
+class _Array(_Shared):
+    def __init__(self, typecode, size_or_init, lock, segment=None, name=None, handle=None):
         self._type = _ctype(typecode)
         self._typecode = typecode
-        if isinstance(size_or_init, int):
-            n, init = size_or_init, None
+        h = handle
+        if h is None:
+            if isinstance(size_or_init, int):
+                n, init = size_or_init, None
+            else:
+                items = list(size_or_init)
+                n, init = len(items), (self._type * len(items))(*items)
+            h = ctypes.c_void_p()
+            opts = _opts(lock, segment, name)
+            _check(_lib.shm_array_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                         ctypes.c_size_t(n), init, ctypes.byref(opts)), "Array")
         else:
-            items = list(size_or_init)
-            n, init = len(items), (self._type * len(items))(*items)
-        h = ctypes.c_void_p()
-        opts = _Opts(flags=_RAW if lock is False else 0)
-        if isinstance(lock, _LockBase):
-            opts.lock = lock._h
-        _check(_lib.shm_array_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
-                                     ctypes.c_size_t(n), init, ctypes.byref(opts)), "Array")
+            n = _lib.shm_array_length(h)
         self._h = h
+        self._seg = segment
+        self._named(segment, name, "array", typecode)
         self._n = n
         self._obj = (self._type * n).from_address(_lib.shm_array_ptr(h))
         lh = _lib.shm_array_get_lock(h)
@@ -363,14 +412,19 @@ def _fetch(call, what, key=False):
         return buf.raw[:n.value]
 
 
-class Dict:
+class Dict(_Shared):
     """``Manager().dict()`` without the server: byte-string keys and values (str is UTF-8)."""
 
-    def __init__(self, *, max_size=0):
-        h = ctypes.c_void_p()
-        _check(_lib.shm_dict_create(ctypes.byref(h), 0, ctypes.byref(_Opts(max_size=max_size))),
-               "Dict")
+    def __init__(self, *, max_size=0, segment=None, name=None, handle=None):
+        h = handle
+        if h is None:
+            h = ctypes.c_void_p()
+            opts = _opts(True, segment, name, max_size)
+            opts.flags = 0
+            _check(_lib.shm_dict_create(ctypes.byref(h), 0, ctypes.byref(opts)), "Dict")
         self._h = h
+        self._seg = segment
+        self._named(segment, name, "dict", None)
 
     def __setitem__(self, k, v):
         k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
@@ -434,14 +488,19 @@ class Dict:
         return [v for _, v in self.items()]
 
 
-class List:
+class List(_Shared):
     """``Manager().list()`` and a queue in one: byte-string items (str is UTF-8)."""
 
-    def __init__(self, items=(), *, max_size=0):
-        h = ctypes.c_void_p()
-        _check(_lib.shm_list_create(ctypes.byref(h), 0, ctypes.byref(_Opts(max_size=max_size))),
-               "List")
+    def __init__(self, items=(), *, max_size=0, segment=None, name=None, handle=None):
+        h = handle
+        if h is None:
+            h = ctypes.c_void_p()
+            opts = _opts(True, segment, name, max_size)
+            opts.flags = 0
+            _check(_lib.shm_list_create(ctypes.byref(h), 0, ctypes.byref(opts)), "List")
         self._h = h
+        self._seg = segment
+        self._named(segment, name, "list", None)
         for x in items:
             self.append(x)
 
@@ -478,3 +537,89 @@ class List:
 
     def clear(self):
         _check(_lib.shm_list_clear(self._h), "clear")
+
+
+class _SegOpts(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint), ("mode", ctypes.c_uint), ("max_attach", ctypes.c_uint),
+                ("timeout", ctypes.c_double), ("max_size", ctypes.c_size_t)]
+
+
+_OPEN_OR_CREATE, _RDONLY, _AUTO_UNLINK = 1, 2, 4
+
+
+class Segment:
+    """A named segment (a file in /dev/shm) that unrelated processes open by name.
+
+    ``Segment(name)`` opens it; ``Segment(name, create=True, size=..., max_size=...,
+    auto_unlink=False, exist_ok=False, mode=0o600)`` creates it. A context manager that closes it.
+    Objects made in it by name (``seg.Value('d', 0, name='t')``) are opened elsewhere with
+    ``seg.open_value('t', 'd')`` and pickle as (segment, name, kind), so they pass to ``spawn``
+    and ``forkserver`` workers.
+    """
+
+    def __init__(self, name, create=False, size=1 << 20, *, max_size=0, auto_unlink=False,
+                 exist_ok=False, readonly=False, mode=0o600):
+        self.name = name
+        h = ctypes.c_void_p()
+        o = _SegOpts(mode=mode, max_size=max_size)
+        bname = _as_bytes(name, "name")
+        if create:
+            o.flags = (_AUTO_UNLINK if auto_unlink else 0) | (_OPEN_OR_CREATE if exist_ok else 0)
+            _check(_lib.shm_segment_create(ctypes.byref(h), bname, ctypes.c_size_t(size),
+                                           ctypes.byref(o)), "segment " + name)
+        else:
+            o.flags = _RDONLY if readonly else 0
+            _check(_lib.shm_segment_open(ctypes.byref(h), bname, ctypes.byref(o)),
+                   "segment " + name)
+        self._h = h
+
+    def close(self):
+        if self._h:
+            _check(_lib.shm_segment_close(self._h), "close")
+            self._h = None
+
+    def unlink(self):
+        _check(_lib.shm_segment_unlink(_as_bytes(self.name, "name")), "unlink")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Making objects by name.
+    def Value(self, typecode, value=0, *, name=None, lock=True):
+        return _Value(typecode, value, lock, self, name)
+
+    def Array(self, typecode, size_or_initializer, *, name=None, lock=True):
+        return _Array(typecode, size_or_initializer, lock, self, name)
+
+    def Dict(self, *, name=None):
+        return Dict(segment=self, name=name)
+
+    def List(self, items=(), *, name=None):
+        return List(items, segment=self, name=name)
+
+    # Opening them.
+    def _open(self, fn, name, *extra):
+        h = ctypes.c_void_p()
+        _check(fn(ctypes.byref(h), self._h, _as_bytes(name, "name"), *extra), "open " + name)
+        return h
+
+    def open_value(self, name, typecode):
+        h = self._open(_lib.shm_value_open, name, ctypes.c_int(ord(typecode)))
+        return _Value(typecode, 0, True, self, name, handle=h)
+
+    def open_array(self, name, typecode):
+        h = self._open(_lib.shm_array_open, name, ctypes.c_int(ord(typecode)))
+        return _Array(typecode, 0, True, self, name, handle=h)
+
+    def open_dict(self, name):
+        return Dict(segment=self, name=name, handle=self._open(_lib.shm_dict_open, name))
+
+    def open_list(self, name):
+        return List(segment=self, name=name, handle=self._open(_lib.shm_list_open, name))
+
+    def remove(self, name):
+        """Destroy the object called ``name``."""
+        _check(_lib.shm_object_remove(self._h, _as_bytes(name, "name")), "remove " + name)

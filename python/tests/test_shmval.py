@@ -189,6 +189,63 @@ class TestList(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 0.2)
 
 
+def _spawn_add(args):
+    counter, i = args
+    with counter.get_lock():
+        counter.value += i
+    return i
+
+
+def _spawn_take(q):
+    return q.pop_wait(0, timeout=10)
+
+
+class TestSegment(unittest.TestCase):
+    def setUp(self):
+        self.name = "shmval-pytest-%d" % os.getpid()
+        self.seg = shmval.Segment(self.name, create=True, size=1 << 20, max_size=16 << 20)
+
+    def tearDown(self):
+        self.seg.close()
+        self.seg.unlink()
+
+    def test_named_objects(self):
+        v = self.seg.Value("d", 21.5, name="temperature")
+        a = self.seg.Array("i", [1, 2, 3], name="arr")
+        d = self.seg.Dict(name="config")
+        q = self.seg.List(["x"], name="jobs")
+        d["k"] = "v"
+        with shmval.Segment(self.name) as other:
+            self.assertEqual(other.open_value("temperature", "d").value, 21.5)
+            self.assertEqual(other.open_array("arr", "i")[:], [1, 2, 3])
+            self.assertEqual(other.open_dict("config")["k"], b"v")
+            self.assertEqual(other.open_list("jobs").pop(), b"x")
+            with self.assertRaises(TypeError):
+                other.open_value("arr", "i")  # an Array, not a Value
+            with self.assertRaises(FileNotFoundError):
+                other.open_dict("missing")
+        with self.assertRaises(FileExistsError):
+            self.seg.Value("i", name="arr")
+        v.value = 3.0
+        self.seg.remove("temperature")
+        self.assertEqual(len(q), 0)
+        self.assertEqual(a[1], 2)
+
+    def test_pickled_into_spawn_workers(self):
+        counter = self.seg.Value("l", 0, name="counter")
+        q = self.seg.List([b"a", b"b"], name="queue")
+        with mp.get_context("spawn").Pool(2) as pool:
+            self.assertEqual(sum(pool.map(_spawn_add, [(counter, i) for i in range(10)])), 45)
+            got = sorted(pool.map(_spawn_take, [q, q]))
+        self.assertEqual(counter.value, 45)
+        self.assertEqual(got, [b"a", b"b"])
+
+    def test_arena_objects_do_not_pickle(self):
+        import pickle
+        with self.assertRaisesRegex(TypeError, "fork"):
+            pickle.dumps(shmval.Value("i", 1))
+
+
 class TestErrors(unittest.TestCase):
     def test_mapping(self):
         cases = {-2: FileNotFoundError, -17: FileExistsError, -13: PermissionError,
