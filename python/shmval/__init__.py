@@ -21,10 +21,13 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import threading
+import time
 import warnings
 
 __all__ = ["Error", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
-           "RLock", "Dict", "List", "Segment"]
+           "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Dict",
+           "List", "Segment"]
 
 
 def _load():
@@ -54,6 +57,15 @@ for _f in ("shm_value_ptr", "shm_array_ptr", "shm_value_get_lock", "shm_array_ge
     getattr(_lib, _f).restype = ctypes.c_void_p
 _lib.shm_array_length.restype = ctypes.c_size_t
 _lib.shm_lock_acquire_timeout.argtypes = [ctypes.c_void_p, ctypes.c_double]
+for _f in ("shm_sem_acquire", "shm_cond_wait", "shm_event_wait"):
+    getattr(_lib, _f).argtypes = [ctypes.c_void_p, ctypes.c_double]
+_lib.shm_cond_get_lock.restype = ctypes.c_void_p
+_lib.shm_sem_create.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p]
+_lib.shm_barrier_wait_timeout.argtypes = [ctypes.c_void_p, ctypes.c_double,
+                                          ctypes.POINTER(ctypes.c_uint)]
+_ACTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_lib.shm_barrier_create.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_double, _ACTION,
+                                    ctypes.c_void_p, ctypes.c_void_p]
 _lib.shm_list_pop_wait.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_double,
                                    ctypes.c_void_p, ctypes.c_size_t,
                                    ctypes.POINTER(ctypes.c_size_t)]
@@ -66,6 +78,7 @@ _lib.shm_list_set.argtypes = _lib.shm_list_insert.argtypes
 OWNERDEAD = 1
 _ENOENT, _ENOMEM, _EACCES, _EEXIST, _EINVAL, _ERANGE = -2, -12, -13, -17, -22, -34
 _ETIMEDOUT, _ENOBUFS, _ETYPE = -110, -105, -30002
+_EBUSY, _EOVERFLOW, _EBROKEN = -16, -30009, -30010
 
 
 class Error(Exception):
@@ -92,6 +105,8 @@ _KINDS = {_ENOENT: _subclass(FileNotFoundError), _EEXIST: _subclass(FileExistsEr
           _ERANGE: _subclass(IndexError), _EINVAL: _subclass(ValueError),
           _ETYPE: _subclass(TypeError), _ENOMEM: _subclass(MemoryError)}
 _KeyError = _subclass(KeyError)
+_KINDS[_EOVERFLOW] = _subclass(ValueError)  # a BoundedSemaphore released too many times
+_KINDS[_EBROKEN] = _subclass(threading.BrokenBarrierError)
 
 
 def _check(rc, what="", key=False):
@@ -176,6 +191,179 @@ class RLock(Lock):
     """``multiprocessing.RLock``: recursive."""
 
     _flags = 0
+
+
+def _seconds(block, timeout):
+    """Python's (block, timeout) as the library's seconds: 0 tries once, negative waits."""
+    if not block:
+        return 0.0
+    return -1.0 if timeout is None else max(0.0, float(timeout))
+
+
+def _create(fn, what, *args, segment=None, name=None, flags=0):
+    h = ctypes.c_void_p()
+    opts = _opts(True, segment, name)
+    opts.flags = flags
+    _check(fn(ctypes.byref(h), *args, ctypes.byref(opts)), what)
+    return h
+
+
+class Semaphore:
+    """``multiprocessing.Semaphore(value)``: acquire(block, timeout), release(), get_value()."""
+
+    _bounded = 0
+
+    def __init__(self, value=1, *, segment=None, name=None, handle=None):
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._h = handle or _create(_lib.shm_sem_create, "Semaphore", ctypes.c_long(value),
+                                    segment=segment, name=name, flags=self._bounded)
+        self._seg = segment
+
+    def acquire(self, block=True, timeout=None):
+        rc = _lib.shm_sem_acquire(self._h, _seconds(block, timeout))
+        if rc in (_ETIMEDOUT, _EBUSY):
+            return False
+        _check(rc, "acquire")
+        return True
+
+    def release(self):
+        _check(_lib.shm_sem_release(self._h), "Semaphore released too many times")
+
+    def get_value(self):
+        v = ctypes.c_uint(0)
+        _check(_lib.shm_sem_value(self._h, ctypes.byref(v)), "get_value")
+        return v.value
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """``multiprocessing.BoundedSemaphore``: releasing past the initial value is ValueError."""
+
+    _bounded = 1 << 4
+
+
+class Event:
+    """``multiprocessing.Event``: set(), clear(), is_set(), wait(timeout)."""
+
+    def __init__(self, *, segment=None, name=None, handle=None):
+        self._h = handle or _create(_lib.shm_event_create, "Event", segment=segment, name=name)
+        self._seg = segment
+
+    def set(self):
+        _check(_lib.shm_event_set(self._h), "set")
+
+    def clear(self):
+        _check(_lib.shm_event_clear(self._h), "clear")
+
+    def is_set(self):
+        return _check(_lib.shm_event_is_set(self._h), "is_set") == 1
+
+    def wait(self, timeout=None):
+        rc = _lib.shm_event_wait(self._h, _seconds(True, timeout))
+        if rc == _ETIMEDOUT:
+            return False
+        _check(rc, "wait")
+        return True
+
+
+class Condition:
+    """``multiprocessing.Condition(lock=None)``: wait, wait_for, notify, notify_all."""
+
+    def __init__(self, lock=None, *, segment=None, name=None, handle=None):
+        lh = lock._h.value if isinstance(lock, _LockBase) else None
+        self._h = handle or _create(_lib.shm_cond_create, "Condition", ctypes.c_void_p(lh),
+                                    segment=segment, name=name)
+        self._seg = segment
+        self._lock = _LockBase(ctypes.c_void_p(_lib.shm_cond_get_lock(self._h)))
+
+    def acquire(self, *a, **k):
+        return self._lock.acquire(*a, **k)
+
+    def release(self):
+        self._lock.release()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def wait(self, timeout=None):
+        rc = _lib.shm_cond_wait(self._h, _seconds(True, timeout))
+        if rc == _ETIMEDOUT:
+            return False
+        if _check(rc, "wait") == OWNERDEAD:
+            warnings.warn("the condition's lock holder died", OwnerDeadWarning, 2)
+        return True
+
+    def wait_for(self, predicate, timeout=None):
+        end = None if timeout is None else time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self.wait(left)
+            result = predicate()
+        return result
+
+    def notify(self, n=1):
+        _check(_lib.shm_cond_notify(self._h, ctypes.c_uint(n)), "notify")
+
+    def notify_all(self):
+        _check(_lib.shm_cond_notify_all(self._h), "notify_all")
+
+
+class Barrier:
+    """``multiprocessing.Barrier(parties, action=None, timeout=None)``.
+
+    The action runs in the last party to arrive; it is this process's (and its
+    fork()ed children's), as in the C library.
+    """
+
+    def __init__(self, parties, action=None, timeout=None, *, segment=None, name=None,
+                 handle=None):
+        self._action = _ACTION(lambda ctx: action()) if action else _ACTION()  # NULL: none
+        self._h = handle or _create(_lib.shm_barrier_create, "Barrier", ctypes.c_uint(parties),
+                                    ctypes.c_double(-1.0 if timeout is None else timeout),
+                                    self._action, None, segment=segment, name=name)
+        self._seg = segment
+
+    def wait(self, timeout=None):
+        i = ctypes.c_uint(0)
+        if timeout is None:
+            rc = _lib.shm_barrier_wait(self._h, ctypes.byref(i))
+        else:
+            rc = _lib.shm_barrier_wait_timeout(self._h, float(timeout), ctypes.byref(i))
+        if rc == _ETIMEDOUT:
+            raise threading.BrokenBarrierError("timed out")
+        _check(rc, "wait")
+        return i.value
+
+    def abort(self):
+        _check(_lib.shm_barrier_abort(self._h), "abort")
+
+    def reset(self):
+        _check(_lib.shm_barrier_reset(self._h), "reset")
+
+    @property
+    def broken(self):
+        return _check(_lib.shm_barrier_broken(self._h), "broken") == 1
+
+    @property
+    def n_waiting(self):
+        return _check(_lib.shm_barrier_n_waiting(self._h), "n_waiting")
+
+    @property
+    def parties(self):
+        return _check(_lib.shm_barrier_parties(self._h), "parties")
 
 
 def _opts(lock=True, segment=None, name=None, max_size=0):
@@ -288,33 +476,13 @@ def RawValue(typecode, value=0):
     return _Value(typecode, value, False)
 
 
-class _Array(_Shared):
-    def __init__(self, typecode, size_or_init, lock, segment=None, name=None, handle=None):
-        self._type = _ctype(typecode)
-        self._typecode = typecode
-        h = handle
-        if h is None:
-            if isinstance(size_or_init, int):
-                n, init = size_or_init, None
-            else:
-                items = list(size_or_init)
-                n, init = len(items), (self._type * len(items))(*items)
-            h = ctypes.c_void_p()
-            opts = _opts(lock, segment, name)
-            _check(_lib.shm_array_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
-                                         ctypes.c_size_t(n), init, ctypes.byref(opts)), "Array")
-        else:
-            n = _lib.shm_array_length(h)
-        self._h = h
-        self._seg = segment
-        self._named(segment, name, "array", typecode)
-        self._n = n
-        self._obj = (self._type * n).from_address(_lib.shm_array_ptr(h))
-        lh = _lib.shm_array_get_lock(h)
-        self._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+class _ArrayMixin(_Shared):
+    """What a shared Array adds to its ctypes array: the lock around indexing.
 
-    def __len__(self):
-        return self._n
+    The object is a ctypes array over the shared memory, so ``memoryview(a)``
+    and ``numpy.frombuffer(a, dtype)`` see that memory with no copy (and no
+    lock, like ``get_obj()``).
+    """
 
     def _locked(self, fn):
         if self._lock is None:
@@ -323,17 +491,10 @@ class _Array(_Shared):
             return fn()
 
     def __getitem__(self, i):
-        if isinstance(i, int) and not -self._n <= i < self._n:
-            raise _KINDS[_ERANGE](_ERANGE, "Array index")
-        return self._locked(lambda: self._obj[i])
+        return self._locked(lambda: super(_ArrayMixin, self).__getitem__(i))
 
     def __setitem__(self, i, v):
-        if isinstance(i, int) and not -self._n <= i < self._n:
-            raise _KINDS[_ERANGE](_ERANGE, "Array index")
-
-        def put():
-            self._obj[i] = v
-        self._locked(put)
+        self._locked(lambda: super(_ArrayMixin, self).__setitem__(i, v))
 
     def __iter__(self):
         return iter(self[:])
@@ -344,40 +505,65 @@ class _Array(_Shared):
         return self._lock
 
     def get_obj(self):
-        return self._obj
+        return self
+
+    def _text(self, attr, codes, *v):
+        """The ctypes array's ``value`` or ``raw`` (read, or written with @p v), under the lock."""
+        if self._typecode not in codes:
+            raise AttributeError("%s is for %s arrays" % (attr, " and ".join(map(repr, codes))))
+        d = getattr(self._base, attr)
+        return self._locked(lambda: d.__set__(self, *v) if v else d.__get__(self))
 
     @property
     def value(self):
-        if self._typecode not in "cu":
-            raise AttributeError("value is for 'c' and 'u' arrays")
-        return self._locked(lambda: self._obj.value)
+        return self._text("value", "cu")
 
     @value.setter
     def value(self, v):
-        if self._typecode not in "cu":
-            raise AttributeError("value is for 'c' and 'u' arrays")
-
-        def put():
-            self._obj.value = v
-        self._locked(put)
+        self._text("value", "cu", v)
 
     @property
     def raw(self):
-        if self._typecode != "c":
-            raise AttributeError("raw is for 'c' arrays")
-        return self._locked(lambda: self._obj.raw)
+        return self._text("raw", "c")
 
     @raw.setter
     def raw(self, v):
-        if self._typecode != "c":
-            raise AttributeError("raw is for 'c' arrays")
-
-        def put():
-            self._obj.raw = v
-        self._locked(put)
+        self._text("raw", "c", v)
 
     def __repr__(self):
         return "<shmval.Array(%r, %r)>" % (self._typecode, self[:])
+
+
+_array_types = {}
+
+
+def _Array(typecode, size_or_init, lock, segment=None, name=None, handle=None):
+    ctype = _ctype(typecode)
+    h = handle
+    if h is None:
+        if isinstance(size_or_init, int):
+            n, init = size_or_init, None
+        else:
+            items = list(size_or_init)
+            n, init = len(items), (ctype * len(items))(*items)
+        h = ctypes.c_void_p()
+        opts = _opts(lock, segment, name)
+        _check(_lib.shm_array_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                     ctypes.c_size_t(n), init, ctypes.byref(opts)), "Array")
+    else:
+        n = _lib.shm_array_length(h)
+    cls = _array_types.get((ctype, n))
+    if cls is None:
+        base = ctype * n
+        cls = _array_types[(ctype, n)] = type("Array", (_ArrayMixin, base), {"_base": base})
+    a = cls.from_address(_lib.shm_array_ptr(h))
+    a._h = h
+    a._seg = segment
+    a._typecode = typecode
+    lh = _lib.shm_array_get_lock(h)
+    a._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+    a._named(segment, name, "array", typecode)
+    return a
 
 
 def Array(typecode, size_or_initializer, *, lock=True):

@@ -6,6 +6,7 @@ python3 -m unittest discover -s python/tests
 """
 import multiprocessing as mp
 import os
+import threading
 import time
 import unittest
 import warnings
@@ -80,6 +81,25 @@ class TestArray(unittest.TestCase):
         z = shmval.Array("d", 4)
         self.assertEqual(z[:], [0.0] * 4)
 
+    def test_buffer_protocol(self):
+        a = shmval.Array("d", [1.0, 2.0, 3.0])
+        # ctypes gives the format as "<d", which memoryview cannot index: cast it.
+        m = memoryview(a).cast("B").cast("d")
+        self.assertEqual(m.tolist(), [1.0, 2.0, 3.0])
+        m[1] = 5.0  # the same memory: no copy
+        self.assertEqual(a[1], 5.0)
+
+    def test_numpy_frombuffer(self):
+        try:
+            import numpy
+        except ImportError:
+            self.skipTest("numpy is not installed (apt-get install python3-numpy)")
+        a = shmval.Array("d", [1.0, 5.0, 3.0])
+        n = numpy.frombuffer(a, dtype=numpy.float64)
+        n[2] = 7.0
+        self.assertEqual(a[:], [1.0, 5.0, 7.0])
+        self.assertEqual(float(n.sum()), 13.0)
+
     def test_char_array(self):
         c = shmval.Array("c", 8)
         c.value = b"hi"
@@ -124,6 +144,98 @@ class TestLocks(unittest.TestCase):
         self.assertTrue(lock.owner_died)
         self.assertTrue(any(issubclass(x.category, shmval.OwnerDeadWarning) for x in w))
         lock.release()
+
+
+def _set_later(ev):
+    time.sleep(0.1)
+    ev.set()
+
+
+def _notify_later(cond, flag):
+    time.sleep(0.1)
+    with cond:
+        flag.value = 1
+        cond.notify_all()
+
+
+def _barrier_party(b, out, i):
+    out[i] = b.wait(timeout=10)
+
+
+def _sem_try(sem, out):
+    out.value = 1 if sem.acquire(timeout=0.05) else 0
+
+
+class TestSync(unittest.TestCase):
+    def test_semaphore(self):
+        s = shmval.Semaphore(2)
+        self.assertTrue(s.acquire())
+        self.assertTrue(s.acquire(timeout=0.01))
+        self.assertFalse(s.acquire(False))
+        self.assertEqual(s.get_value(), 0)
+        out = shmval.RawValue("i", -1)
+        p = ctx.Process(target=_sem_try, args=(s, out))
+        p.start()
+        p.join()
+        self.assertEqual(out.value, 0)
+        s.release()
+        with s:
+            self.assertEqual(s.get_value(), 0)
+        b = shmval.BoundedSemaphore(1)
+        with self.assertRaises(ValueError):
+            b.release()
+        with self.assertRaises(ValueError):
+            shmval.Semaphore(-1)
+
+    def test_event(self):
+        e = shmval.Event()
+        self.assertFalse(e.is_set())
+        self.assertFalse(e.wait(0.05))
+        p = ctx.Process(target=_set_later, args=(e,))
+        p.start()
+        self.assertTrue(e.wait(5))
+        p.join()
+        self.assertTrue(e.is_set())
+        e.clear()
+        self.assertFalse(e.is_set())
+
+    def test_condition(self):
+        c = shmval.Condition()
+        flag = shmval.RawValue("i", 0)
+        p = ctx.Process(target=_notify_later, args=(c, flag))
+        p.start()
+        with c:
+            self.assertTrue(c.wait_for(lambda: flag.value == 1, timeout=5))
+        p.join()
+        with c:
+            self.assertFalse(c.wait(0.02))
+            c.notify()
+        lock = shmval.RLock()
+        c2 = shmval.Condition(lock)
+        with lock:
+            c2.notify_all()
+
+    def test_barrier(self):
+        b = shmval.Barrier(3)
+        self.assertEqual(b.parties, 3)
+        out = shmval.Array("i", [-1, -1, -1])
+        ps = [ctx.Process(target=_barrier_party, args=(b, out, i)) for i in range(2)]
+        for p in ps:
+            p.start()
+        out[2] = b.wait(timeout=10)
+        for p in ps:
+            p.join()
+        self.assertEqual(sorted(out[:]), [0, 1, 2])
+        with self.assertRaises(threading.BrokenBarrierError):
+            b.wait(timeout=0.05)
+        self.assertTrue(b.broken)
+        b.reset()
+        self.assertFalse(b.broken)
+        self.assertEqual(b.n_waiting, 0)
+        ran = []
+        one = shmval.Barrier(1, action=lambda: ran.append(1))
+        self.assertEqual(one.wait(), 0)
+        self.assertEqual(ran, [1])
 
 
 class TestDict(unittest.TestCase):
