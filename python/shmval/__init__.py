@@ -725,6 +725,15 @@ class List(_Shared):
         _check(_lib.shm_list_clear(self._h), "clear")
 
 
+class _NamedLock(_LockBase, _Shared):
+    """A Lock or RLock made in (or opened from) a Segment."""
+
+    def __init__(self, segment, name, handle):
+        super().__init__(handle)
+        self._seg = segment
+        self._named(segment, name, "lock", None)
+
+
 class _SegOpts(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint), ("mode", ctypes.c_uint), ("max_attach", ctypes.c_uint),
                 ("timeout", ctypes.c_double), ("max_size", ctypes.c_size_t)]
@@ -799,6 +808,13 @@ class Segment:
     def open_array(self, name, typecode):
         h = self._open(_lib.shm_array_open, name, ctypes.c_int(ord(typecode)))
         return _Array(typecode, 0, True, self, name, handle=h)
+
+    def Lock(self, *, name=None, recursive=False):
+        return _NamedLock(self, name, _create(_lib.shm_lock_create, "Lock", segment=self,
+                                              name=name, flags=0 if recursive else _NONRECURSIVE))
+
+    def open_lock(self, name):
+        return _NamedLock(self, name, self._open(_lib.shm_lock_open, name))
 
     def open_dict(self, name):
         return Dict(segment=self, name=name, handle=self._open(_lib.shm_dict_open, name))

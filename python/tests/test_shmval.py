@@ -358,6 +358,59 @@ class TestSegment(unittest.TestCase):
             pickle.dumps(shmval.Value("i", 1))
 
 
+class TestInterop(unittest.TestCase):
+    """A C program (python/tests/peer.c) and this process share a segment."""
+
+    def setUp(self):
+        self.peer = os.environ.get("SHMVAL_PY_PEER")
+        if not self.peer:
+            self.skipTest("SHMVAL_PY_PEER is not set (ctest sets it)")
+        self.name = "shmval-pyinterop-%d" % os.getpid()
+
+    def tearDown(self):
+        try:
+            shmval.Segment(self.name).unlink()
+        except FileNotFoundError:
+            pass
+
+    def test_c_makes_python_uses_c_checks(self):
+        import subprocess
+        subprocess.run([self.peer, "make", self.name], check=True)
+        with shmval.Segment(self.name) as seg:
+            counter = seg.open_value("counter", "l")
+            self.assertEqual(counter.value, 7)
+            self.assertEqual(seg.open_array("samples", "d")[:], [0.5, 1.5, 2.5, 3.5])
+            config = seg.open_dict("config")
+            self.assertEqual(config["mode"], b"fast")
+            jobs = seg.open_list("jobs")
+            self.assertEqual([jobs.pop_wait(0, timeout=1) for _ in range(5)],
+                             [b"job-%d" % i for i in range(5)])
+            with counter.get_lock():
+                counter.value = 42
+            config["from python"] = "yes"
+            jobs.append(b"reply")
+        self.assertEqual(subprocess.run([self.peer, "check", self.name]).returncode, 0)
+
+    def test_a_c_holder_killed(self):
+        import signal
+        import subprocess
+        subprocess.run([self.peer, "make", self.name], check=True)
+        holder = subprocess.Popen([self.peer, "hold", self.name], stdout=subprocess.PIPE)
+        self.assertEqual(holder.stdout.readline(), b"held\n")
+        with shmval.Segment(self.name) as seg:
+            lock = seg.open_lock("lock")
+            self.assertFalse(lock.acquire(timeout=0.05))
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+            holder.stdout.close()
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                self.assertTrue(lock.acquire(timeout=5))
+            self.assertTrue(lock.owner_died)  # the C side's SHMVAL_OWNERDEAD
+            self.assertTrue(any(issubclass(x.category, shmval.OwnerDeadWarning) for x in w))
+            lock.release()
+
+
 class TestErrors(unittest.TestCase):
     def test_mapping(self):
         cases = {-2: FileNotFoundError, -17: FileExistsError, -13: PermissionError,
