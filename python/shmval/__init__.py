@@ -598,29 +598,76 @@ def _fetch(call, what, key=False):
         return buf.raw[:n.value]
 
 
-class Dict(_Shared):
-    """``Manager().dict()`` without the server: byte-string keys and values (str is UTF-8)."""
+class _Values:
+    """How a Dict's values or a List's items are stored: bytes, one typed element, or a codec's."""
 
-    def __init__(self, *, max_size=0, segment=None, name=None, handle=None):
+    def __init__(self, typecode, codec):
+        if typecode is not None and codec is not None:
+            raise ValueError("a typecode or a codec, not both")
+        self.typecode = typecode
+        if typecode is not None:
+            t = _ctype(typecode)
+            self.encode = lambda v: bytes(t(v))
+            self.decode = lambda b: t.from_buffer_copy(b).value
+        elif codec is not None:
+            self.encode, self.decode = codec.dumps, codec.loads
+        else:
+            self.encode = lambda v: _as_bytes(v, "value")
+            self.decode = lambda b: b
+
+
+_lib.shm_dict_value_type.restype = ctypes.c_int
+_lib.shm_list_item_type.restype = ctypes.c_int
+
+
+def _stored_type(fn, h):
+    t = fn(h, None)
+    return chr(t) if t and chr(t) in _CTYPES else None
+
+
+class Dict(_Shared):
+    """``Manager().dict()`` without the server. Keys are bytes (str: UTF-8); values are bytes,
+    one element of ``typecode`` (``Dict('l')``: a counter dict, with :meth:`add`), or any object
+    through ``codec`` (an object with ``dumps`` and ``loads``, e.g. :mod:`pickle`; the codec is
+    this process's: give it to ``open_dict`` too)."""
+
+    def __init__(self, typecode=None, *, codec=None, max_size=0, segment=None, name=None,
+                 handle=None):
         h = handle
         if h is None:
+            if typecode is not None:
+                _ctype(typecode)
             h = ctypes.c_void_p()
             opts = _opts(True, segment, name, max_size)
             opts.flags = 0
-            _check(_lib.shm_dict_create(ctypes.byref(h), 0, ctypes.byref(opts)), "Dict")
+            _check(_lib.shm_dict_create(ctypes.byref(h), ord(typecode) if typecode else 0,
+                                        ctypes.byref(opts)), "Dict")
+        else:
+            typecode = _stored_type(_lib.shm_dict_value_type, h)
         self._h = h
         self._seg = segment
+        self._v = _Values(typecode, codec)
         self._named(segment, name, "dict", None)
 
     def __setitem__(self, k, v):
-        k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
+        k, v = _as_bytes(k, "key"), self._v.encode(v)
         _check(_lib.shm_dict_set(self._h, k, ctypes.c_size_t(len(k)), v,
                                  ctypes.c_size_t(len(v))), "dict set")
 
     def __getitem__(self, k):
         k = _as_bytes(k, "key")
-        return _fetch(lambda b, c, n: _lib.shm_dict_get(self._h, k, ctypes.c_size_t(len(k)), b,
-                                                        ctypes.c_size_t(c), n), repr(k), True)
+        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_dict_get(
+            self._h, k, ctypes.c_size_t(len(k)), b, ctypes.c_size_t(c), n), repr(k), True))
+
+    def add(self, k, delta=1):
+        """``d[k] += delta`` for a numeric typed dict (a missing key counts as 0); the old value."""
+        if self._v.typecode is None:
+            raise _KINDS[_ETYPE](_ETYPE, "add needs a typed dict")
+        t = _ctype(self._v.typecode)
+        k, d, old = _as_bytes(k, "key"), t(delta), t()
+        _check(_lib.shm_dict_add(self._h, k, ctypes.c_size_t(len(k)), ctypes.byref(d),
+                                 ctypes.byref(old)), "add")
+        return old.value
 
     def get(self, k, default=None):
         try:
@@ -639,9 +686,8 @@ class Dict(_Shared):
     def pop(self, k, *default):
         kb = _as_bytes(k, "key")
         try:
-            return _fetch(lambda b, c, n: _lib.shm_dict_pop(self._h, kb, ctypes.c_size_t(len(kb)),
-                                                            b, ctypes.c_size_t(c), n),
-                          repr(kb), True)
+            return self._v.decode(_fetch(lambda b, c, n: _lib.shm_dict_pop(
+                self._h, kb, ctypes.c_size_t(len(kb)), b, ctypes.c_size_t(c), n), repr(kb), True))
         except KeyError:
             if default:
                 return default[0]
@@ -665,7 +711,7 @@ class Dict(_Shared):
                         ctypes.string_at(v, vl) if vl else b""))
             return 0
         _check(_lib.shm_dict_foreach(self._h, cb_t(cb), None), "items")
-        return out
+        return [(k, self._v.decode(v)) for k, v in out]
 
     def keys(self):
         return [k for k, _ in self.items()]
@@ -675,43 +721,54 @@ class Dict(_Shared):
 
 
 class List(_Shared):
-    """``Manager().list()`` and a queue in one: byte-string items (str is UTF-8)."""
+    """``Manager().list()`` and a queue in one. Items are bytes (str: UTF-8), one element of
+    ``typecode``, or any object through ``codec`` (as for :class:`Dict`)."""
 
-    def __init__(self, items=(), *, max_size=0, segment=None, name=None, handle=None):
+    def __init__(self, items=(), typecode=None, *, codec=None, max_size=0, segment=None,
+                 name=None, handle=None):
         h = handle
         if h is None:
+            if typecode is not None:
+                _ctype(typecode)
             h = ctypes.c_void_p()
             opts = _opts(True, segment, name, max_size)
             opts.flags = 0
-            _check(_lib.shm_list_create(ctypes.byref(h), 0, ctypes.byref(opts)), "List")
+            _check(_lib.shm_list_create(ctypes.byref(h), ord(typecode) if typecode else 0,
+                                        ctypes.byref(opts)), "List")
+        else:
+            typecode = _stored_type(_lib.shm_list_item_type, h)
         self._h = h
         self._seg = segment
+        self._v = _Values(typecode, codec)
         self._named(segment, name, "list", None)
         for x in items:
             self.append(x)
 
     def append(self, x):
-        x = _as_bytes(x, "item")
+        x = self._v.encode(x)
         _check(_lib.shm_list_append(self._h, x, ctypes.c_size_t(len(x))), "append")
 
     def insert(self, i, x):
-        x = _as_bytes(x, "item")
+        x = self._v.encode(x)
         _check(_lib.shm_list_insert(self._h, i, x, len(x)), "insert")
 
     def __getitem__(self, i):
-        return _fetch(lambda b, c, n: _lib.shm_list_get(self._h, i, b, c, n), "list index")
+        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_list_get(self._h, i, b, c, n),
+                                     "list index"))
 
     def __setitem__(self, i, x):
-        x = _as_bytes(x, "item")
+        x = self._v.encode(x)
         _check(_lib.shm_list_set(self._h, i, x, len(x)), "list index")
 
     def pop(self, i=-1):
-        return _fetch(lambda b, c, n: _lib.shm_list_pop(self._h, i, b, c, n), "pop")
+        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_list_pop(self._h, i, b, c, n),
+                                     "pop"))
 
     def pop_wait(self, i=0, timeout=None):
         """Pop from the front (0) or back (-1), waiting up to ``timeout`` seconds (None: forever)."""
         t = -1.0 if timeout is None else float(timeout)
-        return _fetch(lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait")
+        return self._v.decode(_fetch(
+            lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait"))
 
     def __len__(self):
         n = ctypes.c_size_t(0)
@@ -789,11 +846,11 @@ class Segment:
     def Array(self, typecode, size_or_initializer, *, name=None, lock=True):
         return _Array(typecode, size_or_initializer, lock, self, name)
 
-    def Dict(self, *, name=None):
-        return Dict(segment=self, name=name)
+    def Dict(self, typecode=None, *, codec=None, name=None):
+        return Dict(typecode, codec=codec, segment=self, name=name)
 
-    def List(self, items=(), *, name=None):
-        return List(items, segment=self, name=name)
+    def List(self, items=(), typecode=None, *, codec=None, name=None):
+        return List(items, typecode, codec=codec, segment=self, name=name)
 
     # Opening them.
     def _open(self, fn, name, *extra):
@@ -816,11 +873,13 @@ class Segment:
     def open_lock(self, name):
         return _NamedLock(self, name, self._open(_lib.shm_lock_open, name))
 
-    def open_dict(self, name):
-        return Dict(segment=self, name=name, handle=self._open(_lib.shm_dict_open, name))
+    def open_dict(self, name, *, codec=None):
+        return Dict(codec=codec, segment=self, name=name,
+                    handle=self._open(_lib.shm_dict_open, name))
 
-    def open_list(self, name):
-        return List(segment=self, name=name, handle=self._open(_lib.shm_list_open, name))
+    def open_list(self, name, *, codec=None):
+        return List(codec=codec, segment=self, name=name,
+                    handle=self._open(_lib.shm_list_open, name))
 
     def remove(self, name):
         """Destroy the object called ``name``."""

@@ -263,6 +263,31 @@ class TestDict(unittest.TestCase):
         d.clear()
         self.assertEqual(len(d), 0)
 
+    def test_typed_and_codec(self):
+        import pickle
+        counts = shmval.Dict("l")
+        for w in "a b a c a b".split():
+            counts.add(w)
+        self.assertEqual(counts["a"], 3)
+        self.assertEqual(counts.add("b", 10), 2)  # the old value
+        counts["c"] = -5
+        self.assertEqual(sorted(counts.items()), [(b"a", 3), (b"b", 12), (b"c", -5)])
+        with self.assertRaises(TypeError):
+            shmval.Dict().add("x")
+        objs = shmval.Dict(codec=pickle)
+        objs["cfg"] = {"retries": 3, "hosts": ["a", "b"]}
+        self.assertEqual(objs["cfg"], {"retries": 3, "hosts": ["a", "b"]})
+        self.assertEqual(objs.pop("cfg")["retries"], 3)
+        temps = shmval.List([20.5, 21.0], "d")
+        temps.append(22.25)
+        self.assertEqual(list(temps), [20.5, 21.0, 22.25])
+        self.assertEqual(temps.pop(0), 20.5)
+        jobs = shmval.List(codec=pickle)
+        jobs.append(("resize", 3))
+        self.assertEqual(jobs.pop_wait(0, timeout=1), ("resize", 3))
+        with self.assertRaises(ValueError):
+            shmval.List([], "d", codec=pickle)
+
     def test_across_processes(self):
         d = shmval.Dict()
         p = ctx.Process(target=_dict_writer, args=(d,))
@@ -325,12 +350,14 @@ class TestSegment(unittest.TestCase):
         v = self.seg.Value("d", 21.5, name="temperature")
         a = self.seg.Array("i", [1, 2, 3], name="arr")
         d = self.seg.Dict(name="config")
+        self.seg.Dict("d", name="typed")["pi"] = 3.25
         q = self.seg.List(["x"], name="jobs")
         d["k"] = "v"
         with shmval.Segment(self.name) as other:
             self.assertEqual(other.open_value("temperature", "d").value, 21.5)
             self.assertEqual(other.open_array("arr", "i")[:], [1, 2, 3])
             self.assertEqual(other.open_dict("config")["k"], b"v")
+            self.assertEqual(other.open_dict("typed")["pi"], 3.25)  # its type read back
             self.assertEqual(other.open_list("jobs").pop(), b"x")
             with self.assertRaises(TypeError):
                 other.open_value("arr", "i")  # an Array, not a Value
