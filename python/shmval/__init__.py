@@ -625,7 +625,31 @@ def _stored_type(fn, h):
     return chr(t) if t and chr(t) in _CTYPES else None
 
 
-class Dict(_Shared):
+class _Container(_Shared):
+    """What a Dict and a List share: made (or opened) with a value type or a codec."""
+
+    _calls = {"dict": ("shm_dict_create", "shm_dict_value_type"),
+              "list": ("shm_list_create", "shm_list_item_type")}
+
+    def _setup(self, kind, typecode, codec, max_size, segment, name, handle):
+        create, stored = (getattr(_lib, f) for f in self._calls[kind])
+        h = handle
+        if h is None:
+            if typecode is not None:
+                _ctype(typecode)
+            h = ctypes.c_void_p()
+            opts = _opts(True, segment, name, max_size)
+            _check(create(ctypes.byref(h), ord(typecode) if typecode else 0, ctypes.byref(opts)),
+                   kind.capitalize())
+        else:
+            typecode = _stored_type(stored, h)
+        self._h = h
+        self._seg = segment
+        self._v = _Values(typecode, codec)
+        self._named(segment, name, kind, None)
+
+
+class Dict(_Container):
     """``Manager().dict()`` without the server. Keys are bytes (str: UTF-8); values are bytes,
     one element of ``typecode`` (``Dict('l')``: a counter dict, with :meth:`add`), or any object
     through ``codec`` (an object with ``dumps`` and ``loads``, e.g. :mod:`pickle`; the codec is
@@ -633,21 +657,7 @@ class Dict(_Shared):
 
     def __init__(self, typecode=None, *, codec=None, max_size=0, segment=None, name=None,
                  handle=None):
-        h = handle
-        if h is None:
-            if typecode is not None:
-                _ctype(typecode)
-            h = ctypes.c_void_p()
-            opts = _opts(True, segment, name, max_size)
-            opts.flags = 0
-            _check(_lib.shm_dict_create(ctypes.byref(h), ord(typecode) if typecode else 0,
-                                        ctypes.byref(opts)), "Dict")
-        else:
-            typecode = _stored_type(_lib.shm_dict_value_type, h)
-        self._h = h
-        self._seg = segment
-        self._v = _Values(typecode, codec)
-        self._named(segment, name, "dict", None)
+        self._setup("dict", typecode, codec, max_size, segment, name, handle)
 
     def __setitem__(self, k, v):
         k, v = _as_bytes(k, "key"), self._v.encode(v)
@@ -720,27 +730,13 @@ class Dict(_Shared):
         return [v for _, v in self.items()]
 
 
-class List(_Shared):
+class List(_Container):
     """``Manager().list()`` and a queue in one. Items are bytes (str: UTF-8), one element of
     ``typecode``, or any object through ``codec`` (as for :class:`Dict`)."""
 
     def __init__(self, items=(), typecode=None, *, codec=None, max_size=0, segment=None,
                  name=None, handle=None):
-        h = handle
-        if h is None:
-            if typecode is not None:
-                _ctype(typecode)
-            h = ctypes.c_void_p()
-            opts = _opts(True, segment, name, max_size)
-            opts.flags = 0
-            _check(_lib.shm_list_create(ctypes.byref(h), ord(typecode) if typecode else 0,
-                                        ctypes.byref(opts)), "List")
-        else:
-            typecode = _stored_type(_lib.shm_list_item_type, h)
-        self._h = h
-        self._seg = segment
-        self._v = _Values(typecode, codec)
-        self._named(segment, name, "list", None)
+        self._setup("list", typecode, codec, max_size, segment, name, handle)
         for x in items:
             self.append(x)
 
