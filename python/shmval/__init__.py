@@ -21,11 +21,12 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import queue
 import threading
 import time
 import warnings
 
-__all__ = ["Error", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
+__all__ = ["Error", "errors", "codes", "BUILTINS", "KeyMissing", "ItemMissing", "Empty", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
            "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Dict",
            "List", "Segment"]
 
@@ -76,46 +77,91 @@ _lib.shm_list_insert.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p
 _lib.shm_list_set.argtypes = _lib.shm_list_insert.argtypes
 
 OWNERDEAD = 1
-_ENOENT, _ENOMEM, _EACCES, _EEXIST, _EINVAL, _ERANGE = -2, -12, -13, -17, -22, -34
-_ETIMEDOUT, _ENOBUFS, _ETYPE = -110, -105, -30002
-_EBUSY, _EOVERFLOW, _EBROKEN = -16, -30009, -30010
+
+
+def _codes():
+    """The library's error codes, read from the library itself: name (without SHMVAL_) -> code."""
+    out = {}
+    for code in list(range(-200, 0)) + list(range(-30100, -30000)):
+        name = _lib.shmval_err_name(code).decode()
+        if name != "SHMVAL_UNKNOWN":
+            out[name[len("SHMVAL_"):]] = code
+    return out
+
+
+codes = _codes()
+globals().update({"_" + k: v for k, v in codes.items()})
 
 
 class Error(Exception):
-    """A libshmval error: ``code`` is the library's code, ``name`` its constant's name."""
+    """A libshmval error: ``code`` is the library's code, ``name`` its constant's name.
+
+    Each code has its own subclass in :data:`errors` (``shmval.errors.ECORRUPT``), which also
+    derives from the built-in exception Python code expects for it (see :data:`BUILTINS`).
+    """
 
     def __init__(self, code, what=""):
-        self.code = code
-        self.name = _lib.shmval_err_name(code).decode()
+        name = _lib.shmval_err_name(code).decode()
         msg = _lib.shmval_strerror(code).decode()
-        super().__init__("%s%s (%s)" % (what + ": " if what else "", msg, self.name))
+        text = "%s%s (%s)" % (what + ": " if what else "", msg, name)
+        super().__init__(text)
+        # After the built-in's __init__, which may have its own `name` (AttributeError).
+        self.code, self.name = code, name
+        if isinstance(self, OSError) and code > -30000:
+            self.errno, self.strerror = -code, text  # str(): "[Errno N] text"
+
+    @staticmethod
+    def from_code(code, what=""):
+        """The exception (an instance of the code's class in :data:`errors`) for ``code``."""
+        return getattr(errors, _lib.shmval_err_name(code).decode()[len("SHMVAL_"):], Error)(
+            code, what)
 
 
 class OwnerDeadWarning(RuntimeWarning):
     """A lock was acquired whose previous holder died holding it: its data may need repair."""
 
 
-def _subclass(base):
-    return type(base.__name__ + "Error" if not base.__name__.endswith("Error") else
-                "Shmval" + base.__name__, (Error, base), {"__module__": __name__})
+# The built-in exception each code's class also derives from; the others derive from Error only.
+BUILTINS = {"ENOENT": FileNotFoundError, "EEXIST": FileExistsError, "EACCES": PermissionError,
+            "EPERM": RuntimeError, "EDEADLK": RuntimeError, "ETIMEDOUT": TimeoutError,
+            "ERANGE": IndexError, "EINVAL": ValueError, "EOVERFLOW": ValueError,
+            "ETYPE": TypeError, "ENOTATOMIC": TypeError, "ENOMEM": MemoryError,
+            "ENOSPC": MemoryError, "EAGAIN": BlockingIOError, "ENFILE": OSError,
+            "EMFILE": OSError, "ESTALE": ReferenceError, "ENOLOCK": AttributeError,
+            "EBROKEN": threading.BrokenBarrierError}
 
 
-_KINDS = {_ENOENT: _subclass(FileNotFoundError), _EEXIST: _subclass(FileExistsError),
-          _EACCES: _subclass(PermissionError), _ETIMEDOUT: _subclass(TimeoutError),
-          _ERANGE: _subclass(IndexError), _EINVAL: _subclass(ValueError),
-          _ETYPE: _subclass(TypeError), _ENOMEM: _subclass(MemoryError)}
-_KeyError = _subclass(KeyError)
-_KINDS[_EOVERFLOW] = _subclass(ValueError)  # a BoundedSemaphore released too many times
-_KINDS[_EBROKEN] = _subclass(threading.BrokenBarrierError)
+class _Namespace:
+    def __repr__(self):
+        return "<shmval.errors: %s>" % ", ".join(sorted(vars(self)))
 
 
-def _check(rc, what="", key=False):
-    """Raise for a negative code; return it otherwise (0, or OWNERDEAD)."""
+errors = _Namespace()
+for _name, _code in codes.items():
+    _bases = (Error, BUILTINS[_name]) if _name in BUILTINS else (Error,)
+    setattr(errors, _name, type(_name, _bases, {"__module__": __name__ + ".errors",
+                                                "__qualname__": _name}))
+
+
+class KeyMissing(Error, KeyError):
+    """A Dict has no such key (code ENOENT)."""
+
+
+class ItemMissing(Error, ValueError):
+    """A List has no such item: ``index``/``remove`` (code ENOENT), as Python's ValueError."""
+
+
+class Empty(errors.ETIMEDOUT, queue.Empty):
+    """``List.pop_wait`` timed out: a TimeoutError and the standard ``queue.Empty``."""
+
+
+def _check(rc, what="", missing=None):
+    """Raise for a negative code (ENOENT as ``missing`` where given); return it otherwise."""
     if rc >= 0:
         return rc
-    if key and rc == _ENOENT:
-        raise _KeyError(rc, what)
-    raise _KINDS.get(rc, Error)(rc, what)
+    if missing is not None and rc == _ENOENT:
+        raise missing(rc, what)
+    raise Error.from_code(rc, what)
 
 
 # Python's typecodes are libshmval's type letters; ctypes types for the values.
@@ -151,13 +197,13 @@ class _LockBase:
     def acquire(self, block=True, timeout=None):
         if not block:
             rc = _lib.shm_lock_try_acquire(self._h)
-            if rc == -16:  # EBUSY
+            if rc == _EBUSY:
                 return False
         elif timeout is None or timeout < 0:
             rc = _lib.shm_lock_acquire(self._h)
         else:
             rc = _lib.shm_lock_acquire_timeout(self._h, float(timeout))
-            if rc == _ETIMEDOUT:
+            if rc in (_ETIMEDOUT, _EBUSY):  # EBUSY: a timeout of 0, held
                 return False
         self.owner_died = _check(rc, "acquire") == OWNERDEAD
         if self.owner_died:
@@ -200,6 +246,36 @@ def _seconds(block, timeout):
     return -1.0 if timeout is None else max(0.0, float(timeout))
 
 
+class _Shared:
+    """Where a named object lives, so that it pickles to (segment, name, kind) and back."""
+
+    _where = None
+
+    def _named(self, segment, name, kind, typecode):
+        if segment is not None and name is not None:
+            self._where = (segment.name, name, kind, typecode)
+        return self
+
+    def __reduce__(self):
+        if self._where is None:
+            raise TypeError("%s in the default arena is shared with fork()ed children only "
+                            "(multiprocessing's 'fork' start method); to pass it to 'spawn' or "
+                            "'forkserver' workers, make it by name in a Segment"
+                            % type(self).__name__)
+        return (_reopen, self._where)
+
+
+_open_segments = {}
+
+
+def _reopen(segment, name, kind, typecode):
+    seg = _open_segments.get(segment)
+    if seg is None:
+        seg = _open_segments[segment] = Segment(segment)
+    return getattr(seg, "open_" + kind)(name, typecode) if typecode else \
+        getattr(seg, "open_" + kind)(name)
+
+
 def _create(fn, what, *args, segment=None, name=None, flags=0):
     h = ctypes.c_void_p()
     opts = _opts(True, segment, name)
@@ -208,7 +284,7 @@ def _create(fn, what, *args, segment=None, name=None, flags=0):
     return h
 
 
-class Semaphore:
+class Semaphore(_Shared):
     """``multiprocessing.Semaphore(value)``: acquire(block, timeout), release(), get_value()."""
 
     _bounded = 0
@@ -219,6 +295,7 @@ class Semaphore:
         self._h = handle or _create(_lib.shm_sem_create, "Semaphore", ctypes.c_long(value),
                                     segment=segment, name=name, flags=self._bounded)
         self._seg = segment
+        self._named(segment, name, "semaphore", None)
 
     def acquire(self, block=True, timeout=None):
         rc = _lib.shm_sem_acquire(self._h, _seconds(block, timeout))
@@ -249,12 +326,13 @@ class BoundedSemaphore(Semaphore):
     _bounded = 1 << 4
 
 
-class Event:
+class Event(_Shared):
     """``multiprocessing.Event``: set(), clear(), is_set(), wait(timeout)."""
 
     def __init__(self, *, segment=None, name=None, handle=None):
         self._h = handle or _create(_lib.shm_event_create, "Event", segment=segment, name=name)
         self._seg = segment
+        self._named(segment, name, "event", None)
 
     def set(self):
         _check(_lib.shm_event_set(self._h), "set")
@@ -267,13 +345,13 @@ class Event:
 
     def wait(self, timeout=None):
         rc = _lib.shm_event_wait(self._h, _seconds(True, timeout))
-        if rc == _ETIMEDOUT:
+        if rc in (_ETIMEDOUT, _EBUSY):  # EBUSY: a timeout of 0, not set
             return False
         _check(rc, "wait")
         return True
 
 
-class Condition:
+class Condition(_Shared):
     """``multiprocessing.Condition(lock=None)``: wait, wait_for, notify, notify_all."""
 
     def __init__(self, lock=None, *, segment=None, name=None, handle=None):
@@ -281,6 +359,7 @@ class Condition:
         self._h = handle or _create(_lib.shm_cond_create, "Condition", ctypes.c_void_p(lh),
                                     segment=segment, name=name)
         self._seg = segment
+        self._named(segment, name, "condition", None)
         self._lock = _LockBase(ctypes.c_void_p(_lib.shm_cond_get_lock(self._h)))
 
     def acquire(self, *a, **k):
@@ -321,7 +400,7 @@ class Condition:
         _check(_lib.shm_cond_notify_all(self._h), "notify_all")
 
 
-class Barrier:
+class Barrier(_Shared):
     """``multiprocessing.Barrier(parties, action=None, timeout=None)``.
 
     The action runs in the last party to arrive; it is this process's (and its
@@ -335,6 +414,7 @@ class Barrier:
                                     ctypes.c_double(-1.0 if timeout is None else timeout),
                                     self._action, None, segment=segment, name=name)
         self._seg = segment
+        self._named(segment, name, "barrier", None)
 
     def wait(self, timeout=None):
         i = ctypes.c_uint(0)
@@ -367,6 +447,10 @@ class Barrier:
 
 
 def _opts(lock=True, segment=None, name=None, max_size=0):
+    if not (lock is None or isinstance(lock, (bool, _LockBase))):
+        # multiprocessing fails the same way when it calls the lock's acquire.
+        raise AttributeError("lock must be True, False, None or a shmval Lock/RLock, not %r"
+                             % (lock,))
     o = _Opts(flags=_RAW if lock is False else 0, max_size=max_size)
     if isinstance(lock, _LockBase):
         o.lock = lock._h.value
@@ -377,36 +461,6 @@ def _opts(lock=True, segment=None, name=None, max_size=0):
     elif name is not None:
         raise ValueError("a name needs a Segment: segment.Value(..., name=...)")
     return o
-
-
-class _Shared:
-    """Where a named object lives, so that it pickles to (segment, name, kind) and back."""
-
-    _where = None
-
-    def _named(self, segment, name, kind, typecode):
-        if segment is not None and name is not None:
-            self._where = (segment.name, name, kind, typecode)
-        return self
-
-    def __reduce__(self):
-        if self._where is None:
-            raise TypeError("%s in the default arena is shared with fork()ed children only "
-                            "(multiprocessing's 'fork' start method); to pass it to 'spawn' or "
-                            "'forkserver' workers, make it by name in a Segment"
-                            % type(self).__name__)
-        return (_reopen, self._where)
-
-
-_open_segments = {}
-
-
-def _reopen(segment, name, kind, typecode):
-    seg = _open_segments.get(segment)
-    if seg is None:
-        seg = _open_segments[segment] = Segment(segment)
-    return getattr(seg, "open_" + kind)(name, typecode) if typecode else \
-        getattr(seg, "open_" + kind)(name)
 
 
 class _Value(_Shared):
@@ -424,7 +478,8 @@ class _Value(_Shared):
         self._seg = segment  # keeps the segment mapped while the object is used
         self._obj = self._type.from_address(_lib.shm_value_ptr(h))
         lh = _lib.shm_value_get_lock(h)
-        self._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+        self._lock = lock if isinstance(lock, _LockBase) else \
+            _LockBase(ctypes.c_void_p(lh)) if lh else None
         self._named(segment, name, "value", typecode)
 
     @property
@@ -442,13 +497,19 @@ class _Value(_Shared):
         with self._lock:
             self._obj.value = v
 
+    @property
     def get_lock(self):
+        """The lock (a method, as in multiprocessing); a RawValue has none: AttributeError, so
+        ``hasattr(v, 'get_lock')`` tells the two apart like multiprocessing's raw objects."""
         if self._lock is None:
             raise AttributeError("a RawValue has no lock")
-        return self._lock
+        return lambda: self._lock
 
+    @property
     def get_obj(self):
-        return self._obj
+        if self._lock is None:
+            raise AttributeError("a RawValue has no get_obj: it is the object")
+        return lambda: self._obj
 
     def acquire(self, *a, **k):
         return self.get_lock().acquire(*a, **k)
@@ -499,13 +560,18 @@ class _ArrayMixin(_Shared):
     def __iter__(self):
         return iter(self[:])
 
+    @property
     def get_lock(self):
+        """As Value's: a RawArray has none (AttributeError, and hasattr() is False)."""
         if self._lock is None:
             raise AttributeError("a RawArray has no lock")
-        return self._lock
+        return lambda: self._lock
 
+    @property
     def get_obj(self):
-        return self
+        if self._lock is None:
+            raise AttributeError("a RawArray has no get_obj: it is the object")
+        return lambda: self
 
     def _text(self, attr, codes, *v):
         """The ctypes array's ``value`` or ``raw`` (read, or written with @p v), under the lock."""
@@ -561,7 +627,8 @@ def _Array(typecode, size_or_init, lock, segment=None, name=None, handle=None):
     a._seg = segment
     a._typecode = typecode
     lh = _lib.shm_array_get_lock(h)
-    a._lock = _LockBase(ctypes.c_void_p(lh)) if lh else None
+    a._lock = lock if isinstance(lock, _LockBase) else \
+        _LockBase(ctypes.c_void_p(lh)) if lh else None
     a._named(segment, name, "array", typecode)
     return a
 
@@ -594,7 +661,7 @@ def _fetch(call, what, key=False):
         if rc == _ENOBUFS:
             cap = max(n.value, cap * 2)
             continue
-        _check(rc, what, key)
+        _check(rc, what, KeyMissing if key else None)
         return buf.raw[:n.value]
 
 
@@ -614,6 +681,7 @@ class _Values:
         else:
             self.encode = lambda v: _as_bytes(v, "value")
             self.decode = lambda b: b
+        self.codec = codec
 
 
 _lib.shm_dict_value_type.restype = ctypes.c_int
@@ -667,12 +735,12 @@ class Dict(_Container):
     def __getitem__(self, k):
         k = _as_bytes(k, "key")
         return self._v.decode(_fetch(lambda b, c, n: _lib.shm_dict_get(
-            self._h, k, ctypes.c_size_t(len(k)), b, ctypes.c_size_t(c), n), repr(k), True))
+            self._h, k, ctypes.c_size_t(len(k)), b, ctypes.c_size_t(c), n), repr(k), KeyMissing))
 
     def add(self, k, delta=1):
         """``d[k] += delta`` for a numeric typed dict (a missing key counts as 0); the old value."""
         if self._v.typecode is None:
-            raise _KINDS[_ETYPE](_ETYPE, "add needs a typed dict")
+            raise errors.ETYPE(_ETYPE, "add needs a typed dict")
         t = _ctype(self._v.typecode)
         k, d, old = _as_bytes(k, "key"), t(delta), t()
         _check(_lib.shm_dict_add(self._h, k, ctypes.c_size_t(len(k)), ctypes.byref(d),
@@ -691,7 +759,7 @@ class Dict(_Container):
 
     def __delitem__(self, k):
         k = _as_bytes(k, "key")
-        _check(_lib.shm_dict_del(self._h, k, ctypes.c_size_t(len(k))), repr(k), True)
+        _check(_lib.shm_dict_del(self._h, k, ctypes.c_size_t(len(k))), repr(k), KeyMissing)
 
     def pop(self, k, *default):
         kb = _as_bytes(k, "key")
@@ -729,6 +797,42 @@ class Dict(_Container):
     def values(self):
         return [v for _, v in self.items()]
 
+    def __iter__(self):
+        return iter(self.keys())
+
+    def copy(self):
+        """A plain dict of the items (one snapshot)."""
+        return dict(self.items())
+
+    def setdefault(self, k, default=None):
+        """``d.setdefault(k, default)`` in one step: the value found, or ``default`` inserted."""
+        if default is None and self._v.codec is None:
+            default = b"" if self._v.typecode is None else 0  # what this dict can store
+        kb, dv = _as_bytes(k, "key"), self._v.encode(default)
+        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_dict_setdefault(
+            self._h, kb, ctypes.c_size_t(len(kb)), dv, ctypes.c_size_t(len(dv)), b,
+            ctypes.c_size_t(c), n), "setdefault"))
+
+    def update(self, other=(), **kw):
+        for k, v in (other.items() if hasattr(other, "items") else other):
+            self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def popitem(self):
+        """Remove and return some (key, value); KeyError when empty."""
+        while True:
+            keys = self.keys()
+            if not keys:
+                raise KeyMissing(_ENOENT, "popitem(): dictionary is empty")
+            try:
+                return keys[-1], self.pop(keys[-1])
+            except KeyError:
+                continue  # another process took it first
+
+    def __repr__(self):
+        return "<shmval.Dict %r>" % (self.copy(),)
+
 
 class List(_Container):
     """``Manager().list()`` and a queue in one. Items are bytes (str: UTF-8), one element of
@@ -749,6 +853,8 @@ class List(_Container):
         _check(_lib.shm_list_insert(self._h, i, x, len(x)), "insert")
 
     def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._snapshot()[i]
         return self._v.decode(_fetch(lambda b, c, n: _lib.shm_list_get(self._h, i, b, c, n),
                                      "list index"))
 
@@ -761,21 +867,118 @@ class List(_Container):
                                      "pop"))
 
     def pop_wait(self, i=0, timeout=None):
-        """Pop from the front (0) or back (-1), waiting up to ``timeout`` seconds (None: forever)."""
+        """Pop from the front (0) or back (-1), waiting up to ``timeout`` seconds (None: forever);
+        :class:`Empty` (a TimeoutError and a ``queue.Empty``) when nothing came."""
         t = -1.0 if timeout is None else float(timeout)
-        return self._v.decode(_fetch(
-            lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait"))
+        try:
+            return self._v.decode(_fetch(
+                lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait"))
+        except errors.ETIMEDOUT:
+            raise Empty(_ETIMEDOUT, "pop_wait") from None
 
     def __len__(self):
         n = ctypes.c_size_t(0)
         _check(_lib.shm_list_len(self._h, ctypes.byref(n)), "len")
         return n.value
 
+    def _snapshot(self):
+        """Every item, as one consistent snapshot (the list may change meanwhile)."""
+        out = []
+        cb_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                                ctypes.c_void_p)
+
+        def cb(i, item, n, ctx):
+            out.append(ctypes.string_at(item, n) if n else b"")
+            return 0
+        _check(_lib.shm_list_foreach(self._h, cb_t(cb), None), "list")
+        return [self._v.decode(x) for x in out]
+
     def __iter__(self):
-        return iter([self[i] for i in range(len(self))])
+        return iter(self._snapshot())
+
+    def __contains__(self, x):
+        try:
+            self.index(x)
+            return True
+        except ValueError:
+            return False
+
+    def index(self, x):
+        """The first item equal to ``x`` (the same stored bytes); ValueError if none."""
+        x, i = self._v.encode(x), ctypes.c_size_t(0)
+        _check(_lib.shm_list_index(self._h, x, ctypes.c_size_t(len(x)), ctypes.byref(i)),
+               "not in list", ItemMissing)
+        return i.value
+
+    def count(self, x):
+        return self._snapshot().count(x)
+
+    def remove(self, x):
+        x = self._v.encode(x)
+        _check(_lib.shm_list_remove(self._h, x, ctypes.c_size_t(len(x))), "list.remove(x): x not "
+               "in list", ItemMissing)
+
+    def extend(self, items):
+        """Append every item; a typed list takes them all in one change (all or none)."""
+        items = list(items)
+        if self._v.typecode is not None and items:
+            arr = (_ctype(self._v.typecode) * len(items))(*items)
+            _check(_lib.shm_list_extend(self._h, arr, ctypes.c_size_t(len(items))), "extend")
+            return
+        for x in items:
+            self.append(x)
+
+    def __delitem__(self, i):
+        if isinstance(i, slice):
+            raise TypeError("shmval.List deletes one index at a time (del l[i]); no slices")
+        self.pop(i)
+
+    def reverse(self):
+        _check(_lib.shm_list_reverse(self._h), "reverse")
+
+    def sort(self, *, reverse=False):
+        """Sort a typed list by value in one change (bytes and codec lists: TypeError)."""
+        if self._v.typecode is None:
+            raise errors.ETYPE(_ETYPE, "sort needs a typed list")
+        _check(_lib.shm_list_sort(self._h, None), "sort")
+        if reverse:
+            self.reverse()
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+    def __imul__(self, n):
+        items = self._snapshot()
+        if n <= 0:
+            self.clear()
+        else:
+            self.extend(items * (n - 1))
+        return self
+
+    def __add__(self, other):
+        return self._snapshot() + list(other)
+
+    def __radd__(self, other):
+        return list(other) + self._snapshot()
+
+    def __mul__(self, n):
+        return self._snapshot() * n
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other):
+        if isinstance(other, (list, tuple, List)):
+            return self._snapshot() == list(other)
+        return NotImplemented
+
+    __hash__ = None
 
     def clear(self):
         _check(_lib.shm_list_clear(self._h), "clear")
+
+    def __repr__(self):
+        return "<shmval.List %r>" % (self._snapshot(),)
 
 
 class _NamedLock(_LockBase, _Shared):
@@ -868,6 +1071,35 @@ class Segment:
 
     def open_lock(self, name):
         return _NamedLock(self, name, self._open(_lib.shm_lock_open, name))
+
+    def Semaphore(self, value=1, *, name=None):
+        return Semaphore(value, segment=self, name=name)
+
+    def BoundedSemaphore(self, value=1, *, name=None):
+        return BoundedSemaphore(value, segment=self, name=name)
+
+    def Event(self, *, name=None):
+        return Event(segment=self, name=name)
+
+    def Condition(self, lock=None, *, name=None):
+        return Condition(lock, segment=self, name=name)
+
+    def Barrier(self, parties, action=None, timeout=None, *, name=None):
+        return Barrier(parties, action, timeout, segment=self, name=name)
+
+    def open_semaphore(self, name):
+        """A Semaphore or BoundedSemaphore (the bound is kept in the segment)."""
+        return Semaphore(segment=self, name=name, handle=self._open(_lib.shm_sem_open, name))
+
+    def open_event(self, name):
+        return Event(segment=self, name=name, handle=self._open(_lib.shm_event_open, name))
+
+    def open_condition(self, name):
+        return Condition(segment=self, name=name, handle=self._open(_lib.shm_cond_open, name))
+
+    def open_barrier(self, name):
+        """The barrier (its action, a function of the process that made it, stays there)."""
+        return Barrier(1, segment=self, name=name, handle=self._open(_lib.shm_barrier_open, name))
 
     def open_dict(self, name, *, codec=None):
         return Dict(codec=codec, segment=self, name=name,

@@ -6,6 +6,7 @@ python3 -m unittest discover -s python/tests
 """
 import multiprocessing as mp
 import os
+import queue
 import threading
 import time
 import unittest
@@ -439,22 +440,94 @@ class TestInterop(unittest.TestCase):
 
 
 class TestErrors(unittest.TestCase):
-    def test_mapping(self):
-        cases = {-2: FileNotFoundError, -17: FileExistsError, -13: PermissionError,
-                 -110: TimeoutError, -34: IndexError, -22: ValueError, -30002: TypeError,
-                 -12: MemoryError}
-        for code, base in cases.items():
-            with self.assertRaises(base) as cm:
-                shmval._check(code, "x")
-            self.assertIsInstance(cm.exception, shmval.Error)
-            self.assertEqual(cm.exception.code, code)
-            self.assertTrue(cm.exception.name.startswith("SHMVAL_"))
+    # The built-in exception each of the library's codes also raises as.
+    expected = {"ENOENT": FileNotFoundError, "EEXIST": FileExistsError,
+                "EACCES": PermissionError, "EPERM": RuntimeError, "EDEADLK": RuntimeError,
+                "ETIMEDOUT": TimeoutError, "ERANGE": IndexError, "EINVAL": ValueError,
+                "EOVERFLOW": ValueError, "ETYPE": TypeError, "ENOTATOMIC": TypeError,
+                "ENOMEM": MemoryError, "ENOSPC": MemoryError, "EAGAIN": BlockingIOError,
+                "ENFILE": OSError, "EMFILE": OSError, "ESTALE": ReferenceError,
+                "ENOLOCK": AttributeError, "EBROKEN": threading.BrokenBarrierError}
+    plain = ["EBUSY", "ENOBUFS", "ENOTRECOVERABLE", "ECORRUPT", "ENOTSHMVAL", "EVERSION",
+             "EABI", "EUNINIT"]
+
+    def test_every_code(self):
+        # The codes are read from the library: all 27 of its table, each with its class.
+        self.assertEqual(sorted(shmval.codes), sorted(list(self.expected) + self.plain))
+        for name, code in shmval.codes.items():
+            e = shmval.Error.from_code(code, "x")
+            self.assertIs(type(e), getattr(shmval.errors, name))
+            self.assertIsInstance(e, shmval.Error)
+            self.assertEqual((e.code, e.name), (code, "SHMVAL_" + name))
+            self.assertIn("x: ", str(e))
+            if name in self.expected:
+                self.assertIsInstance(e, self.expected[name])
+                if isinstance(e, OSError):
+                    self.assertEqual(e.errno, -code)
+            for other in set(self.expected.values()) - {self.expected.get(name)}:
+                if not issubclass(self.expected.get(name, Exception), other):
+                    self.assertNotIsInstance(e, other, name)
+        self.assertIs(type(shmval.Error.from_code(-99999)), shmval.Error)  # not the library's
+        self.assertEqual(shmval._check(1), 1)  # OWNERDEAD is not an error
+
+    def test_raised_where_python_expects_them(self):
+        name = "shmval-pyerr-%d" % os.getpid()
+        with self.assertRaises(FileNotFoundError):
+            shmval.Segment(name)
+        with shmval.Segment(name, create=True, size=64 << 10) as seg:
+            try:
+                self._raised(seg, name)
+            finally:
+                seg.unlink()
+        with open("/dev/shm/" + name, "wb") as f:
+            f.write(b"not a segment" * 1000)
+        try:
+            with self.assertRaises(shmval.errors.ENOTSHMVAL):
+                shmval.Segment(name)
+        finally:
+            os.unlink("/dev/shm/" + name)
+
+    def _raised(self, seg, name):
+        with self.assertRaises(FileExistsError):
+            shmval.Segment(name, create=True)
+        d, q = seg.Dict(name="d"), seg.List(name="q")
         with self.assertRaises(KeyError):
-            shmval._check(-2, "k", key=True)
-        with self.assertRaises(shmval.Error) as cm:
-            shmval._check(-30004)
-        self.assertEqual(cm.exception.name, "SHMVAL_ECORRUPT")
-        self.assertEqual(shmval._check(1), 1)
+            d["missing"]
+        with self.assertRaises(IndexError):
+            q[3]
+        with self.assertRaises(ValueError):
+            q.remove(b"missing")
+        with self.assertRaises(TimeoutError) as cm:
+            q.pop_wait(timeout=0.01)
+        self.assertIsInstance(cm.exception, queue.Empty)  # what a queue.Queue user catches
+        with self.assertRaises(TypeError):
+            seg.open_value("d", "i")  # a dict, not a Value
+        with self.assertRaises(TypeError):
+            q.sort()  # a bytes list
+        with self.assertRaises(ValueError):
+            seg.Value("i", name="x" * 300)  # too long a name
+        lock = seg.Lock(name="lock")
+        with self.assertRaises(RuntimeError):
+            lock.release()  # not held: EPERM
+        with lock, self.assertRaises(RuntimeError):
+            lock.acquire()  # EDEADLK, where multiprocessing's Lock would hang
+        sem = seg.BoundedSemaphore(1, name="sem")
+        with self.assertRaises(ValueError):
+            sem.release()  # EOVERFLOW
+        b = seg.Barrier(2, name="barrier")
+        b.abort()
+        with self.assertRaises(threading.BrokenBarrierError):
+            b.wait()
+        with shmval.Segment(name, readonly=True) as ro, self.assertRaises(PermissionError):
+            ro.open_dict("d")["k"] = b"v"  # EACCES
+        seg.remove("q")
+        with self.assertRaises(ReferenceError):
+            len(q)  # ESTALE: the object is gone
+        with self.assertRaises(MemoryError):
+            for i in range(1000):
+                d[str(i)] = bytes(4096)  # ENOSPC: 64 KiB and no max_size
+        with self.assertRaises(AttributeError):
+            seg.Value("i", lock=False).get_lock()
 
 
 if __name__ == "__main__":
