@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 import warnings
+import weakref
 
 __all__ = ["Error", "errors", "codes", "BUILTINS", "KeyMissing", "ItemMissing", "Empty", "OwnerDeadWarning", "Value", "RawValue", "Array", "RawArray", "Lock",
            "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Dict",
@@ -41,17 +42,17 @@ def _load():
     if found:
         candidates.append(found)
     for path in candidates:
-        tried.append(path)
         try:
-            return ctypes.CDLL(path)
-        except OSError:
-            continue
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append(str(e))
     raise ImportError("libshmval.so not found: tried SHMVAL_LIBRARY (%s), %s/libshmval.so*, and "
-                      "ctypes.util.find_library('shmval') (%s); set SHMVAL_LIBRARY to the "
-                      "library's path" % (env or "unset", here, found or "nothing"))
+                      "ctypes.util.find_library('shmval') (%s)%s; set SHMVAL_LIBRARY to the "
+                      "library's path" % (env or "unset", here, found or "nothing",
+                                          "".join("; " + t for t in tried)))
 
 
-_lib = _load()
+_lib, library = _load()  # library: the path of the libshmval.so loaded
 _lib.shmval_strerror.restype = ctypes.c_char_p
 _lib.shmval_err_name.restype = ctypes.c_char_p
 for _f in ("shm_value_ptr", "shm_array_ptr", "shm_value_get_lock", "shm_array_get_lock"):
@@ -75,6 +76,23 @@ _lib.shm_list_get.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, c
 _lib.shm_list_pop.argtypes = _lib.shm_list_get.argtypes
 _lib.shm_list_insert.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_size_t]
 _lib.shm_list_set.argtypes = _lib.shm_list_insert.argtypes
+
+
+def _fn(name):
+    """A second function object for a hot call, without argtypes: its callers pass ctypes
+    instances (or bytes), which ctypes hands over with less work than converting by argtypes."""
+    return _lib[name]
+
+
+_lock_acquire, _lock_release = _fn("shm_lock_acquire"), _fn("shm_lock_release")
+_dict_get, _dict_set, _dict_contains = _fn("shm_dict_get"), _fn("shm_dict_set"), \
+    _fn("shm_dict_contains")
+_list_append, _list_pop_wait, _list_get = _fn("shm_list_append"), _fn("shm_list_pop_wait"), \
+    _fn("shm_list_get")
+_value_get, _value_set = _fn("shm_value_get"), _fn("shm_value_set")
+_size = ctypes.c_size_t
+_SIZES = [_size(i) for i in range(256)]  # the common lengths, made once (never changed)
+_FOREVER, _FRONT = ctypes.c_double(-1.0), ctypes.c_long(0)
 
 OWNERDEAD = 1
 
@@ -188,11 +206,30 @@ def _ctype(typecode):
 
 
 class _LockBase:
-    """A process-shared robust lock: acquire/release, a context manager."""
+    """A process-shared robust lock: acquire/release, a context manager.
+
+    The wrapper remembers which thread of this process holds the lock through
+    it, so that a Value's or Array's access inside ``with v.get_lock():`` reads
+    the memory directly instead of taking the (recursive) lock again.
+    """
 
     def __init__(self, handle):
         self._h = handle
         self.owner_died = False
+        self._holder = None  # the thread that holds the lock through this wrapper
+        self._depth = 0
+        _lock_wrappers.add(self)
+
+    def _held(self, rc):
+        """After a successful acquire (rc 0 or OWNERDEAD): note the holder; warn of a death."""
+        me = _get_ident()
+        if self._holder == me:
+            self._depth += 1
+        else:
+            self._holder, self._depth = me, 1
+        self.owner_died = rc == OWNERDEAD
+        if self.owner_died:
+            warnings.warn("the lock's previous holder died holding it", OwnerDeadWarning, 3)
 
     def acquire(self, block=True, timeout=None):
         if not block:
@@ -200,25 +237,58 @@ class _LockBase:
             if rc == _EBUSY:
                 return False
         elif timeout is None or timeout < 0:
-            rc = _lib.shm_lock_acquire(self._h)
+            rc = _lock_acquire(self._h)
         else:
             rc = _lib.shm_lock_acquire_timeout(self._h, float(timeout))
             if rc in (_ETIMEDOUT, _EBUSY):  # EBUSY: a timeout of 0, held
                 return False
-        self.owner_died = _check(rc, "acquire") == OWNERDEAD
-        if self.owner_died:
-            warnings.warn("the lock's previous holder died holding it", OwnerDeadWarning, 2)
+        self._held(_check(rc, "acquire"))
         return True
 
     def release(self):
-        _check(_lib.shm_lock_release(self._h), "release")
+        if self._holder == _get_ident():  # before the lock is free for another thread
+            self._depth -= 1
+            if self._depth == 0:
+                self._holder = None
+        rc = _lock_release(self._h)
+        if rc:
+            _check(rc, "release")
 
     def __enter__(self):
-        self.acquire()
+        rc = _lock_acquire(self._h)
+        if rc == 0 and self._holder is None:  # the common case, in short
+            self._holder, self._depth, self.owner_died = _get_ident(), 1, False
+        else:
+            self._held(_check(rc, "acquire"))
         return self
 
     def __exit__(self, *exc):
-        self.release()
+        if self._depth == 1:  # the common case of release(), in short
+            self._holder, self._depth = None, 0
+            rc = _lock_release(self._h)
+            if rc:
+                _check(rc, "release")
+        else:
+            self.release()
+
+    def _died(self, rc):
+        """A call that took this lock inside the library returned ``rc`` (OWNERDEAD or 0)."""
+        self.owner_died = rc == OWNERDEAD
+        if self.owner_died:
+            warnings.warn("the lock's previous holder died holding it", OwnerDeadWarning, 3)
+
+
+_lock_wrappers = weakref.WeakSet()
+_get_ident = threading.get_ident
+
+
+def _forget_holders():
+    """In a forked child no lock is held by this process: the parent's thread holds it."""
+    for lk in list(_lock_wrappers):
+        lk._holder, lk._depth = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_holders)
 
 
 class Lock(_LockBase):
@@ -464,77 +534,102 @@ def _opts(lock=True, segment=None, name=None, max_size=0):
 
 
 class _Value(_Shared):
-    def __init__(self, typecode, value, lock, segment=None, name=None, handle=None):
-        self._type = _ctype(typecode)
-        self._typecode = typecode
-        h = handle
-        if h is None:
-            h = ctypes.c_void_p()
-            init = self._type(value)
-            opts = _opts(lock, segment, name)
-            _check(_lib.shm_value_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
-                                         ctypes.byref(init), ctypes.byref(opts)), "Value")
-        self._h = h
-        self._seg = segment  # keeps the segment mapped while the object is used
-        self._obj = self._type.from_address(_lib.shm_value_ptr(h))
-        lh = _lib.shm_value_get_lock(h)
-        self._lock = lock if isinstance(lock, _LockBase) else \
-            _LockBase(ctypes.c_void_p(lh)) if lh else None
-        self._named(segment, name, "value", typecode)
+    """A Value with a lock (``multiprocessing.Value``): ``value`` under the lock, ``get_lock()``,
+    ``get_obj()``; a context manager over the lock."""
 
     @property
     def value(self):
-        if self._lock is None:
+        lk = self._lock
+        if lk._holder == _get_ident():  # inside `with v.get_lock()`: read directly
             return self._obj.value
-        with self._lock:
-            return self._obj.value
+        # One call that takes the lock, copies and releases, into this thread's buffer.
+        s = _scratch
+        rc = _value_get(self._h, s.buf)
+        if rc:
+            lk._died(_check(rc, "value"))
+        view = s.views.get(self._type)
+        if view is None:
+            view = s.views[self._type] = self._type.from_buffer(s.buf)
+        return view.value
 
     @value.setter
     def value(self, v):
-        if self._lock is None:
+        lk = self._lock
+        if lk._holder == _get_ident():
             self._obj.value = v
             return
-        with self._lock:
-            self._obj.value = v
+        rc = _value_set(self._h, ctypes.byref(self._type(v)))
+        if rc:
+            lk._died(_check(rc, "value"))
 
-    @property
     def get_lock(self):
-        """The lock (a method, as in multiprocessing); a RawValue has none: AttributeError, so
-        ``hasattr(v, 'get_lock')`` tells the two apart like multiprocessing's raw objects."""
-        if self._lock is None:
-            raise AttributeError("a RawValue has no lock")
-        return lambda: self._lock
+        return self._lock
 
-    @property
     def get_obj(self):
-        if self._lock is None:
-            raise AttributeError("a RawValue has no get_obj: it is the object")
-        return lambda: self._obj
+        return self._obj
 
     def acquire(self, *a, **k):
-        return self.get_lock().acquire(*a, **k)
+        return self._lock.acquire(*a, **k)
 
     def release(self):
-        self.get_lock().release()
+        self._lock.release()
 
     def __enter__(self):
-        return self.get_lock().__enter__()
+        return self._lock.__enter__()
 
     def __exit__(self, *exc):
-        return self.get_lock().__exit__(*exc)
+        return self._lock.__exit__(*exc)
 
     def __repr__(self):
         return "<shmval.Value(%r, %r)>" % (self._typecode, self._obj.value)
 
 
+class _RawMixin(_Shared):
+    """What a RawValue adds to its ctypes object over the shared memory (as
+    ``multiprocessing.RawValue`` is a ctypes object): where it lives."""
+
+    def __repr__(self):
+        return "<shmval.RawValue(%r, %r)>" % (self._typecode, self.value)
+
+
+_raw_types = {}
+
+
+def _make_value(typecode, value, lock, segment=None, name=None, handle=None):
+    """A Value (locked) or a RawValue (a ctypes object), made or opened by ``handle``."""
+    t = _ctype(typecode)
+    h = handle
+    if h is None:
+        h = ctypes.c_void_p()
+        init = t(value)
+        opts = _opts(lock, segment, name)
+        _check(_lib.shm_value_create(ctypes.byref(h), ctypes.c_int(ord(typecode)),
+                                     ctypes.byref(init), ctypes.byref(opts)), "Value")
+    ptr = _lib.shm_value_ptr(h)
+    lh = _lib.shm_value_get_lock(h)
+    lk = lock if isinstance(lock, _LockBase) else _LockBase(ctypes.c_void_p(lh)) if lh else None
+    if lk is None:
+        cls = _raw_types.get(t)
+        if cls is None:
+            cls = _raw_types[t] = type("RawValue", (_RawMixin, t), {"__module__": __name__})
+        v = cls.from_address(ptr)
+    else:
+        v = _Value()
+        v._obj, v._type, v._lock = t.from_address(ptr), t, lk
+    v._h = h
+    v._seg = segment  # keeps the segment mapped while the object is used
+    v._typecode = typecode
+    return v._named(segment, name, "value", typecode)
+
+
 def Value(typecode, value=0, *, lock=True):
-    """``multiprocessing.Value(typecode, value, lock=True)``."""
-    return _Value(typecode, value, lock)
+    """``multiprocessing.Value(typecode, value, lock=True)``; ``lock=False`` is a RawValue."""
+    return _make_value(typecode, value, lock)
 
 
 def RawValue(typecode, value=0):
-    """``multiprocessing.RawValue``: no lock."""
-    return _Value(typecode, value, False)
+    """``multiprocessing.RawValue``: a ctypes object over the shared memory, no lock."""
+    return _make_value(typecode, value, False)
 
 
 class _ArrayMixin(_Shared):
@@ -552,10 +647,19 @@ class _ArrayMixin(_Shared):
             return fn()
 
     def __getitem__(self, i):
-        return self._locked(lambda: super(_ArrayMixin, self).__getitem__(i))
+        lk = self._lock
+        if lk is None or lk._holder == _get_ident():  # raw, or inside `with a.get_lock()`
+            return self._base.__getitem__(self, i)
+        with lk:
+            return self._base.__getitem__(self, i)
 
     def __setitem__(self, i, v):
-        self._locked(lambda: super(_ArrayMixin, self).__setitem__(i, v))
+        lk = self._lock
+        if lk is None or lk._holder == _get_ident():
+            self._base.__setitem__(self, i, v)
+            return
+        with lk:
+            self._base.__setitem__(self, i, v)
 
     def __iter__(self):
         return iter(self[:])
@@ -651,6 +755,25 @@ def _as_bytes(x, what):
     raise TypeError("%s must be bytes or str, not %s" % (what, type(x).__name__))
 
 
+_SCRATCH = 4096
+
+
+class _Scratch(threading.local):
+    """This thread's buffer for values copied out (a ctypes call runs without the GIL, so
+    threads cannot share one); larger values take :func:`_fetch`'s sized buffer."""
+
+    def __init__(self):
+        self.buf = ctypes.create_string_buffer(_SCRATCH)
+        self.cap = _size(_SCRATCH)
+        self.n = _size(0)
+        self.nref = ctypes.byref(self.n)
+        self.views = {}  # ctypes type -> an instance over buf
+        self.all = (self.buf, self.cap, self.nref, self.n)
+
+
+_scratch = _Scratch()
+
+
 def _fetch(call, what, key=False):
     """Call ``call(buf, cap, &n)``, growing the buffer on ENOBUFS; the bytes."""
     n = ctypes.c_size_t(0)
@@ -682,6 +805,7 @@ class _Values:
             self.encode = lambda v: _as_bytes(v, "value")
             self.decode = lambda b: b
         self.codec = codec
+        self.plain = typecode is None and codec is None  # bytes in, bytes out
 
 
 _lib.shm_dict_value_type.restype = ctypes.c_int
@@ -714,6 +838,7 @@ class _Container(_Shared):
         self._h = h
         self._seg = segment
         self._v = _Values(typecode, codec)
+        self._plain = self._v.plain
         self._named(segment, name, kind, None)
 
 
@@ -728,14 +853,30 @@ class Dict(_Container):
         self._setup("dict", typecode, codec, max_size, segment, name, handle)
 
     def __setitem__(self, k, v):
-        k, v = _as_bytes(k, "key"), self._v.encode(v)
-        _check(_lib.shm_dict_set(self._h, k, ctypes.c_size_t(len(k)), v,
-                                 ctypes.c_size_t(len(v))), "dict set")
+        if type(k) is not bytes:
+            k = _as_bytes(k, "key")
+        if type(v) is not bytes or not self._plain:
+            v = self._v.encode(v)
+        kl, vl = len(k), len(v)
+        rc = _dict_set(self._h, k, _SIZES[kl] if kl < 256 else _size(kl), v,
+                       _SIZES[vl] if vl < 256 else _size(vl))
+        if rc:
+            _check(rc, "dict set")
 
     def __getitem__(self, k):
-        k = _as_bytes(k, "key")
-        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_dict_get(
-            self._h, k, ctypes.c_size_t(len(k)), b, ctypes.c_size_t(c), n), repr(k), KeyMissing))
+        if type(k) is not bytes:
+            k = _as_bytes(k, "key")
+        buf, cap, nref, n = _scratch.all
+        kl = len(k)
+        rc = _dict_get(self._h, k, _SIZES[kl] if kl < 256 else _size(kl), buf, cap, nref)
+        if rc == 0:
+            v = buf[:n.value]
+        elif rc == _ENOBUFS:  # larger than the scratch buffer: one of its size
+            v = _fetch(lambda b, c, n: _dict_get(self._h, k, _size(kl), b, _size(c), n),
+                       repr(k), True)
+        else:
+            _check(rc, repr(k), KeyMissing)
+        return v if self._plain else self._v.decode(v)
 
     def add(self, k, delta=1):
         """``d[k] += delta`` for a numeric typed dict (a missing key counts as 0); the old value."""
@@ -754,8 +895,9 @@ class Dict(_Container):
             return default
 
     def __contains__(self, k):
-        k = _as_bytes(k, "key")
-        return _check(_lib.shm_dict_contains(self._h, k, ctypes.c_size_t(len(k))), "in") == 1
+        if type(k) is not bytes:
+            k = _as_bytes(k, "key")
+        return _check(_dict_contains(self._h, k, _size(len(k))), "in") == 1
 
     def __delitem__(self, k):
         k = _as_bytes(k, "key")
@@ -845,8 +987,24 @@ class List(_Container):
             self.append(x)
 
     def append(self, x):
-        x = self._v.encode(x)
-        _check(_lib.shm_list_append(self._h, x, ctypes.c_size_t(len(x))), "append")
+        if type(x) is not bytes or not self._plain:
+            x = self._v.encode(x)
+        n = len(x)
+        rc = _list_append(self._h, x, _SIZES[n] if n < 256 else _size(n))
+        if rc:
+            _check(rc, "append")
+
+    def _take(self, call, what):
+        """An item copied out by ``call(buf, cap, nref)``: the scratch buffer, else a sized one."""
+        buf, cap, nref, n = _scratch.all
+        rc = call(buf, cap, nref)
+        if rc == 0:
+            v = buf[:n.value]
+        elif rc == _ENOBUFS:
+            v = _fetch(lambda b, c, n: call(b, _size(c), n), what)
+        else:
+            _check(rc, what)
+        return v if self._plain else self._v.decode(v)
 
     def insert(self, i, x):
         x = self._v.encode(x)
@@ -855,8 +1013,8 @@ class List(_Container):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return self._snapshot()[i]
-        return self._v.decode(_fetch(lambda b, c, n: _lib.shm_list_get(self._h, i, b, c, n),
-                                     "list index"))
+        i = ctypes.c_long(i)
+        return self._take(lambda b, c, n: _list_get(self._h, i, b, c, n), "list index")
 
     def __setitem__(self, i, x):
         x = self._v.encode(x)
@@ -869,12 +1027,16 @@ class List(_Container):
     def pop_wait(self, i=0, timeout=None):
         """Pop from the front (0) or back (-1), waiting up to ``timeout`` seconds (None: forever);
         :class:`Empty` (a TimeoutError and a ``queue.Empty``) when nothing came."""
-        t = -1.0 if timeout is None else float(timeout)
-        try:
-            return self._v.decode(_fetch(
-                lambda b, c, n: _lib.shm_list_pop_wait(self._h, i, t, b, c, n), "pop_wait"))
-        except errors.ETIMEDOUT:
-            raise Empty(_ETIMEDOUT, "pop_wait") from None
+        t = _FOREVER if timeout is None else ctypes.c_double(timeout)
+        i = _FRONT if i == 0 else ctypes.c_long(i)
+        buf, cap, nref, n = _scratch.all
+        rc = _list_pop_wait(self._h, i, t, buf, cap, nref)
+        if rc == 0:  # the common case, in short
+            v = buf[:n.value]
+            return v if self._plain else self._v.decode(v)
+        if rc == _ETIMEDOUT:
+            raise Empty(_ETIMEDOUT, "pop_wait")
+        return self._take(lambda b, c, n: _list_pop_wait(self._h, i, t, b, c, n), "pop_wait")
 
     def __len__(self):
         n = ctypes.c_size_t(0)
@@ -1040,7 +1202,7 @@ class Segment:
 
     # Making objects by name.
     def Value(self, typecode, value=0, *, name=None, lock=True):
-        return _Value(typecode, value, lock, self, name)
+        return _make_value(typecode, value, lock, self, name)
 
     def Array(self, typecode, size_or_initializer, *, name=None, lock=True):
         return _Array(typecode, size_or_initializer, lock, self, name)
@@ -1059,7 +1221,7 @@ class Segment:
 
     def open_value(self, name, typecode):
         h = self._open(_lib.shm_value_open, name, ctypes.c_int(ord(typecode)))
-        return _Value(typecode, 0, True, self, name, handle=h)
+        return _make_value(typecode, 0, True, self, name, handle=h)
 
     def open_array(self, name, typecode):
         h = self._open(_lib.shm_array_open, name, ctypes.c_int(ord(typecode)))

@@ -439,6 +439,15 @@ class TestInterop(unittest.TestCase):
             lock.release()
 
 
+class TestImport(unittest.TestCase):
+    def test_library_found(self):
+        env = os.environ.get("SHMVAL_LIBRARY")
+        if env:
+            self.assertEqual(shmval.library, env)
+        else:  # ctest: the build tree's package, with the library linked beside it
+            self.assertEqual(os.path.dirname(shmval.library), os.path.dirname(shmval.__file__))
+
+
 class TestErrors(unittest.TestCase):
     # The built-in exception each of the library's codes also raises as.
     expected = {"ENOENT": FileNotFoundError, "EEXIST": FileExistsError,

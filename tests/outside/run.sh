@@ -3,7 +3,7 @@
 # project would, four ways: find_package with the shared target and with the
 # static one, and pkg-config for the shared and the static library. Each
 # program is run; so are the installed tool (found through its relative
-# runpath, before any ldconfig) and its man page.
+# runpath, before any ldconfig), its man page and the Python package.
 #
 #   sh tests/outside/run.sh
 #
@@ -38,6 +38,21 @@ groff -mandoc -Tutf8 -P-cbou "$man1" | grep -q "EXIT STATUS"
 echo "man page: renders without warnings"
 test -f "$(find "$p" -path '*share/doc/shmval/README.md')"
 test -f "$(find "$p" -path '*share/doc/shmval/LICENSE')"
+
+# The Python package, from the installed copy only: it loads the installed
+# library through the link beside it (no SHMVAL_LIBRARY).
+if command -v python3 >/dev/null 2>&1; then
+  pydir=$(sed -n 's/^SHMVAL_PYTHON_DIR:STRING=//p' "$tmp/build/CMakeCache.txt")
+  case $pydir in /*) ;; *) pydir="$p/$pydir" ;; esac
+  (cd "$tmp" && env -u SHMVAL_LIBRARY PYTHONPATH="$pydir" python3 -c '
+import os, sys, shmval
+lib = os.path.realpath(shmval.library)
+assert lib.startswith(os.path.realpath(sys.argv[1])), lib
+v = shmval.Value("i", 41)
+v.value += 1
+print("python: import shmval from the install, %s, Value %d" % (os.path.basename(lib), v.value))
+' "$p")
+fi
 
 # The archive must not pull in the shared library.
 no_shared() { ! ldd "$1" | grep -q libshmval; }
