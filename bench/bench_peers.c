@@ -131,6 +131,72 @@ static int python_rows(int quick) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* The Python binding beside multiprocessing: both sides are Python, measured by
+ * bench/peers/python_binding.py in one run; its lines become this section's rows. */
+
+/* One "pair UNIT 7 numbers NAME|TARGET" or "single ns 3 numbers NAME|TARGET" line. */
+static int binding_row(char *line) {
+  char kind[8], unit[32];
+  double f[7];
+  int used = 0;
+  line[strcspn(line, "\n")] = '\0';
+  if (sscanf(line, "%7s %31s%n", kind, unit, &used) != 2)
+    return -1;
+  char *p = line + used;
+  int nf = strcmp(kind, "pair") == 0 ? 7 : 3;
+  for (int i = 0; i < nf; i++) {
+    char *end;
+    f[i] = strtod(p, &end);
+    if (end == p)
+      return -1;
+    p = end;
+  }
+  p += strspn(p, " ");
+  char *bar = strchr(p, '|');
+  if (bar == NULL)
+    return -1;
+  *bar = '\0';
+  if (nf == 3) {
+    row_single(p, (stat3){f[0], f[1], f[2]}, "ns", bar + 1);
+    return 0;
+  }
+  pair pr = {{f[0], f[1], f[2]}, {f[3], f[4], f[5]}, f[6]};
+  if (strncmp(unit, "gbs:", 4) == 0)
+    row_gbs(p, pr, atof(unit + 4), bar + 1);
+  else
+    row_ns(p, pr, bar + 1);
+  return 0;
+}
+
+static int binding_rows(int quick) {
+  section("Peer: the Python binding vs multiprocessing", "operation (Python code)",
+          "shmval (Python)", "multiprocessing");
+#ifdef SHMVAL_PY_BINDING
+  char cmd[1024], line[512];
+  snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' python3 '%s' --rows%s 2>/dev/null", SHMVAL_PY_PATH,
+           SHMVAL_PY_BINDING, quick ? " --quick" : "");
+  FILE *p = popen(cmd, "r");
+  int rows = 0, bad = 0;
+  while (p != NULL && fgets(line, sizeof line, p) != NULL)
+    if (binding_row(line) == 0)
+      rows++;
+    else
+      bad++;
+  int st = p == NULL ? -1 : pclose(p);
+  if (rows == 0 || st != 0 || bad != 0) {
+    printf("(failed: %s gave %d rows, %d bad lines, status %d)\n", SHMVAL_PY_BINDING, rows, bad,
+           st);
+    return 1;
+  }
+#else
+  (void)quick;
+  (void)binding_row;
+  printf("(skipped: the Python package is not built: python3 was not found)\n");
+#endif
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Boost.Interprocess. */
 
 #define NAMES 20000
@@ -243,4 +309,4 @@ static int boost_rows(int quick) {
   return shm_segment_unlink(seg_name) | boost_dict_rows(quick, figs, n);
 }
 
-int bench_peers(int quick) { return python_rows(quick) | boost_rows(quick); }
+int bench_peers(int quick) { return python_rows(quick) | binding_rows(quick) | boost_rows(quick); }
