@@ -6,7 +6,9 @@
  *   (the consumer in shm_list_pop_wait): a typed list (8-byte items, 64-byte
  *   records) and a bytes list (64-byte items), each beside a POSIX message
  *   queue (mq_send / mq_receive; the queue holds 10 messages, the system's
- *   default limit) and beside a pipe (fixed-size messages).
+ *   default limit) and beside a pipe (fixed-size messages); the bytes list
+ *   also in batches of 64 (shm_list_append_many / shm_list_pop_many) beside
+ *   itself item by item and beside a pipe written 64 items at a time.
  * - 4 producers and 4 consumers beside a ring in a shared mapping under one
  *   robust mutex, with a semaphore counting its items (consumers sleep in
  *   sem_wait).
@@ -121,6 +123,82 @@ static int pipe_cons(q1 *q) {
   return 0;
 }
 
+/* Batches of QB items: append_many / pop_many, and a pipe written QB items at a time. */
+#define QB 64
+
+static int batch_prod(q1 *q) {
+  char data[QB * 64] = {0};
+  size_t lens[QB];
+  for (long i = 0; i < q->items;) {
+    size_t k = 0;
+    for (; k < QB && i < q->items; k++, i++) {
+      memcpy(data + k * q->size, &i, sizeof i);
+      lens[k] = q->size;
+    }
+    if (shm_list_append_many(q->l, data, lens, k) != 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int batch_cons(q1 *q) {
+  char data[QB * 64];
+  size_t lens[QB], k;
+  for (long i = 0; i < q->items;) {
+    if (shm_list_pop_many(q->l, 0, QB, -1, data, sizeof data, lens, &k) != 0)
+      return 1;
+    for (size_t j = 0; j < k; j++, i++) {
+      long got;
+      memcpy(&got, data + j * q->size, sizeof got);
+      if (lens[j] != q->size || got != i)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static int pipe_batch_prod(q1 *q) {
+  char data[QB * 64] = {0};
+  for (long i = 0; i < q->items;) {
+    size_t k = 0;
+    for (; k < QB && i < q->items; k++, i++)
+      memcpy(data + k * q->size, &i, sizeof i);
+    if (write(q->fd[1], data, k * q->size) != (ssize_t)(k * q->size))
+      return 1;
+  }
+  return 0;
+}
+
+static int pipe_batch_cons(q1 *q) {
+  char data[QB * 64];
+  size_t have = 0;
+  for (long i = 0; i < q->items;) {
+    ssize_t r = read(q->fd[0], data + have, sizeof data - have);
+    if (r <= 0)
+      return 1;
+    have += (size_t)r;
+    size_t j = 0;
+    for (; (j + 1) * q->size <= have; j++, i++) {
+      long got;
+      memcpy(&got, data + j * q->size, sizeof got);
+      if (got != i)
+        return 1;
+    }
+    memmove(data, data + j * q->size, have - j * q->size);
+    have -= j * q->size;
+  }
+  return 0;
+}
+
+static void run_batches(void *ctx, long n) {
+  (void)n;
+  pair_run(ctx, batch_prod, batch_cons);
+}
+static void run_pipe_batches(void *ctx, long n) {
+  (void)n;
+  pair_run(ctx, pipe_batch_prod, pipe_batch_cons);
+}
+
 void lib_queue8(void *ctx, long n) {
   q1 q = {.l = ctx, .size = 8, .items = n};
   pair_run(&q, lib_prod, lib_cons);
@@ -184,6 +262,15 @@ static int one_to_one(int quick) {
     row_ns(label, per_item(run_lib, &lq, run_mq, &base), ">= 1.0x tput");
     snprintf(label, sizeof label, "1 -> 1: %s vs pipe", kinds[k].label);
     row_ns(label, per_item(run_lib, &lq, run_pipe, &base), "-");
+    if (kinds[k].t == 0) {
+      /* The bytes list in batches: beside its own item-by-item transfer, and a pipe. */
+      q1 item = lq;
+      snprintf(label, sizeof label, "1 -> 1: %s, batches of %d vs one by one", kinds[k].label, QB);
+      row_ns(label, per_item(run_batches, &lq, run_lib, &item), "-");
+      snprintf(label, sizeof label, "1 -> 1: %s, batches of %d vs pipe", kinds[k].label, QB);
+      row_ns(label, per_item(run_batches, &lq, run_pipe_batches, &base), "-");
+      lq.failed |= item.failed;
+    }
     rc |= lq.failed | base.failed | shm_list_destroy(lq.l);
   }
   mq_close(mq);

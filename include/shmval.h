@@ -1608,6 +1608,51 @@ SHMVAL_API int shm_list_pop_wait(shm_list *l, long index, double timeout, void *
                                  size_t *len);
 
 /**
+ * @brief Append @p count items in one call: a queue producer's batch, one
+ *        lock for all of them.
+ * @param data  The items' bytes, one after another.
+ * @param lens  Item i's length, for i < @p count; NULL for a typed list (every
+ *              item its item size; when given, each must be that size).
+ * @return 0; #SHMVAL_EINVAL (a NULL @p data with a nonzero @p count, NULL
+ *         @p lens for a bytes list, a typed item of another length); the
+ *         common codes. On an error nothing is appended: items this call had
+ *         appended are taken back.
+ *
+ * A typed list takes the items in one change (as shm_list_extend()). A bytes
+ * list takes them one change each, in order: a caller killed part-way has
+ * appended the first few, each whole.
+ */
+SHMVAL_API int shm_list_append_many(shm_list *l, const void *data, const size_t *lens,
+                                    size_t count);
+
+/**
+ * @brief Pop up to @p max items from the front (@p index 0) or the back
+ *        (-1) in one call, waiting as shm_list_pop_wait() until there is at
+ *        least one: a queue consumer's batch, one lock for all of them.
+ * @param max    The most items to take, at least 1.
+ * @param timeout As shm_list_pop_wait(): 0 tries once, negative waits forever.
+ * @param buf    Receives the items one after another, in the order that
+ *               repeated pops from that end give them; items are taken
+ *               while the next one fits in the @p cap bytes left.
+ * @param lens   Receives each item's length (room for @p max); may be NULL
+ *               for a typed list, whose items are its item size.
+ * @param count  Receives how many items were taken.
+ * @return 0 and *count >= 1; #SHMVAL_ETIMEDOUT (nothing came; *count 0);
+ *         #SHMVAL_ENOBUFS (the first item does not fit: nothing removed,
+ *         lens[0] set to its length when @p lens is given); #SHMVAL_ESTALE
+ *         (destroyed while waiting); #SHMVAL_EINVAL (another index, @p max
+ *         0, a NULL @p count, NULL @p lens for a bytes list, a NULL @p buf
+ *         with a nonzero @p cap, a NaN timeout); the common codes. An error
+ *         after some items were taken ends the batch early with 0: those
+ *         items are returned, and the next call reports the error.
+ *
+ * Each item leaves by its own change: a caller killed part-way has taken
+ * some, exactly as after as many shm_list_pop_wait() calls.
+ */
+SHMVAL_API int shm_list_pop_many(shm_list *l, long index, size_t max, double timeout, void *buf,
+                                 size_t cap, size_t *lens, size_t *count);
+
+/**
  * @brief `len(l)`.
  * @return 0; #SHMVAL_EINVAL (NULL @p n); #SHMVAL_EAGAIN (read-only
  *         segments); the common codes.

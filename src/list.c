@@ -925,6 +925,49 @@ int shm_list_extend(shm_list *h, const void *items, size_t count) {
   return rc;
 }
 
+/* Take back the last @p k items of a bytes list (an append_many that failed part-way). */
+static int unappend(const lref *r, size_t k) {
+  int rc = 0;
+  for (lstate s; k > 0 && rc == 0; k--) {
+    size_t n;
+    if ((rc = state_of(r, &s)) == 0)
+      rc = pop_locked(r, s.count - 1, NULL, 0, &n, false);
+  }
+  return rc;
+}
+
+int shm_list_append_many(shm_list *h, const void *data, const size_t *lens, size_t count) {
+  lref r;
+  int rc = list_ref(h, true, &r);
+  if (rc != 0)
+    return rc;
+  if (data == NULL && count != 0)
+    return SHMVAL_EINVAL;
+  if (r.itype != 0) {
+    for (size_t i = 0; lens != NULL && i < count; i++)
+      if (lens[i] != r.isize)
+        return SHMVAL_EINVAL;
+    return shm_list_extend(h, data, count);
+  }
+  if (lens == NULL && count != 0)
+    return SHMVAL_EINVAL;
+  if (count == 0)
+    return 0;
+  if ((rc = list_lock(&r)) != 0)
+    return rc;
+  const char *p = data;
+  size_t k = 0;
+  for (lstate s; k < count; p += lens[k++])
+    if ((rc = state_of(&r, &s)) != 0 || (rc = insert_locked(&r, s.count, p, lens[k])) != 0)
+      break;
+  if (rc != 0)
+    (void)unappend(&r, k); /* an error leaves nothing appended (damage aside) */
+  list_unlock(&r);
+  if (rc == 0)
+    wake(r.l);
+  return rc;
+}
+
 typedef struct get_arg {
   long index;
   void *buf;
@@ -993,40 +1036,113 @@ static bool spin_for(_Atomic uint32_t *seq, uint32_t seen) {
   return false;
 }
 
-int shm_list_pop_wait(shm_list *h, long index, double timeout, void *buf, size_t cap, size_t *len) {
-  lref r;
+/* One try of a waiting pop: SHMVAL_ERANGE when the list is empty. */
+typedef int (*try_fn)(shm_list *h, void *ctx);
+
+/*
+ * Call @p try until it finds an item (or fails otherwise), waiting between
+ * tries for items to arrive until @p timeout (0: one try, negative: forever).
+ */
+static int wait_for_item(shm_list *h, const lref *r, double timeout, try_fn try, void *ctx) {
   struct timespec deadline;
-  if ((index != 0 && index != -1) || isnan(timeout) || (buf == NULL && cap != 0))
-    return SHMVAL_EINVAL;
-  int rc = list_ref(h, true, &r);
-  if (rc != 0)
-    return rc;
   bool forever = timeout < 0;
   if (!forever)
     shmval__prim_deadline(timeout, &deadline);
   for (;;) {
-    uint32_t seen = atomic_load(&r.l->seq);
-    rc = shm_list_pop(h, index, buf, cap, len);
+    uint32_t seen = atomic_load(&r->l->seq);
+    int rc = try(h, ctx);
     if (rc != SHMVAL_ERANGE)
-      return rc; /* an item, ENOBUFS (nothing removed), or an error */
+      return rc; /* items, ENOBUFS (nothing removed), or an error */
     if (timeout == 0 || (!forever && shmval__prim_past(&deadline)))
       return SHMVAL_ETIMEDOUT;
     /*
      * A producer at work appends within microseconds: watch seq a little
      * before sleeping, which spares both sides a system call per item.
      */
-    if (spin_for(&r.l->seq, seen))
+    if (spin_for(&r->l->seq, seen))
       continue;
     /* Announce the wait, then sleep unless an item came since seq was read. */
-    atomic_fetch_add(&r.l->waiters, 1);
-    rc = shmval__prim_futex_wait(&r.l->seq, seen, forever ? NULL : &deadline);
-    bool dying = __atomic_load_n(&r.l->dying, __ATOMIC_ACQUIRE) != 0;
-    atomic_fetch_sub(&r.l->waiters, 1); /* the last touch of a dying list */
+    atomic_fetch_add(&r->l->waiters, 1);
+    rc = shmval__prim_futex_wait(&r->l->seq, seen, forever ? NULL : &deadline);
+    bool dying = __atomic_load_n(&r->l->dying, __ATOMIC_ACQUIRE) != 0;
+    atomic_fetch_sub(&r->l->waiters, 1); /* the last touch of a dying list */
     if (dying)
       return SHMVAL_ESTALE;
     if (rc != 0 && rc != SHMVAL_ETIMEDOUT)
       return rc;
   }
+}
+
+typedef struct pop_arg {
+  long index;
+  size_t max;
+  char *buf;
+  size_t cap, *lens, *count;
+} pop_arg;
+
+static int try_pop(shm_list *h, void *ctx) {
+  pop_arg *a = ctx;
+  return shm_list_pop(h, a->index, a->buf, a->cap, a->lens);
+}
+
+int shm_list_pop_wait(shm_list *h, long index, double timeout, void *buf, size_t cap, size_t *len) {
+  lref r;
+  if ((index != 0 && index != -1) || isnan(timeout) || (buf == NULL && cap != 0))
+    return SHMVAL_EINVAL;
+  int rc = list_ref(h, true, &r);
+  if (rc != 0)
+    return rc;
+  pop_arg a = {index, 1, buf, cap, len, NULL};
+  return wait_for_item(h, &r, timeout, try_pop, &a);
+}
+
+/* Pop up to a->max items from one end under one lock hold, while they fit. */
+static int try_pop_many(shm_list *h, void *ctx) {
+  pop_arg *a = ctx;
+  lref r;
+  lstate s;
+  size_t used = 0, k = 0;
+  int rc = list_ref(h, true, &r);
+  if (rc != 0 || (rc = list_lock(&r)) != 0)
+    return rc;
+  while (k < a->max && (rc = state_of(&r, &s)) == 0) {
+    size_t n = 0;
+    if (s.count == 0) {
+      rc = SHMVAL_ERANGE;
+      break;
+    }
+    char *at = a->buf == NULL ? NULL : a->buf + used;
+    rc = pop_locked(&r, a->index == 0 ? 0 : s.count - 1, at, a->cap - used, &n, true);
+    if (rc != 0) {
+      if (rc == SHMVAL_ENOBUFS && k == 0 && a->lens != NULL)
+        a->lens[0] = n;
+      break;
+    }
+    if (a->lens != NULL)
+      a->lens[k] = n;
+    used += n;
+    k++;
+  }
+  list_unlock(&r);
+  *a->count = k;
+  /* Items taken are the caller's now: an error after them waits for the next call. */
+  return k > 0 ? 0 : rc;
+}
+
+int shm_list_pop_many(shm_list *h, long index, size_t max, double timeout, void *buf, size_t cap,
+                      size_t *lens, size_t *count) {
+  lref r;
+  if ((index != 0 && index != -1) || max == 0 || count == NULL || isnan(timeout) ||
+      (buf == NULL && cap != 0))
+    return SHMVAL_EINVAL;
+  *count = 0;
+  int rc = list_ref(h, true, &r);
+  if (rc != 0)
+    return rc;
+  if (r.itype == 0 && lens == NULL)
+    return SHMVAL_EINVAL;
+  pop_arg a = {index, max, buf, cap, lens, count};
+  return wait_for_item(h, &r, timeout, try_pop_many, &a);
 }
 
 static int len_fn(const lref *r, const lstate *s, void *ctx) {

@@ -1534,22 +1534,27 @@ static void test_kill_at_every_dict_step(void **state) {
 
 /* ------------------------------------------------------------------------ */
 /* A list's writer killed at every step of append, insert, pop, set, remove,
- * reverse, clear, extend and sort, and of the grows and shrinks they cause. */
+ * reverse, clear, extend, sort and the batches (append_many, pop_many), and of
+ * the grows and shrinks they cause. */
 
 #define LMAX 64
 
 typedef struct lop {
   char kind; /* bytes list: a append, f insert(0), i insert, p pop, s set, r remove, v reverse,
-                c clear; typed list: A append, E extend 3, S sort, P pop, T set */
+                c clear, m append_many 3, q pop_many 2 from the front, z from the back;
+                typed list: A append, E extend 3, S sort, P pop, T set, M append_many 2,
+                Q pop_many 2 from the front */
   int idx, val;
 } lop;
 
 static const lop lops[] = {
-    {'a', 0, 1},  {'a', 0, 2},  {'a', 0, 3},  {'a', 0, 4},  {'a', 0, 5},  {'a', 0, 6},  {'a', 0, 7},
-    {'a', 0, 8},  {'a', 0, 9},  {'a', 0, 10}, {'f', 0, 11}, {'i', 3, 12}, {'s', 2, 13}, {'p', 0, 0},
-    {'p', -1, 0}, {'p', 4, 0},  {'r', 0, 7},  {'v', 0, 0},  {'E', 0, 30}, {'A', 0, 20}, {'S', 0, 0},
-    {'T', 1, 21}, {'P', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},
-    {'c', 0, 0},  {'a', 0, 14}, {'f', 0, 15}, {'c', 0, 0},  {'a', 0, 16},
+    {'a', 0, 1},  {'a', 0, 2},  {'a', 0, 3},  {'a', 0, 4},  {'a', 0, 5},  {'a', 0, 6},
+    {'a', 0, 7},  {'a', 0, 8},  {'a', 0, 9},  {'a', 0, 10}, {'f', 0, 11}, {'i', 3, 12},
+    {'s', 2, 13}, {'p', 0, 0},  {'p', -1, 0}, {'p', 4, 0},  {'r', 0, 7},  {'v', 0, 0},
+    {'m', 0, 40}, {'q', 0, 0},  {'z', 0, 0},  {'E', 0, 30}, {'A', 0, 20}, {'M', 0, 50},
+    {'Q', 0, 0},  {'S', 0, 0},  {'T', 1, 21}, {'P', 0, 0},  {'p', 0, 0},  {'p', 0, 0},
+    {'p', 0, 0},  {'p', 0, 0},  {'p', 0, 0},  {'c', 0, 0},  {'a', 0, 14}, {'f', 0, 15},
+    {'c', 0, 0},  {'a', 0, 16},
 };
 #define NLOPS ((int)(sizeof lops / sizeof lops[0]))
 
@@ -1562,12 +1567,20 @@ static size_t lval(int v, char *buf) {
   return n;
 }
 
+/* Items @p v, v+1, v+2 back to back in @p buf, their lengths in @p lens. */
+static void lvals3(int v, char *buf, size_t *lens) {
+  for (int k = 0; k < 3; k++) {
+    lens[k] = lval(v + k, buf);
+    buf += lens[k];
+  }
+}
+
 static int list_workload(shm_list *l, shm_list *t, shm_value *progress) {
-  char v[64], out[64];
+  char v[64], out[192], many[192];
   for (int i = 0; i < NLOPS; i++) {
     const lop *o = &lops[i];
-    size_t vl = lval(o->val, v), n;
-    long x = o->val, xs[3] = {o->val + 2, o->val, o->val + 1};
+    size_t vl = lval(o->val, v), n, lens[3];
+    long x = o->val, xs[3] = {o->val + 2, o->val, o->val + 1}, two[2] = {o->val, o->val + 1};
     int rc = 0;
     switch (o->kind) {
     case 'a':
@@ -1593,6 +1606,22 @@ static int list_workload(shm_list *l, shm_list *t, shm_value *progress) {
       break;
     case 'c':
       rc = shm_list_clear(l);
+      break;
+    case 'm':
+      lvals3(o->val, many, lens);
+      rc = shm_list_append_many(l, many, lens, 3);
+      break;
+    case 'q':
+    case 'z':
+      rc = shm_list_pop_many(l, o->kind == 'q' ? 0 : -1, 2, 0, out, sizeof out, lens, &n);
+      rc = rc == 0 && n != 2 ? -1 : rc;
+      break;
+    case 'M':
+      rc = shm_list_append_many(t, two, NULL, 2);
+      break;
+    case 'Q':
+      rc = shm_list_pop_many(t, 0, 2, 0, xs, sizeof xs, NULL, &n);
+      rc = rc == 0 && n != 2 ? -1 : rc;
       break;
     case 'A':
       rc = shm_list_append(t, &x, sizeof x);
@@ -1664,8 +1693,27 @@ static void lmodel(int done, int *b, int *nb, int *t, int *nt) {
     case 'c':
       *nb = 0;
       break;
+    case 'm':
+      for (int k = 0; k < 3; k++)
+        b[(*nb)++] = o->val + k;
+      break;
+    case 'q':
+      memmove(&b[0], &b[2], (size_t)(*nb - 2) * sizeof *b);
+      *nb -= 2;
+      break;
+    case 'z':
+      *nb -= 2;
+      break;
     case 'A':
       t[(*nt)++] = o->val;
+      break;
+    case 'M':
+      t[(*nt)++] = o->val;
+      t[(*nt)++] = o->val + 1;
+      break;
+    case 'Q':
+      memmove(&t[0], &t[2], (size_t)(*nt - 2) * sizeof *t);
+      *nt -= 2;
       break;
     case 'E':
       t[(*nt)++] = o->val + 2;
@@ -1686,44 +1734,63 @@ static void lmodel(int done, int *b, int *nb, int *t, int *nt) {
   }
 }
 
-/* Whether the bytes list holds exactly the items @p want[0..n) (@p prefix: or a prefix). */
-static bool blist_is(shm_list *l, const int *want, int n, bool prefix) {
+/*
+ * Whether the bytes list holds @p want[0..n) less some items: between @p lo
+ * and @p n of them, the first ones (@p suffix false) or the last ones.
+ */
+static bool blist_is(shm_list *l, const int *want, int n, int lo, bool suffix) {
   size_t len;
-  if (shm_list_len(l, &len) != 0 || (prefix ? len > (size_t)n : len != (size_t)n))
+  if (shm_list_len(l, &len) != 0 || len > (size_t)n || len < (size_t)lo)
     return false;
+  const int *from = suffix ? want + (n - (int)len) : want;
   for (size_t i = 0; i < len; i++) {
     char got[64], exp[64];
     size_t gl;
     if (shm_list_get(l, (long)i, got, sizeof got, &gl) != 0)
       return false;
-    size_t el = lval(want[i], exp);
+    size_t el = lval(from[i], exp);
     if (gl != el || memcmp(got, exp, el) != 0)
       return false;
   }
   return true;
 }
 
-static bool tlist_is(shm_list *t, const int *want, int n) {
+/* As blist_is() for the typed list. */
+static bool tlist_is(shm_list *t, const int *want, int n, int lo, bool suffix) {
   size_t len;
   long x[LMAX];
-  if (shm_list_len(t, &len) != 0 || len != (size_t)n || shm_list_read(t, 0, len, x) != 0)
+  if (shm_list_len(t, &len) != 0 || len > (size_t)n || len < (size_t)lo ||
+      shm_list_read(t, 0, len, x) != 0)
     return false;
-  for (int i = 0; i < n; i++)
-    if (x[i] != want[i])
+  const int *from = suffix ? want + (n - (int)len) : want;
+  for (size_t i = 0; i < len; i++)
+    if (x[i] != from[i])
       return false;
   return true;
 }
 
-/* Both lists as before or after operation @p done (a bytes clear: any prefix before it). */
+/*
+ * Both lists as before or after operation @p done, or part-way through the
+ * operations that change one item at a time: a bytes clear (a prefix of the
+ * items before), append_many (the items before and some of the new ones) and
+ * pop_many (the items before less some from that end).
+ */
 static void expect_lists(shm_list *l, shm_list *t, int done, long n) {
   int b0[LMAX], b1[LMAX], t0[LMAX], t1[LMAX], nb0, nb1, nt0, nt1;
   lmodel(done, b0, &nb0, t0, &nt0);
   lmodel(done + 1, b1, &nb1, t1, &nt1);
-  bool clearing = done < NLOPS && lops[done].kind == 'c';
-  if (!blist_is(l, b0, nb0, clearing) && !blist_is(l, b1, nb1, false))
+  char k = done < NLOPS ? lops[done].kind : 0;
+  bool bytes_ok = blist_is(l, b0, nb0, nb0, false) || blist_is(l, b1, nb1, nb1, false) ||
+                  (k == 'c' && blist_is(l, b0, nb0, 0, false)) ||
+                  (k == 'm' && blist_is(l, b1, nb1, nb0, false)) ||
+                  (k == 'q' && blist_is(l, b0, nb0, nb1, true)) ||
+                  (k == 'z' && blist_is(l, b0, nb0, nb1, false));
+  if (!bytes_ok)
     fail_msg("after a kill at step %ld (op %d): the bytes list is neither before nor after", n,
              done);
-  if (!tlist_is(t, t0, nt0) && !tlist_is(t, t1, nt1))
+  bool typed_ok = tlist_is(t, t0, nt0, nt0, false) || tlist_is(t, t1, nt1, nt1, false) ||
+                  (k == 'Q' && tlist_is(t, t0, nt0, nt1, true));
+  if (!typed_ok)
     fail_msg("after a kill at step %ld (op %d): the typed list is neither before nor after", n,
              done);
 }

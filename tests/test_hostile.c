@@ -338,6 +338,21 @@ static int no_update(void *v, size_t *vl, size_t cap, int present, void *ctx) {
   X(shm_list_pop_wait(list, 0, NAN, cbuf, 8, &sz), SHMVAL_EINVAL)                                  \
   X(shm_list_pop_wait(list, -1, 0, cbuf, 8, &sz), SHMVAL_ENOBUFS)                                  \
   X(shm_list_pop_wait(dead_list, 0, 0, cbuf, 8, &sz), SHMVAL_ESTALE)                               \
+  X(shm_list_append_many(NULL, "x", &(size_t){1}, 1), SHMVAL_EINVAL)                               \
+  X(shm_list_append_many(list, NULL, &(size_t){1}, 1), SHMVAL_EINVAL)                              \
+  X(shm_list_append_many(list, "x", NULL, 1), SHMVAL_EINVAL)                                       \
+  X(shm_list_append_many(tlist, "x", &(size_t){1}, 1), SHMVAL_EINVAL)                              \
+  X(shm_list_append_many(AS(shm_list, dict), "x", &(size_t){1}, 1), SHMVAL_EINVAL)                 \
+  X(shm_list_append_many(dead_list, "x", &(size_t){1}, 1), SHMVAL_ESTALE)                          \
+  X(shm_list_pop_many(list, 1, 1, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_EINVAL)                   \
+  X(shm_list_pop_many(list, 0, 0, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_EINVAL)                   \
+  X(shm_list_pop_many(list, 0, 1, NAN, cbuf, 8, &sz, &(size_t){0}), SHMVAL_EINVAL)                 \
+  X(shm_list_pop_many(list, 0, 1, 0, cbuf, 8, NULL, &(size_t){0}), SHMVAL_EINVAL)                  \
+  X(shm_list_pop_many(list, 0, 1, 0, cbuf, 8, &sz, NULL), SHMVAL_EINVAL)                           \
+  X(shm_list_pop_many(list, 0, 1, 0, NULL, 8, &sz, &(size_t){0}), SHMVAL_EINVAL)                   \
+  X(shm_list_pop_many(list, -1, 1, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_ENOBUFS)                 \
+  X(shm_list_pop_many(AS(shm_list, val), 0, 1, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_EINVAL)      \
+  X(shm_list_pop_many(dead_list, 0, 1, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_ESTALE)              \
   X(shm_list_len(list, NULL), SHMVAL_EINVAL)                                                       \
   X(shm_list_len(dead_list, &sz), SHMVAL_ESTALE)                                                   \
   X(shm_list_read(list, 0, 1, lbuf), SHMVAL_ETYPE)                                                 \
@@ -356,6 +371,8 @@ static int no_update(void *v, size_t *vl, size_t cap, int present, void *ctx) {
   X(shm_list_set(ro_list, 0, "x", 1), SHMVAL_EACCES)                                               \
   X(shm_list_pop(ro_list, 0, cbuf, 8, &sz), SHMVAL_EACCES)                                         \
   X(shm_list_pop_wait(ro_list, 0, 0, cbuf, 8, &sz), SHMVAL_EACCES)                                 \
+  X(shm_list_append_many(ro_list, "x", &(size_t){1}, 1), SHMVAL_EACCES)                            \
+  X(shm_list_pop_many(ro_list, 0, 1, 0, cbuf, 8, &sz, &(size_t){0}), SHMVAL_EACCES)                \
   X(shm_list_remove(ro_list, "a", 1), SHMVAL_EACCES)                                               \
   X(shm_list_reverse(ro_list), SHMVAL_EACCES)                                                      \
   X(shm_list_clear(ro_list), SHMVAL_EACCES)                                                        \

@@ -2,10 +2,12 @@
  * Shared lists: the sequence operations, exact bytes items, typed lists
  * (extend, slices, sort), growth and giving memory back, pop_wait (timeouts,
  * signals, a destroyed list, a killed waiter), a 4 x 4 process queue with
- * per-producer order, named lists and their type checks, read-only handles.
+ * per-producer order, batches (append_many, pop_many) and a 4 x 4 queue of
+ * them, named lists and their type checks, read-only handles.
  */
 #include "helpers.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -399,6 +401,215 @@ static void test_queue_4x4(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Batches: append_many and pop_many. */
+
+static void test_batches_bytes(void **state) {
+  (void)state;
+  shm_list *l = mk(0);
+  /* Five items back to back: "a", "", "b\0c", "dd", "eee". */
+  const char data[] = "a"
+                      ""
+                      "b\0c"
+                      "dd"
+                      "eee";
+  size_t lens[] = {1, 0, 3, 2, 3}, got[8], count = 99;
+  char buf[64];
+  assert_ok(shm_list_append(l, S("first")));
+  assert_ok(shm_list_append_many(l, data, lens, 5));
+  assert_ok(shm_list_append_many(l, NULL, NULL, 0)); /* nothing to do */
+  assert_int_equal(len_of(l), 6);
+  /* From the front: up to 3, in list order. */
+  assert_ok(shm_list_pop_many(l, 0, 3, 0, buf, sizeof buf, got, &count));
+  assert_int_equal(count, 3);
+  assert_int_equal(got[0], 5);
+  assert_int_equal(got[1], 1);
+  assert_int_equal(got[2], 0);
+  assert_memory_equal(buf, "firsta", 6);
+  /* From the back: the order repeated pops give; only what fits (4 bytes: "eee"). */
+  assert_ok(shm_list_pop_many(l, -1, 8, 0, buf, 4, got, &count));
+  assert_int_equal(count, 1);
+  assert_int_equal(got[0], 3);
+  assert_memory_equal(buf, "eee", 3);
+  /* The first item does not fit: nothing removed, its length told. */
+  assert_code(shm_list_pop_many(l, -1, 8, 0, buf, 1, got, &count), SHMVAL_ENOBUFS);
+  assert_int_equal(count, 0);
+  assert_int_equal(got[0], 2);
+  assert_int_equal(len_of(l), 2);
+  assert_ok(shm_list_pop_many(l, -1, 8, 1.0, buf, sizeof buf, got, &count));
+  assert_int_equal(count, 2);
+  assert_memory_equal(buf, "ddb\0c", 5);
+  /* Empty: a timeout of 0 tries once; a short one waits it out. */
+  assert_code(shm_list_pop_many(l, 0, 8, 0, buf, sizeof buf, got, &count), SHMVAL_ETIMEDOUT);
+  assert_int_equal(count, 0);
+  double t0 = now_s();
+  assert_code(shm_list_pop_many(l, 0, 8, 0.1, buf, sizeof buf, got, &count), SHMVAL_ETIMEDOUT);
+  assert_true(now_s() - t0 >= 0.09);
+  /* Bad arguments. */
+  assert_code(shm_list_append_many(l, data, NULL, 5), SHMVAL_EINVAL); /* lengths needed */
+  assert_code(shm_list_append_many(l, NULL, lens, 5), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 0, 8, 0, buf, sizeof buf, NULL, &count), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 0, 0, 0, buf, sizeof buf, got, &count), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 1, 8, 0, buf, sizeof buf, got, &count), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 0, 8, 0, buf, sizeof buf, got, NULL), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 0, 8, NAN, buf, sizeof buf, got, &count), SHMVAL_EINVAL);
+  assert_code(shm_list_pop_many(l, 0, 8, 0, NULL, 8, got, &count), SHMVAL_EINVAL);
+  assert_int_equal(len_of(l), 0);
+  assert_ok(shm_list_destroy(l));
+}
+
+static void test_batches_typed(void **state) {
+  (void)state;
+  shm_list *l = mk(SHMVAL_LONG);
+  long xs[6] = {1, 2, 3, 4, 5, 6}, out[8];
+  size_t count, lens[8], bad[2] = {8, 4};
+  assert_ok(shm_list_append_many(l, xs, NULL, 6));
+  assert_code(shm_list_append_many(l, xs, bad, 2), SHMVAL_EINVAL); /* a 4-byte long */
+  assert_int_equal(len_of(l), 6);
+  assert_ok(shm_list_pop_many(l, -1, 2, 0, out, sizeof out, NULL, &count));
+  assert_int_equal(count, 2);
+  assert_int_equal(out[0], 6);
+  assert_int_equal(out[1], 5);
+  assert_ok(shm_list_pop_many(l, 0, 8, 0, out, 3 * sizeof(long), lens, &count));
+  assert_int_equal(count, 3); /* as many as fit */
+  assert_int_equal(lens[2], sizeof(long));
+  assert_int_equal(out[0], 1);
+  assert_int_equal(out[2], 3);
+  assert_int_equal(len_of(l), 1);
+  assert_ok(shm_list_destroy(l));
+}
+
+/* An append_many that runs out of space part-way appends nothing. */
+static void test_batch_out_of_space(void **state) {
+  (void)state;
+  char name[96];
+  shm_segment *seg;
+  shm_list *l;
+  shm_check_report rep;
+  test_name(name, sizeof name, "lbatchfull");
+  assert_ok(shm_segment_create(&seg, name, 1 << 16, NULL));
+  assert_ok(shm_list_create(&l, 0, &(shm_opts){.segment = seg, .name = "q"}));
+  assert_ok(shm_list_append(l, S("kept")));
+  enum { N = 64, LEN = 2048 };
+  char *data = calloc(N, LEN);
+  size_t lens[N];
+  assert_non_null(data);
+  for (int i = 0; i < N; i++)
+    lens[i] = LEN;
+  shm_segment_info before, after;
+  assert_ok(shm_segment_stat(seg, &before));
+  assert_code(shm_list_append_many(l, data, lens, N), SHMVAL_ENOSPC); /* 128 KiB > 64 KiB */
+  assert_int_equal(len_of(l), 1);
+  expect(l, 0, "kept");
+  assert_ok(shm_segment_stat(seg, &after));
+  assert_true(after.used <= before.used + 256); /* the items taken back were freed */
+  assert_ok(shm_segment_check(seg, &rep));
+  assert_int_equal(rep.leaked_blocks, 0);
+  free(data);
+  assert_ok(shm_list_destroy(l));
+  assert_ok(shm_segment_close(seg));
+  assert_ok(shm_segment_unlink(name));
+}
+
+#define BATCH 64
+
+/* A producer of batches: items "<who>:<seq>" of varying lengths. */
+static int batch_producer(void *arg) {
+  qctx *c = arg;
+  char data[BATCH * 24];
+  size_t lens[BATCH];
+  for (uint32_t i = 0; i < per_producer();) {
+    size_t used = 0, k = 0;
+    for (; k < BATCH && i < per_producer(); k++, i++) {
+      int n = snprintf(data + used, 24, "%d:%u%.*s", c->who, i, (int)(i % 5), "-----");
+      lens[k] = (size_t)n;
+      used += (size_t)n;
+    }
+    int rc = shm_list_append_many(c->q, data, lens, k);
+    if (rc != 0) {
+      fprintf(stderr, "producer %d: append_many: %s\n", c->who, shmval_err_name(rc));
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/*
+ * Take batches until "stop": each producer's items whole and in order. The
+ * stops come last, one per consumer; a batch that took more than one puts the
+ * others back.
+ */
+static int batch_consumer(void *arg) {
+  qctx *c = arg;
+  int64_t last[NPROD];
+  char buf[BATCH * 24 + 1];
+  size_t lens[BATCH], count;
+  for (int i = 0; i < NPROD; i++)
+    last[i] = -1;
+  for (;;) {
+    int rc = shm_list_pop_many(c->q, 0, BATCH, 120.0, buf, sizeof buf - 1, lens, &count);
+    if (rc != 0 || count == 0) {
+      fprintf(stderr, "consumer %d: pop_many: %s\n", c->who, shmval_err_name(rc));
+      return 2;
+    }
+    size_t at = 0, stops = 0;
+    for (size_t k = 0; k < count; at += lens[k++]) {
+      char item[32];
+      unsigned who, seq;
+      int dashes = -1;
+      if (lens[k] >= sizeof item)
+        return 3;
+      memcpy(item, buf + at, lens[k]);
+      item[lens[k]] = '\0';
+      if (strcmp(item, "stop") == 0) {
+        stops++;
+        continue;
+      }
+      if (stops > 0 || sscanf(item, "%u:%u%n", &who, &seq, &dashes) != 2 || who >= NPROD ||
+          seq >= PER || (int64_t)seq <= last[who] || lens[k] - (size_t)dashes != seq % 5)
+        return 4; /* out of order, torn, or made up */
+      last[who] = seq;
+      atomic_fetch_add(&c->seen[who * PER + seq], 1);
+    }
+    for (; stops > 1; stops--)
+      if (shm_list_append(c->q, "stop", 4) != 0)
+        return 5;
+    if (stops == 1)
+      return 0;
+  }
+}
+
+static void test_batch_queue_4x4(void **state) {
+  (void)state;
+  shm_list *q = mk(0);
+  size_t bytes = NPROD * PER;
+  _Atomic unsigned char *seen =
+      mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  assert_true(seen != MAP_FAILED);
+  pid_t cons[NCONS], prod[NPROD];
+  qctx cc[NCONS], pc[NPROD];
+  for (int i = 0; i < NCONS; i++) {
+    cc[i] = (qctx){q, i, seen};
+    cons[i] = spawn(batch_consumer, &cc[i]);
+  }
+  for (int i = 0; i < NPROD; i++) {
+    pc[i] = (qctx){q, i, seen};
+    prod[i] = spawn(batch_producer, &pc[i]);
+  }
+  for (int i = 0; i < NPROD; i++)
+    assert_int_equal(reap(prod[i]), 0);
+  for (int i = 0; i < NCONS; i++)
+    assert_ok(shm_list_append(q, S("stop")));
+  for (int i = 0; i < NCONS; i++)
+    assert_int_equal(reap(cons[i]), 0);
+  for (size_t i = 0; i < bytes; i++)
+    if (seen[i] != (i % PER < per_producer()))
+      fail_msg("item %zu of producer %zu seen %d times", i % PER, i / PER, (int)seen[i]);
+  assert_int_equal(len_of(q), 0);
+  munmap((void *)seen, bytes);
+  assert_ok(shm_list_destroy(q));
+}
+
+/* ------------------------------------------------------------------------ */
 /* Names, types, read-only handles. */
 
 static int count_lists(const shm_object_info *info, void *ctx) {
@@ -592,6 +803,10 @@ int main(void) {
       cmocka_unit_test(test_destroy_wakes_waiter),
       cmocka_unit_test(test_killed_waiter),
       cmocka_unit_test(test_queue_4x4),
+      cmocka_unit_test(test_batches_bytes),
+      cmocka_unit_test(test_batches_typed),
+      cmocka_unit_test(test_batch_out_of_space),
+      cmocka_unit_test(test_batch_queue_4x4),
       cmocka_unit_test(test_named_and_readonly),
       cmocka_unit_test(test_foreach),
   };

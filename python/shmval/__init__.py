@@ -90,6 +90,7 @@ _dict_get, _dict_set, _dict_contains = _fn("shm_dict_get"), _fn("shm_dict_set"),
 _list_append, _list_pop_wait, _list_get = _fn("shm_list_append"), _fn("shm_list_pop_wait"), \
     _fn("shm_list_get")
 _value_get, _value_set = _fn("shm_value_get"), _fn("shm_value_set")
+_list_append_many, _list_pop_many = _fn("shm_list_append_many"), _fn("shm_list_pop_many")
 _size = ctypes.c_size_t
 _SIZES = [_size(i) for i in range(256)]  # the common lengths, made once (never changed)
 _FOREVER, _FRONT = ctypes.c_double(-1.0), ctypes.c_long(0)
@@ -769,6 +770,7 @@ class _Scratch(threading.local):
         self.nref = ctypes.byref(self.n)
         self.views = {}  # ctypes type -> an instance over buf
         self.all = (self.buf, self.cap, self.nref, self.n)
+        self.batch = None  # pop_many's (buffer, lengths, count), made on first use
 
 
 _scratch = _Scratch()
@@ -839,6 +841,7 @@ class _Container(_Shared):
         self._seg = segment
         self._v = _Values(typecode, codec)
         self._plain = self._v.plain
+        self._ctype = _ctype(typecode) if typecode is not None else None
         self._named(segment, name, kind, None)
 
 
@@ -1081,14 +1084,56 @@ class List(_Container):
                "in list", ItemMissing)
 
     def extend(self, items):
-        """Append every item; a typed list takes them all in one change (all or none)."""
+        """Append every item, a batch per library call: a typed list takes them all in one
+        change (all or none); a bytes or codec list in calls of up to 4096 items (one lock hold
+        each; an error leaves the failing call's items out, a crash a prefix of them in)."""
         items = list(items)
-        if self._v.typecode is not None and items:
-            arr = (_ctype(self._v.typecode) * len(items))(*items)
-            _check(_lib.shm_list_extend(self._h, arr, ctypes.c_size_t(len(items))), "extend")
+        if self._v.typecode is not None:
+            if items:
+                arr = (_ctype(self._v.typecode) * len(items))(*items)
+                _check(_lib.shm_list_extend(self._h, arr, _size(len(items))), "extend")
             return
-        for x in items:
-            self.append(x)
+        if not self._plain:
+            items = [self._v.encode(x) for x in items]
+        else:
+            items = [x if type(x) is bytes else _as_bytes(x, "item") for x in items]
+        for at in range(0, len(items), 4096):
+            chunk = items[at:at + 4096]
+            lens = (_size * len(chunk))(*map(len, chunk))
+            _check(_list_append_many(self._h, b"".join(chunk), lens, _size(len(chunk))),
+                   "extend")
+
+    def pop_many(self, max_items=256, i=0, timeout=None):
+        """Up to ``max_items`` items from the front (0) or the back (-1) in one call, as many as
+        are there (waiting as :meth:`pop_wait` for the first): a queue consumer's batch, in the
+        order repeated pops give. :class:`Empty` when nothing came."""
+        t = _FOREVER if timeout is None else ctypes.c_double(timeout)
+        i = _FRONT if i == 0 else ctypes.c_long(i)
+        b = _scratch.batch
+        if b is None or len(b[1]) < max_items:
+            b = _scratch.batch = (ctypes.create_string_buffer(1 << 16), (_size * max_items)(),
+                                  _size())
+        buf, lens, count = b
+        while True:
+            rc = _list_pop_many(self._h, i, _size(max_items), t, buf, _size(len(buf)), lens,
+                                ctypes.byref(count))
+            if rc != _ENOBUFS:
+                break
+            buf = ctypes.create_string_buffer(lens[0])  # one item larger than the buffer
+            _scratch.batch = (buf, lens, count) if len(buf) > len(b[0]) else b
+        if rc == _ETIMEDOUT:
+            raise Empty(_ETIMEDOUT, "pop_many")
+        _check(rc, "pop_many")
+        k = count.value
+        if self._v.typecode is not None:
+            return list((self._ctype * k).from_buffer_copy(buf, 0))
+        sizes = lens[:k]
+        data = buf.raw[:sum(sizes)]
+        out, at = [], 0
+        for n in sizes:
+            out.append(data[at:at + n])
+            at += n
+        return out if self._plain else [self._v.decode(x) for x in out]
 
     def __delitem__(self, i):
         if isinstance(i, slice):

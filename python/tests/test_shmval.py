@@ -6,6 +6,7 @@ python3 -m unittest discover -s python/tests
 """
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import threading
 import time
@@ -37,6 +38,11 @@ def _try_in_child(lock, out):
 def _produce(q, n):
     for i in range(n):
         q.append(b"item-%d" % i)
+
+
+def _produce_batches(q, n):
+    for at in range(0, n, 300):
+        q.extend([b"item-%d" % i for i in range(at, min(n, at + 300))])
 
 
 def _dict_writer(d):
@@ -265,7 +271,6 @@ class TestDict(unittest.TestCase):
         self.assertEqual(len(d), 0)
 
     def test_typed_and_codec(self):
-        import pickle
         counts = shmval.Dict("l")
         for w in "a b a c a b".split():
             counts.add(w)
@@ -326,6 +331,45 @@ class TestList(unittest.TestCase):
             q.pop_wait(0, timeout=0.2)
         self.assertGreaterEqual(time.monotonic() - t0, 0.2)
 
+    def test_batches(self):
+        q = shmval.List()
+        items = [b"x" * (i % 7) + b"\x00%d" % i for i in range(10000)]
+        q.extend(items)  # three calls of up to 4096 items
+        self.assertEqual(len(q), 10000)
+        self.assertEqual(q.pop_many(3), items[:3])
+        self.assertEqual(q.pop_many(2, -1), [items[-1], items[-2]])  # as pops from the back give
+        got = items[:3]
+        while len(got) < 9998:
+            got += q.pop_many(1000, timeout=0)
+        self.assertEqual(got, items[:9998])
+        with self.assertRaises(TimeoutError) as cm:
+            q.pop_many(10, timeout=0.05)
+        self.assertIsInstance(cm.exception, queue.Empty)
+        big = bytes(range(256)) * 1024  # larger than the batch buffer: taken alone
+        q.extend([b"a", big, b"b"])
+        self.assertEqual(q.pop_many(10), [b"a"])  # the next one does not fit after it
+        self.assertEqual(q.pop_many(10), [big])  # a buffer of its size now
+        self.assertEqual(q.pop_many(10), [b"b"])
+        t = shmval.List(typecode="d")
+        t.extend([1.5, 2.5, 3.5])
+        self.assertEqual(t.pop_many(10, -1), [3.5, 2.5, 1.5])
+        c = shmval.List(codec=pickle)
+        c.extend([{"a": 1}, None, (2,)])
+        self.assertEqual(c.pop_many(2), [{"a": 1}, None])
+        with self.assertRaises(ValueError):
+            q.pop_many(0)
+
+    def test_batches_across_processes(self):
+        q = shmval.List()
+        p = ctx.Process(target=_produce_batches, args=(q, 20000))
+        p.start()
+        got = []
+        while len(got) < 20000:
+            got += q.pop_many(512, timeout=10)
+        p.join()
+        self.assertEqual(p.exitcode, 0)
+        self.assertEqual(got, [b"item-%d" % i for i in range(20000)])
+
 
 def _spawn_add(args):
     counter, i = args
@@ -381,7 +425,6 @@ class TestSegment(unittest.TestCase):
         self.assertEqual(got, [b"a", b"b"])
 
     def test_arena_objects_do_not_pickle(self):
-        import pickle
         with self.assertRaisesRegex(TypeError, "fork"):
             pickle.dumps(shmval.Value("i", 1))
 

@@ -214,6 +214,12 @@ static void touch_list(shm_list *l, bool rw) {
     (void)shm_list_sort(l, NULL);
   if (t != 0 && is <= 8)
     (void)shm_list_extend(l, buf, 8);
+  if (il <= 16) {
+    size_t lens[4] = {il, il, il, il}, got[4], k;
+    (void)shm_list_append_many(l, buf, t == 0 ? lens : NULL, 4);
+    (void)shm_list_pop_many(l, 0, 3, 0, buf, sizeof buf, got, &k);
+    (void)shm_list_pop_many(l, -1, 4, 0, buf, sizeof buf, got, &k);
+  }
   (void)shm_list_foreach(l, count_list_item, &n);
   (void)shm_list_clear(l);
   (void)shm_list_destroy(l);

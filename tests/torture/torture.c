@@ -53,8 +53,8 @@ typedef struct slot {
   uint64_t creates, ownerdead;
   uint64_t phase, ops;
   uint64_t dict_done, dict_pend; /* additions to the counter dict */
-  uint64_t pushed, push_pend;    /* items into the queue list */
-  uint64_t popped, pop_pend;     /* items out of it */
+  uint64_t pushed, push_pend;    /* items into the queue list (pending: a batch's size) */
+  uint64_t popped, pop_pend;     /* items out of it (pending: the most a batch takes) */
 } slot;
 
 static char seg_name[64];
@@ -233,8 +233,8 @@ static int op_dict(world *w, slot *s, int id) {
  * exactly, every item checked whole; the ring grows and shrinks under kills.
  */
 static int op_list(world *w, slot *s, int id) {
-  unsigned char v[320];
-  size_t n, len;
+  unsigned char v[4 * 320];
+  size_t n, len, lens[4], k;
   int rc = shm_list_len(w->queue, &len);
   if (rc != 0)
     return failed(id, "list len", rc, 60);
@@ -242,27 +242,36 @@ static int op_list(world *w, slot *s, int id) {
   unsigned what = (unsigned)(r >> 40) % 16;
   long mid = len > 2 ? (long)(r % len) : 0;
   if (len < 200 && what < 9) {
-    n = scratch_val(v, r);
-    put(&s->push_pend, 1);
-    rc = what < 7   ? shm_list_append(w->queue, v, n)
+    /* One item, or (what 6) a batch of 1 to 4 back to back. */
+    k = what == 6 ? 1 + r % 4 : 1;
+    n = 0;
+    for (size_t i = 0; i < k; i++)
+      n += lens[i] = scratch_val(v + n, r + i * 0x9E3779B97F4A7C15u);
+    put(&s->push_pend, k);
+    rc = what == 6  ? shm_list_append_many(w->queue, v, lens, k)
+         : what < 7 ? shm_list_append(w->queue, v, n)
          : what < 8 ? shm_list_insert(w->queue, 0, v, n)
                     : shm_list_insert(w->queue, mid, v, n);
     if (rc != 0)
       return failed(id, "list append", rc, 61);
-    put(&s->pushed, s->pushed + 1);
+    put(&s->pushed, s->pushed + k);
     put(&s->push_pend, 0);
     return 0;
   }
   if (what == 15 && r % 64 == 0)
     return (rc = shm_list_reverse(w->queue)) == 0 ? 0 : failed(id, "list reverse", rc, 62);
-  put(&s->pop_pend, 1);
-  rc = what < 12   ? shm_list_pop_wait(w->queue, 0, 0, v, sizeof v, &n)
-       : what < 14 ? shm_list_pop(w->queue, -1, v, sizeof v, &n)
-                   : shm_list_pop(w->queue, mid, v, sizeof v, &n);
-  if (rc == 0 && !scratch_whole(v, n))
-    return failed(id, "list item torn", rc, 63);
+  /* One item, or (what 11) up to 3 from the front. */
+  put(&s->pop_pend, what == 11 ? 3 : 1);
+  k = 1;
+  rc = what == 11  ? shm_list_pop_many(w->queue, 0, 3, 0, v, sizeof v, lens, &k)
+       : what < 12 ? shm_list_pop_wait(w->queue, 0, 0, v, sizeof v, &lens[0])
+       : what < 14 ? shm_list_pop(w->queue, -1, v, sizeof v, &lens[0])
+                   : shm_list_pop(w->queue, mid, v, sizeof v, &lens[0]);
+  for (size_t i = 0, at = 0; rc == 0 && i < k; at += lens[i++])
+    if (!scratch_whole(v + at, lens[i]))
+      return failed(id, "list item torn", rc, 63);
   if (rc == 0)
-    put(&s->popped, s->popped + 1);
+    put(&s->popped, s->popped + k);
   put(&s->pop_pend, 0);
   return rc == 0 || rc == SHMVAL_ERANGE || rc == SHMVAL_ETIMEDOUT ? 0
                                                                   : failed(id, "list pop", rc, 64);
@@ -401,14 +410,11 @@ static int kill_one(int id, tally *t) {
     t->unc_dict++;
     put(&s->dict_pend, 0);
   }
-  if (get(&s->push_pend)) {
-    t->unc_push++;
-    put(&s->push_pend, 0);
-  }
-  if (get(&s->pop_pend)) {
-    t->unc_pop++;
-    put(&s->pop_pend, 0);
-  }
+  /* A batch in flight: any number of its items, up to all, went in or out. */
+  t->unc_push += get(&s->push_pend);
+  put(&s->push_pend, 0);
+  t->unc_pop += get(&s->pop_pend);
+  put(&s->pop_pend, 0);
   pids[id] = start_worker(id);
   t->restarts++;
   return pids[id] > 0 ? 0 : 1;
