@@ -368,35 +368,44 @@ static int consumer(void *arg) {
   }
 }
 
-static void test_queue_4x4(void **state) {
-  (void)state;
-  shm_list *q = mk(SHMVAL_ULLONG);
+/*
+ * NPROD producers and NCONS consumers of @p q; after the producers, one @p stop
+ * item per consumer. Every item must have been seen exactly once.
+ */
+static void run_4x4(shm_list *q, int (*prod)(void *), int (*cons)(void *), const void *stop,
+                    size_t stop_len) {
   size_t bytes = NPROD * PER;
   _Atomic unsigned char *seen =
       mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   assert_true(seen != MAP_FAILED);
-  pid_t cons[NCONS], prod[NPROD];
+  pid_t cons_pid[NCONS], prod_pid[NPROD];
   qctx cc[NCONS], pc[NPROD];
   for (int i = 0; i < NCONS; i++) {
     cc[i] = (qctx){q, i, seen};
-    cons[i] = spawn(consumer, &cc[i]);
+    cons_pid[i] = spawn(cons, &cc[i]);
   }
   for (int i = 0; i < NPROD; i++) {
     pc[i] = (qctx){q, i, seen};
-    prod[i] = spawn(producer, &pc[i]);
+    prod_pid[i] = spawn(prod, &pc[i]);
   }
   for (int i = 0; i < NPROD; i++)
-    assert_int_equal(reap(prod[i]), 0);
-  uint64_t stop = UINT64_C(0xffffffff) << 32;
+    assert_int_equal(reap(prod_pid[i]), 0);
   for (int i = 0; i < NCONS; i++)
-    assert_ok(shm_list_append(q, &stop, sizeof stop));
+    assert_ok(shm_list_append(q, stop, stop_len));
   for (int i = 0; i < NCONS; i++)
-    assert_int_equal(reap(cons[i]), 0);
+    assert_int_equal(reap(cons_pid[i]), 0);
   for (size_t i = 0; i < bytes; i++)
     if (seen[i] != (i % PER < per_producer()))
       fail_msg("item %zu of producer %zu seen %d times", i % PER, i / PER, (int)seen[i]);
   assert_int_equal(len_of(q), 0);
   munmap((void *)seen, bytes);
+}
+
+static void test_queue_4x4(void **state) {
+  (void)state;
+  shm_list *q = mk(SHMVAL_ULLONG);
+  uint64_t stop = UINT64_C(0xffffffff) << 32;
+  run_4x4(q, producer, consumer, &stop, sizeof stop);
   assert_ok(shm_list_destroy(q));
 }
 
@@ -581,31 +590,7 @@ static int batch_consumer(void *arg) {
 static void test_batch_queue_4x4(void **state) {
   (void)state;
   shm_list *q = mk(0);
-  size_t bytes = NPROD * PER;
-  _Atomic unsigned char *seen =
-      mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  assert_true(seen != MAP_FAILED);
-  pid_t cons[NCONS], prod[NPROD];
-  qctx cc[NCONS], pc[NPROD];
-  for (int i = 0; i < NCONS; i++) {
-    cc[i] = (qctx){q, i, seen};
-    cons[i] = spawn(batch_consumer, &cc[i]);
-  }
-  for (int i = 0; i < NPROD; i++) {
-    pc[i] = (qctx){q, i, seen};
-    prod[i] = spawn(batch_producer, &pc[i]);
-  }
-  for (int i = 0; i < NPROD; i++)
-    assert_int_equal(reap(prod[i]), 0);
-  for (int i = 0; i < NCONS; i++)
-    assert_ok(shm_list_append(q, S("stop")));
-  for (int i = 0; i < NCONS; i++)
-    assert_int_equal(reap(cons[i]), 0);
-  for (size_t i = 0; i < bytes; i++)
-    if (seen[i] != (i % PER < per_producer()))
-      fail_msg("item %zu of producer %zu seen %d times", i % PER, i / PER, (int)seen[i]);
-  assert_int_equal(len_of(q), 0);
-  munmap((void *)seen, bytes);
+  run_4x4(q, batch_producer, batch_consumer, S("stop"));
   assert_ok(shm_list_destroy(q));
 }
 

@@ -217,69 +217,38 @@ def put_int_batches(q, n):
         q.put(batch[:min(BATCH, n - at)])
 
 
+def transfer(produce, make_queue, take):
+    """A k-item run: a forked process runs produce(q, k); this one calls take(q), which
+    returns how many items it got, until all k came."""
+    def run(k):
+        q = make_queue()
+        p = mp.Process(target=produce, args=(q, k))
+        p.start()
+        got = 0
+        while got < k:
+            got += take(q)
+        p.join()
+    return run
+
+
 def queues(n):
-    sq = shmval.List()
-
-    def lib(k):
-        p = mp.Process(target=append_loop, args=(sq, k))
-        p.start()
-        for _ in range(k):
-            sq.pop_wait(0)
-        p.join()
-
-    def base(k):
-        q = mp.Queue()
-        p = mp.Process(target=put_loop, args=(q, k))
-        p.start()
-        for _ in range(k):
-            q.get()
-        p.join()
-    row("queue, 2 processes: List.pop_wait vs mp.Queue, 8 bytes", lib, base, n // 2,
+    sq, tq = shmval.List(), shmval.List(typecode="q")
+    one = transfer(append_loop, lambda: sq, lambda q: q.pop_wait(0) and 1)
+    base = transfer(put_loop, mp.Queue, lambda q: q.get() and 1)
+    row("queue, 2 processes: List.pop_wait vs mp.Queue, 8 bytes", one, base, n // 2,
         target="<= 0.1x (10x faster)")
-
     # Batches: the producer extends by BATCH items, the consumer takes up to BATCH a call.
-    def lib_batches(k):
-        p = mp.Process(target=extend_loop, args=(sq, k))
-        p.start()
-        got = 0
-        while got < k:
-            got += len(sq.pop_many(BATCH))
-        p.join()
-    row("queue, 2 processes: List.extend/pop_many (%d) vs mp.Queue" % BATCH, lib_batches, base,
+    batches = transfer(extend_loop, lambda: sq, lambda q: len(q.pop_many(BATCH)))
+    row("queue, 2 processes: List.extend/pop_many (%d) vs mp.Queue" % BATCH, batches, base,
         n, n // 2, target="<= 0.1x (10x faster)")
-
-    def base_batches(k):
-        q = mp.Queue()
-        p = mp.Process(target=put_batches, args=(q, k))
-        p.start()
-        got = 0
-        while got < k:
-            got += len(q.get())
-        p.join()
-    row("queue, 2 processes: the same vs mp.Queue of %d-item lists" % BATCH, lib_batches,
-        base_batches, n, n, target="-")
-
+    lists = transfer(put_batches, mp.Queue, lambda q: len(q.get()))
+    row("queue, 2 processes: the same vs mp.Queue of %d-item lists" % BATCH, batches, lists,
+        n, n, target="-")
     # Typed items (8-byte ints): the list's ring holds them, no block per item.
-    tq = shmval.List(typecode="q")
-
-    def lib_typed(k):
-        p = mp.Process(target=extend_ints, args=(tq, k))
-        p.start()
-        got = 0
-        while got < k:
-            got += len(tq.pop_many(BATCH))
-        p.join()
-
-    def base_typed(k):
-        q = mp.Queue()
-        p = mp.Process(target=put_int_batches, args=(q, k))
-        p.start()
-        got = 0
-        while got < k:
-            got += len(q.get())
-        p.join()
-    row("queue of ints ('q'), 2 processes: extend/pop_many vs mp.Queue of lists", lib_typed,
-        base_typed, n, n, target="-")
+    typed = transfer(extend_ints, lambda: tq, lambda q: len(q.pop_many(BATCH)))
+    int_lists = transfer(put_int_batches, mp.Queue, lambda q: len(q.get()))
+    row("queue of ints ('q'), 2 processes: extend/pop_many vs mp.Queue of lists", typed,
+        int_lists, n, n, target="-")
 
 
 # --- The floor: what one ctypes call costs ---------------------------------

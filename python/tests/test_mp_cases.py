@@ -1,10 +1,10 @@
 """CPython's multiprocessing test cases for Value, Array, the sync primitives and
 Manager().dict()/list() semantics, ported to shmval and run with real processes
-under both the ``fork`` and the ``spawn`` start methods.
+under the ``fork``, ``spawn`` and ``forkserver`` start methods.
 
 Under ``fork`` the objects are made in the default arena (as multiprocessing's
-are); under ``spawn`` they are made by name in a Segment, so that they pickle
-into the spawned children. A child reports a failed check through its exit
+are); under the others they are made by name in a Segment, so that they pickle
+into the new children. A child reports a failed check through its exit
 code (an exception exits 1); the parent asserts.
 
 Where shmval differs from multiprocessing on purpose, the case says so:
@@ -675,7 +675,7 @@ class ContainerCases:
 
 
 def _by_method(base):
-    for method in ("fork", "spawn"):
+    for method in ("fork", "spawn", "forkserver"):
         name = base.__name__.replace("Cases", "") + method.capitalize()
         globals()[name] = type(name, (base, _Case), {"method": method})
 

@@ -1,8 +1,8 @@
 """The Python binding: Values, Arrays, locks, dicts and lists, across forked processes.
 
-Run by ctest (SHMVAL_LIBRARY and PYTHONPATH set to the build's library and
-python/); by hand: SHMVAL_LIBRARY=build/test/libshmval.so PYTHONPATH=python
-python3 -m unittest discover -s python/tests
+Run by ctest, with the build tree's package (PYTHONPATH=<build>/python); by
+hand: PYTHONPATH=build/test/python python3 -m unittest discover -s python/tests
+(SHMVAL_PY_PEER=build/test/tests/shmval_py_peer for the interop cases).
 """
 import multiprocessing as mp
 import os
