@@ -544,14 +544,16 @@ class _Value(_Shared):
         if lk._holder == _get_ident():  # inside `with v.get_lock()`: read directly
             return self._obj.value
         # One call that takes the lock, copies and releases, into this thread's buffer.
-        s = _scratch
-        rc = _value_get(self._h, s.buf)
+        t = _borrow()
+        rc = _value_get(self._h, t[0])
+        view = t[4].get(self._type)
+        if view is None:
+            view = t[4][self._type] = self._type.from_buffer(t[0])
+        v = view.value
+        t[5] = 0
         if rc:
             lk._died(_check(rc, "value"))
-        view = s.views.get(self._type)
-        if view is None:
-            view = s.views[self._type] = self._type.from_buffer(s.buf)
-        return view.value
+        return v
 
     @value.setter
     def value(self, v):
@@ -759,17 +761,34 @@ def _as_bytes(x, what):
 _SCRATCH = 4096
 
 
+def _new_scratch():
+    """A buffer for values copied out: [buffer, its size, &length, length, ctypes views,
+    busy]."""
+    buf, n = ctypes.create_string_buffer(_SCRATCH), _size(0)
+    return [buf, _size(_SCRATCH), ctypes.byref(n), n, {}, 0]
+
+
+def _borrow():
+    """This thread's scratch buffer, marked busy; a new one (which becomes this thread's)
+    when the current one is busy: a signal handler or a finaliser interrupted its user."""
+    t = _scratch.all
+    if t[5]:
+        t = _scratch.all = _new_scratch()
+    t[5] = 1
+    return t
+
+
 class _Scratch(threading.local):
-    """This thread's buffer for values copied out (a ctypes call runs without the GIL, so
-    threads cannot share one); larger values take :func:`_fetch`'s sized buffer."""
+    """This thread's buffers for values copied out (a ctypes call runs without the GIL, so
+    threads cannot share one); larger values take :func:`_fetch`'s sized buffer.
+
+    A call marks ``all`` busy until it has copied its value out: code that interrupts it in
+    the same thread (a signal handler, a finaliser) and reads a value too finds it busy and
+    takes a new buffer instead of overwriting the first's.
+    """
 
     def __init__(self):
-        self.buf = ctypes.create_string_buffer(_SCRATCH)
-        self.cap = _size(_SCRATCH)
-        self.n = _size(0)
-        self.nref = ctypes.byref(self.n)
-        self.views = {}  # ctypes type -> an instance over buf
-        self.all = (self.buf, self.cap, self.nref, self.n)
+        self.all = _new_scratch()
         self.batch = None  # pop_many's (buffer, lengths, count), made on first use
 
 
@@ -869,11 +888,17 @@ class Dict(_Container):
     def __getitem__(self, k):
         if type(k) is not bytes:
             k = _as_bytes(k, "key")
-        buf, cap, nref, n = _scratch.all
+        t = _scratch.all
+        if t[5]:
+            t = _borrow()  # interrupted another read in this thread
+        t[5] = 1
+        buf, cap, nref, n, _, _ = t
         kl = len(k)
         rc = _dict_get(self._h, k, _SIZES[kl] if kl < 256 else _size(kl), buf, cap, nref)
+        v = buf[:n.value] if rc == 0 else None
+        t[5] = 0
         if rc == 0:
-            v = buf[:n.value]
+            pass
         elif rc == _ENOBUFS:  # larger than the scratch buffer: one of its size
             v = _fetch(lambda b, c, n: _dict_get(self._h, k, _size(kl), b, _size(c), n),
                        repr(k), True)
@@ -999,10 +1024,13 @@ class List(_Container):
 
     def _take(self, call, what):
         """An item copied out by ``call(buf, cap, nref)``: the scratch buffer, else a sized one."""
-        buf, cap, nref, n = _scratch.all
+        t = _borrow()
+        buf, cap, nref, n, _, _ = t
         rc = call(buf, cap, nref)
+        v = buf[:n.value] if rc == 0 else None
+        t[5] = 0
         if rc == 0:
-            v = buf[:n.value]
+            pass
         elif rc == _ENOBUFS:
             v = _fetch(lambda b, c, n: call(b, _size(c), n), what)
         else:
@@ -1032,10 +1060,12 @@ class List(_Container):
         :class:`Empty` (a TimeoutError and a ``queue.Empty``) when nothing came."""
         t = _FOREVER if timeout is None else ctypes.c_double(timeout)
         i = _FRONT if i == 0 else ctypes.c_long(i)
-        buf, cap, nref, n = _scratch.all
+        sc = _borrow()
+        buf, cap, nref, n, _, _ = sc
         rc = _list_pop_wait(self._h, i, t, buf, cap, nref)
+        v = buf[:n.value] if rc == 0 else None
+        sc[5] = 0
         if rc == 0:  # the common case, in short
-            v = buf[:n.value]
             return v if self._plain else self._v.decode(v)
         if rc == _ETIMEDOUT:
             raise Empty(_ETIMEDOUT, "pop_wait")
@@ -1109,10 +1139,10 @@ class List(_Container):
         order repeated pops give. :class:`Empty` when nothing came."""
         t = _FOREVER if timeout is None else ctypes.c_double(timeout)
         i = _FRONT if i == 0 else ctypes.c_long(i)
-        b = _scratch.batch
+        s = _scratch
+        b, s.batch = s.batch, None  # borrowed, as _Scratch.all is
         if b is None or len(b[1]) < max_items:
-            b = _scratch.batch = (ctypes.create_string_buffer(1 << 16), (_size * max_items)(),
-                                  _size())
+            b = (ctypes.create_string_buffer(1 << 16), (_size * max_items)(), _size())
         buf, lens, count = b
         while True:
             rc = _list_pop_many(self._h, i, _size(max_items), t, buf, _size(len(buf)), lens,
@@ -1120,15 +1150,21 @@ class List(_Container):
             if rc != _ENOBUFS:
                 break
             buf = ctypes.create_string_buffer(lens[0])  # one item larger than the buffer
-            _scratch.batch = (buf, lens, count) if len(buf) > len(b[0]) else b
-        if rc == _ETIMEDOUT:
-            raise Empty(_ETIMEDOUT, "pop_many")
-        _check(rc, "pop_many")
+            if len(buf) > len(b[0]):
+                b = (buf, lens, count)
+        if rc != 0:
+            s.batch = b
+            if rc == _ETIMEDOUT:
+                raise Empty(_ETIMEDOUT, "pop_many")
+            _check(rc, "pop_many")
         k = count.value
         if self._v.typecode is not None:
-            return list((self._ctype * k).from_buffer_copy(buf, 0))
+            out = list((self._ctype * k).from_buffer_copy(buf, 0))
+            s.batch = b
+            return out
         sizes = lens[:k]
         data = buf.raw[:sum(sizes)]
+        s.batch = b
         out, at = [], 0
         for n in sizes:
             out.append(data[at:at + n])

@@ -491,6 +491,37 @@ class TestImport(unittest.TestCase):
             self.assertEqual(os.path.dirname(shmval.library), os.path.dirname(shmval.__file__))
 
 
+class TestReentry(unittest.TestCase):
+    def test_signal_handler_reads_beside_the_code_it_interrupted(self):
+        # A handler that runs between the bytecodes of a read (after the library copied the
+        # value into the thread's buffer, before Python took it out) reads too: each must
+        # get its own value.
+        import signal
+        d, q = shmval.Dict(), shmval.List()
+        d["a"], d["b"] = b"A" * 10, b"B" * 20
+        v = shmval.Value("d", 1.5)
+        wrong = []
+
+        def handler(sig, frame):
+            if d["b"] != b"B" * 20 or v.value != 1.5:
+                wrong.append("handler")
+        old = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+        try:
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                for _ in range(1000):
+                    if d["a"] != b"A" * 10:
+                        wrong.append("d")
+                    q.append(b"q" * 5)
+                    if q.pop_wait(0) != b"q" * 5:
+                        wrong.append("q")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        self.assertEqual(wrong, [])
+
+
 class TestErrors(unittest.TestCase):
     # The built-in exception each of the library's codes also raises as.
     expected = {"ENOENT": FileNotFoundError, "EEXIST": FileExistsError,
