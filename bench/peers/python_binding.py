@@ -264,12 +264,12 @@ def floor(n):
             f(h, ref)
     single("floor: one ctypes call (shm_dict_len)", call, n)
     q = shmval.List()
-    s = shmval._scratch
+    buf, cap, nref = shmval._new_scratch()[:3]
 
     def pop(k):
         for _ in range(k):
             shmval._list_append(q._h, ITEM, ctypes.c_size_t(8))
-            shmval._list_pop_wait(q._h, shmval._FRONT, shmval._FOREVER, s.buf, s.cap, s.nref)
+            shmval._list_pop_wait(q._h, shmval._FRONT, shmval._FOREVER, buf, cap, nref)
     single("floor: ctypes append + pop_wait, 1 process", pop, n // 2)
 
 
