@@ -310,6 +310,22 @@ class RLock(Lock):
     _flags = 0
 
 
+class _HasLock:
+    """An object with a lock in ``_lock`` that it stands for: acquire, release, ``with``."""
+
+    def acquire(self, *a, **k):
+        return self._lock.acquire(*a, **k)
+
+    def release(self):
+        self._lock.release()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
 def _seconds(block, timeout):
     """Python's (block, timeout) as the library's seconds: 0 tries once, negative waits."""
     if not block:
@@ -422,7 +438,7 @@ class Event(_Shared):
         return True
 
 
-class Condition(_Shared):
+class Condition(_HasLock, _Shared):
     """``multiprocessing.Condition(lock=None)``: wait, wait_for, notify, notify_all."""
 
     def __init__(self, lock=None, *, segment=None, name=None, handle=None):
@@ -432,18 +448,6 @@ class Condition(_Shared):
         self._seg = segment
         self._named(segment, name, "condition", None)
         self._lock = _LockBase(ctypes.c_void_p(_lib.shm_cond_get_lock(self._h)))
-
-    def acquire(self, *a, **k):
-        return self._lock.acquire(*a, **k)
-
-    def release(self):
-        self._lock.release()
-
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
 
     def wait(self, timeout=None):
         rc = _lib.shm_cond_wait(self._h, _seconds(True, timeout))
@@ -534,7 +538,7 @@ def _opts(lock=True, segment=None, name=None, max_size=0):
     return o
 
 
-class _Value(_Shared):
+class _Value(_HasLock, _Shared):
     """A Value with a lock (``multiprocessing.Value``): ``value`` under the lock, ``get_lock()``,
     ``get_obj()``; a context manager over the lock."""
 
@@ -570,18 +574,6 @@ class _Value(_Shared):
 
     def get_obj(self):
         return self._obj
-
-    def acquire(self, *a, **k):
-        return self._lock.acquire(*a, **k)
-
-    def release(self):
-        self._lock.release()
-
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
 
     def __repr__(self):
         return "<shmval.Value(%r, %r)>" % (self._typecode, self._obj.value)
