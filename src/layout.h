@@ -30,7 +30,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 7u
+#define SHMVAL__LAYOUT_VERSION 8u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -256,10 +256,10 @@ typedef struct shmval__barrier_state {
   _Atomic uint32_t seq; /* the futex word: bumped on every state change */
   uint32_t parties;
   uint32_t count;    /* parties inside wait() */
-  int32_t phase;     /* 0 filling, 1 draining, -1 resetting, -2 broken */
+  int32_t phase;     /* 0 filling, -1 resetting, -2 broken */
   uint32_t sleepers; /* parties blocked on seq (a dead one stays counted) */
-  uint32_t spare;
-  double timeout; /* the default; negative: none */
+  uint32_t gen;      /* passes so far: a waiter has passed when it moved */
+  double timeout;    /* the default; negative: none */
 } shmval__barrier_state;
 
 /*

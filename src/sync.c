@@ -522,7 +522,7 @@ int shm_cond_destroy(shm_cond *c) { return shmval__obj_destroy(c, SHMVAL__KIND_C
 /* ------------------------------------------------------------------------ */
 /* Barriers: Python's algorithm, under the barrier's own robust lock. */
 
-enum { FILLING = 0, DRAINING = 1, RESETTING = -1, BROKEN = -2 };
+enum { FILLING = 0, RESETTING = -1, BROKEN = -2 };
 
 /* Per-process actions, since a function pointer means nothing to another process. */
 static struct {
@@ -615,7 +615,8 @@ int shm_barrier_open(shm_barrier **out, shm_segment *seg, const char *name) {
 static void bar_broadcast(shmval__barrier_state *st) { atomic_fetch_add(&st->seq, 1); }
 
 static void bar_unlock(shmval__lock *l, shmval__barrier_state *st, uint32_t seq_at_lock) {
-  bool changed = atomic_load(&st->seq) != seq_at_lock && st->sleepers > 0;
+  bool changed =
+      atomic_load(&st->seq) != seq_at_lock && __atomic_load_n(&st->sleepers, __ATOMIC_SEQ_CST) > 0;
   shmval__lock_leave(l);
   if (changed)
     shmval__prim_futex_wake(&st->seq, INT_MAX);
@@ -633,20 +634,36 @@ static int bar_lock(shmval__lock *l, shmval__barrier_state *st) {
 }
 
 /*
+ * Wait for a state change, releasing the lock meanwhile. With @p gen, a wait
+ * for a pass of generation *gen: a waiter that wakes to find the generation
+ * moved has passed and returns 1 without retaking the lock (the party that
+ * made the pass has reset everything), sparing it a lock round trip against
+ * the parties coming back for the next pass.
+ */
+static int bar_wait_pass(shmval__lock *l, shmval__barrier_state *st, const wait_spec *w,
+                         uint32_t *seen, const uint32_t *gen) {
+  uint32_t seq = atomic_load(&st->seq);
+  __atomic_fetch_add(&st->sleepers, 1, __ATOMIC_SEQ_CST);
+  bar_unlock(l, st, *seen);
+  int r = futex_wait(&st->seq, seq, w);
+  if (gen != NULL && __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE) != *gen) {
+    __atomic_fetch_sub(&st->sleepers, 1, __ATOMIC_SEQ_CST);
+    return 1;
+  }
+  *seen = atomic_load(&st->seq); /* before locking: bar_lock() itself may change it */
+  int rc = bar_lock(l, st);
+  __atomic_fetch_sub(&st->sleepers, 1, __ATOMIC_SEQ_CST);
+  return rc != 0 ? rc : r;
+}
+
+/*
  * Wait for a state change, releasing the lock meanwhile. *seen is the
  * sequence number this thread last announced or saw; changes made since are
  * woken for first.
  */
 static int bar_wait(shmval__lock *l, shmval__barrier_state *st, const wait_spec *w,
                     uint32_t *seen) {
-  uint32_t seq = atomic_load(&st->seq);
-  st->sleepers++;
-  bar_unlock(l, st, *seen);
-  int r = futex_wait(&st->seq, seq, w);
-  *seen = atomic_load(&st->seq); /* before locking: bar_lock() itself may change it */
-  int rc = bar_lock(l, st);
-  st->sleepers--;
-  return rc != 0 ? rc : r;
+  return bar_wait_pass(l, st, w, seen, NULL);
 }
 
 /* The barrier behind a handle, with its lock taken; *seen as in bar_wait(). */
@@ -672,11 +689,11 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
     return rc;
   wait_spec_init(timeout, &w);
   /*
-   * A previous pass still draining, or a reset, finishes first. A party that
-   * died inside wait() never leaves, so this wait too ends with the timeout,
-   * breaking the barrier rather than hanging.
+   * A reset waits for the waiters it broke to leave. A party that died inside
+   * wait() never leaves, so this wait too ends with the timeout, breaking the
+   * barrier rather than hanging.
    */
-  while ((st->phase == DRAINING || st->phase == RESETTING) && rc == 0) {
+  while (st->phase == RESETTING && rc == 0) {
     rc = bar_wait(l, st, &w, &seen);
     if (rc == SHMVAL_ETIMEDOUT) {
       st->phase = BROKEN;
@@ -688,27 +705,41 @@ int shm_barrier_wait_timeout(shm_barrier *b, double timeout, unsigned *index) {
     bar_unlock(l, st, seen);
     return rc != 0 ? rc : SHMVAL_EBROKEN;
   }
-  uint32_t idx = st->count++;
+  uint32_t idx = st->count++, gen = st->gen;
   if (idx + 1 == st->parties) {
+    /*
+     * The last party: the pass is made here. The next pass starts at once
+     * (count 0, a new generation) instead of waiting for the others to
+     * leave, so a party coming straight back never sleeps behind one that
+     * has not run yet; each waiter sees the generation move and goes.
+     */
     run_action(o); /* as in Python, under the barrier's lock */
-    st->phase = DRAINING;
+    st->count = 0;
+    __atomic_store_n(&st->gen, gen + 1, __ATOMIC_RELEASE);
     bar_broadcast(st);
   } else {
-    while (st->phase == FILLING && rc == 0) {
-      rc = bar_wait(l, st, &w, &seen);
-      if (rc == SHMVAL_ETIMEDOUT && st->phase == FILLING) {
+    while (st->gen == gen && st->phase == FILLING && rc == 0) {
+      rc = bar_wait_pass(l, st, &w, &seen, &gen);
+      if (rc == 1) { /* passed, and the lock is not held */
+        if (index != NULL)
+          *index = idx;
+        return 0;
+      }
+      if (rc == SHMVAL_ETIMEDOUT && st->gen == gen && st->phase == FILLING) {
         st->phase = BROKEN; /* a timeout breaks it for everyone */
         bar_broadcast(st);
       }
       rc = rc == SHMVAL_ETIMEDOUT ? 0 : rc;
     }
-    if (rc == 0 && st->phase != DRAINING)
-      rc = SHMVAL_EBROKEN;
-  }
-  st->count--;
-  if (st->count == 0 && (st->phase == DRAINING || st->phase == RESETTING)) {
-    st->phase = FILLING;
-    bar_broadcast(st);
+    if (st->gen == gen) {
+      /* Broken or reset before the pass: leave it, the last one out of a reset refills it. */
+      rc = rc != 0 ? rc : SHMVAL_EBROKEN;
+      st->count--;
+      if (st->count == 0 && st->phase == RESETTING) {
+        st->phase = FILLING;
+        bar_broadcast(st);
+      }
+    }
   }
   bar_unlock(l, st, seen);
   if (rc == 0 && index != NULL)

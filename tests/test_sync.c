@@ -886,9 +886,9 @@ static void test_barrier_party_killed(void **state) {
   assert_int_equal(shm_barrier_broken(barrier), 1);
   assert_ok(shm_barrier_destroy(barrier));
   /*
-   * Enough live parties: the dead one had arrived, so the pass completes; it
-   * never leaves, so the next pass cannot start, and its waiters are told it
-   * is broken within their timeout instead of hanging.
+   * Enough live parties: the dead one had arrived, so the pass completes; the
+   * next pass has only two live parties of three, and they are told it is
+   * broken within their timeout instead of hanging.
    */
   assert_ok(shm_barrier_create(&barrier, 3, -1, NULL, NULL, NULL));
   dead = spawn(die_in_barrier, NULL);
@@ -904,6 +904,41 @@ static void test_barrier_party_killed(void **state) {
   assert_code(shm_barrier_wait_timeout(barrier, T3, NULL), SHMVAL_EBROKEN);
   assert_int_equal(reap(live), 0);
   assert_true(now_s() - t0 < 3);
+  assert_ok(shm_barrier_destroy(barrier));
+}
+
+/*
+ * A party that has passed need not run again before the next pass: one
+ * stopped (SIGSTOP) while it waits, then passed, holds nobody up. (Python's
+ * algorithm made the next pass wait for every party of the last to leave:
+ * here the next wait timed out broken, and each pass between two processes
+ * cost a second sleep and wake.)
+ */
+static int pass_within_3s(void *arg) {
+  (void)arg;
+  return shm_barrier_wait_timeout(barrier, 3.0, NULL) == 0 ? 0 : 1;
+}
+
+static void test_barrier_next_pass_does_not_wait(void **state) {
+  (void)state;
+  assert_ok(shm_barrier_create(&barrier, 2, -1, NULL, NULL, NULL));
+  pid_t slow = spawn(pass_within_3s, NULL);
+  while (shm_barrier_n_waiting(barrier) < 1)
+    sleep_s(0.01);
+  kill(slow, SIGSTOP);
+  unsigned idx = 9;
+  assert_ok(shm_barrier_wait_timeout(barrier, 5, &idx)); /* the pass, with the stopped one */
+  assert_int_equal(idx, 1);
+  double t0 = now_s();
+  pid_t next = spawn(pass_within_3s, NULL);
+  int rc = shm_barrier_wait_timeout(barrier, 2.0, NULL); /* the next pass, at once */
+  kill(slow, SIGCONT);
+  assert_ok(rc);
+  assert_int_equal(reap(next), 0);
+  assert_true(now_s() - t0 < 1.5);
+  assert_int_equal(reap(slow), 0); /* it had passed */
+  assert_int_equal(shm_barrier_n_waiting(barrier), 0);
+  assert_int_equal(shm_barrier_broken(barrier), 0);
   assert_ok(shm_barrier_destroy(barrier));
 }
 
@@ -997,6 +1032,7 @@ int main(void) {
       cmocka_unit_test(test_barrier_zero_timeout),
       cmocka_unit_test(test_barrier_single_and_errors),
       cmocka_unit_test(test_barrier_party_killed),
+      cmocka_unit_test(test_barrier_next_pass_does_not_wait),
       cmocka_unit_test(test_named_from_exec),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
