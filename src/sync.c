@@ -520,7 +520,7 @@ int shm_cond_notify_all(shm_cond *c) { return cond_notify(c, UINT32_MAX); }
 int shm_cond_destroy(shm_cond *c) { return shmval__obj_destroy(c, SHMVAL__KIND_COND); }
 
 /* ------------------------------------------------------------------------ */
-/* Barriers: Python's algorithm, under the barrier's own robust lock. */
+/* Barriers: Python's semantics, a count and a generation under the barrier's own robust lock. */
 
 enum { FILLING = 0, RESETTING = -1, BROKEN = -2 };
 

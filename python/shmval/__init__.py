@@ -880,21 +880,19 @@ class Dict(_Container):
     def __getitem__(self, k):
         if type(k) is not bytes:
             k = _as_bytes(k, "key")
-        t = _scratch.all
+        t = _scratch.all  # _borrow(), inline on the dict's hot path
         if t[5]:
-            t = _borrow()  # interrupted another read in this thread
+            t = _scratch.all = _new_scratch()
         t[5] = 1
         buf, cap, nref, n, _, _ = t
         kl = len(k)
         rc = _dict_get(self._h, k, _SIZES[kl] if kl < 256 else _size(kl), buf, cap, nref)
         v = buf[:n.value] if rc == 0 else None
         t[5] = 0
-        if rc == 0:
-            pass
-        elif rc == _ENOBUFS:  # larger than the scratch buffer: one of its size
+        if rc == _ENOBUFS:  # larger than the scratch buffer: one of its size
             v = _fetch(lambda b, c, n: _dict_get(self._h, k, _size(kl), b, _size(c), n),
                        repr(k), True)
-        else:
+        elif rc != 0:
             _check(rc, repr(k), KeyMissing)
         return v if self._plain else self._v.decode(v)
 
@@ -1021,11 +1019,9 @@ class List(_Container):
         rc = call(buf, cap, nref)
         v = buf[:n.value] if rc == 0 else None
         t[5] = 0
-        if rc == 0:
-            pass
-        elif rc == _ENOBUFS:
+        if rc == _ENOBUFS:
             v = _fetch(lambda b, c, n: call(b, _size(c), n), what)
-        else:
+        elif rc != 0:
             _check(rc, what)
         return v if self._plain else self._v.decode(v)
 
