@@ -122,25 +122,8 @@ static bool shm_eq(const char *shm, const void *key, size_t n) {
 /* ------------------------------------------------------------------------ */
 /* Hashing and control words. */
 
-/* A seeded 64-bit hash: 8 bytes a round, then a finaliser (splitmix64's). */
-static uint64_t key_hash(uint64_t seed, const void *key, size_t n) {
-  const unsigned char *p = key;
-  uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9e3779b97f4a7c15));
-  for (; n >= 8; n -= 8, p += 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
-    h ^= h >> 31;
-  }
-  if (n != 0) {
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
-    h ^= h >> 31;
-  }
-  h ^= h >> 30;
-  h *= UINT64_C(0x94d049bb133111eb);
-  return h ^ (h >> 31);
+static inline uint64_t key_hash(uint64_t seed, const void *key, size_t n) {
+  return shmval__hash(seed, key, n);
 }
 
 static inline uint64_t tag_of(uint64_t h) { return h >> SHMVAL__DS_TAG_SHIFT; }

@@ -56,13 +56,8 @@ static uint64_t ent_obj(uint64_t e) {
 static uint64_t ent_load(const uint64_t *e) { return __atomic_load_n(e, __ATOMIC_ACQUIRE); }
 static void ent_store(uint64_t *e, uint64_t v) { __atomic_store_n(e, v, __ATOMIC_RELEASE); }
 
-static uint64_t name_hash(const char *s, size_t n) {
-  uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a, then a finaliser */
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ (unsigned char)s[i]) * UINT64_C(0x100000001b3);
-  h = (h ^ (h >> 33)) * UINT64_C(0xff51afd7ed558ccd);
-  return h ^ (h >> 33);
-}
+/* Names hash with a fixed seed: every process must find a name at the same place. */
+static uint64_t name_hash(const char *s, size_t n) { return shmval__hash(0, s, n); }
 
 int shmval__dir_name_ok(const char *name, size_t *len) {
   if (name == NULL)
@@ -79,30 +74,13 @@ int shmval__dir_name_ok(const char *name, size_t *len) {
  * (a peer may be replacing it).
  */
 static int table(shmval__seg *seg, uint64_t **ents, uint64_t *cap) {
-  shmval__obj t;
-  uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE);
-  if (off == 0 || shmval__obj_peek(seg, off, &t) != 0 || t.kind != SHMVAL__KIND_DIR ||
-      t.length < DIR_MIN || (t.length & (t.length - 1)) != 0)
+  uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE), payload;
+  if (off == 0 ||
+      shmval__obj_peek_table(seg, off, SHMVAL__KIND_DIR, sizeof(uint64_t), &payload, cap) != 0 ||
+      *cap < DIR_MIN)
     return SHMVAL_ECORRUPT;
-  *ents = (uint64_t *)(void *)((char *)seg + off + t.payload_rel);
-  *cap = t.length;
+  *ents = (uint64_t *)(void *)((char *)seg + payload);
   return 0;
-}
-
-/*
- * Whether the object at @p off is named @p name. The name is compared with
- * single-byte atomic loads, bounded by the block as checked in the copy, since
- * without the lock the block may change under the comparison.
- */
-static int entry_is(shmval__seg *seg, uint64_t off, const char *name, size_t len, shmval__obj *h) {
-  int rc = shmval__obj_peek(seg, off, h);
-  if (rc != 0 || h->name_off == 0)
-    return SHMVAL_ECORRUPT;
-  const char *on = (const char *)seg + off + h->name_off;
-  for (size_t i = 0; i < len; i++)
-    if (__atomic_load_n(&on[i], __ATOMIC_RELAXED) != name[i])
-      return 0;
-  return __atomic_load_n(&on[len], __ATOMIC_RELAXED) == '\0';
 }
 
 /*
@@ -123,8 +101,9 @@ static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uin
       return SHMVAL_ENOENT;
     if (!ent_live(e) || !ent_tag_is(e, h))
       continue;
-    if ((rc = entry_is(seg, ent_obj(e), name, len, hdr)) < 0)
-      return rc;
+    /* A freed (ESTALE) or unsound object: the lock-free caller retries under the lock. */
+    if ((rc = shmval__obj_peek_named(seg, ent_obj(e), hdr, name, len)) < 0)
+      return SHMVAL_ECORRUPT;
     if (rc == 1) {
       *off = ent_obj(e);
       return 0;

@@ -30,7 +30,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 8u
+#define SHMVAL__LAYOUT_VERSION 9u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u

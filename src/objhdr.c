@@ -180,8 +180,12 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
  * from the one used: lock-free readers (the name directory) look at headers
  * that may be freed and reused under them. On success *copy holds the header
  * that was checked.
+
+ *
+ * This checks everything but where the name ends: *room is the number of
+ * bytes from the header to the end of its block, which the name must end in.
  */
-int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
+static int peek_header(shmval__seg *seg, uint64_t off, shmval__obj *copy, uint64_t *room) {
   /* Read once: another process may grow the heap meanwhile. */
   uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
@@ -198,21 +202,78 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
     return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
   memcpy(copy, o, sizeof *copy);
   const shmval__obj *h = copy;
-  uint64_t room = blk_end - off, bytes;
+  uint64_t bytes;
+  *room = blk_end - off;
   if ((h->flags & SHMVAL__OBJ_ATOMIC) &&
       (h->lock_rel != 0 || !shmval__atomic_ok(h->kind, h->type, h->elem_size)))
     return SHMVAL_ECORRUPT;
   if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
       (h->payload_rel & 7) != 0 ||
-      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > room ||
-      bytes > room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
+      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > *room ||
+      bytes > *room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
     return SHMVAL_ECORRUPT;
-  if (h->name_off != 0) {
-    /* The name must end inside the block, after the payload. */
-    if (h->name_off < h->payload_rel + bytes || h->name_off >= room ||
-        memchr((char *)o + h->name_off, 0, (size_t)(room - h->name_off)) == NULL)
-      return SHMVAL_ECORRUPT;
-  }
+  /* The name, if any, must begin inside the block, after the payload. */
+  if (h->name_off != 0 && (h->name_off < h->payload_rel + bytes || h->name_off >= *room))
+    return SHMVAL_ECORRUPT;
+  return 0;
+}
+
+int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
+  uint64_t room;
+  int rc = peek_header(seg, off, copy, &room);
+  if (rc != 0 || copy->name_off == 0)
+    return rc;
+  /* The name must end inside the block. */
+  const char *name = (const char *)seg + off + copy->name_off;
+  return memchr(name, 0, (size_t)(room - copy->name_off)) == NULL ? SHMVAL_ECORRUPT : 0;
+}
+
+int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, const char *name,
+                           size_t len) {
+  uint64_t room;
+  int rc = peek_header(seg, off, copy, &room);
+  if (rc != 0)
+    return rc;
+  if (copy->name_off == 0)
+    return SHMVAL_ECORRUPT;
+  /*
+   * Compared with single-byte atomic loads, since without a lock the block
+   * may change under the comparison, and only as far as the block goes: a
+   * match, terminator included, is also the proof that the name ends there.
+   */
+  const char *on = (const char *)seg + off + copy->name_off;
+  if (len >= room - copy->name_off)
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (__atomic_load_n(&on[i], __ATOMIC_RELAXED) != name[i])
+      return 0;
+  return __atomic_load_n(&on[len], __ATOMIC_RELAXED) == '\0';
+}
+
+int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32_t elem_size,
+                           uint64_t *payload, uint64_t *length) {
+  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
+  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
+      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || end - off < sizeof(shmval__obj))
+    return SHMVAL_ECORRUPT;
+  uint64_t w =
+      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
+  uint64_t room = (w & ~SHMVAL__BLK_FLAGS) - SHMVAL__OBJ_HDR_OFF;
+  const shmval__obj *o = (const shmval__obj *)(const void *)((const char *)seg + off);
+  if ((w & SHMVAL__BLK_FREE) || (w & ~SHMVAL__BLK_FLAGS) > end - blk ||
+      atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire) !=
+          SHMVAL__OBJ_MAGIC)
+    return SHMVAL_ECORRUPT;
+  /* Each field read once, as a peer may be replacing the table. */
+  uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED);
+  uint64_t rel = __atomic_load_n(&o->payload_rel, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&o->kind, __ATOMIC_RELAXED) != kind ||
+      __atomic_load_n(&o->elem_size, __ATOMIC_RELAXED) != elem_size || len == 0 ||
+      (len & (len - 1)) != 0 || rel < sizeof *o || (rel & 7) != 0 || rel > room ||
+      len > (room - rel) / elem_size)
+    return SHMVAL_ECORRUPT;
+  *payload = off + rel;
+  *length = len;
   return 0;
 }
 

@@ -39,6 +39,21 @@ static inline uint64_t shmval__block_off(const shmval__obj *o) {
 int shmval__obj_at(shmval__seg *seg, uint64_t off, shmval__obj **out);
 /* The same, checking and returning a copy of the header read once. */
 int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy);
+/*
+ * The few checks a lock-free reader of a table object needs, for hot paths:
+ * the block is a live object of @p kind whose @p elem_size-byte elements,
+ * a power of two of them, lie inside it. On success the payload's offset in
+ * *payload and the element count in *length; else ECORRUPT.
+ */
+int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32_t elem_size,
+                           uint64_t *payload, uint64_t *length);
+/*
+ * shmval__obj_peek() for a lookup by name: 1 if the object is sound and named
+ * @p name (@p len bytes), 0 if it is sound and named otherwise, or the error.
+ * The name is read with atomic loads, for callers that hold no lock.
+ */
+int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, const char *name,
+                           size_t len);
 /* The object's name, or NULL; only for objects that passed shmval__obj_at(). */
 const char *shmval__obj_name(const shmval__obj *o);
 

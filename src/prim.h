@@ -47,6 +47,48 @@ void shmval__prim_deadline(double seconds, struct timespec *ts);
 double shmval__prim_now(void);       /* CLOCK_MONOTONIC seconds */
 uint64_t shmval__prim_wall_ns(void); /* CLOCK_REALTIME nanoseconds */
 void shmval__prim_sleep(double seconds);
+static inline uint64_t shmval__load64(const unsigned char *p) {
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+}
+
+static inline uint64_t shmval__load32(const unsigned char *p) {
+  uint32_t w;
+  __builtin_memcpy(&w, p, 4);
+  return w;
+}
+
+static inline uint64_t shmval__hash_round(uint64_t h, uint64_t w) {
+  h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
+  return h ^ (h >> 31);
+}
+
+/*
+ * A seeded 64-bit hash of @p n bytes: 8 bytes a round, then splitmix64's
+ * finaliser. A short tail is read with loads that overlap (the last 8 bytes,
+ * or two 4-byte words) rather than copied into a zeroed word byte by byte,
+ * which would stall the next load on the byte stores. Stored in shared tables
+ * (the dict's slots, the name directory's entries), so a change to it is a
+ * change of the layout version.
+ */
+static inline uint64_t shmval__hash(uint64_t seed, const void *key, size_t n) {
+  const unsigned char *p = key, *end = p + n;
+  uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9e3779b97f4a7c15));
+  if (n >= 8) {
+    for (; end - p > 8; p += 8)
+      h = shmval__hash_round(h, shmval__load64(p));
+    h = shmval__hash_round(h, shmval__load64(end - 8));
+  } else if (n >= 4) {
+    h = shmval__hash_round(h, shmval__load32(p) | shmval__load32(end - 4) << 32);
+  } else if (n > 0) {
+    h = shmval__hash_round(h, (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16);
+  }
+  h ^= h >> 30;
+  h *= UINT64_C(0x94d049bb133111eb);
+  return h ^ (h >> 31);
+}
+
 /* A hint to the CPU inside a spin-wait loop. */
 static inline void shmval__prim_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

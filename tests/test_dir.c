@@ -142,8 +142,30 @@ static void test_verify_counts(void **state) {
     assert_ok(shm_value_destroy(v[i]));
 }
 
+/*
+ * The hash reads a short tail with overlapping loads: every byte of a name of
+ * any length must still count, and so must the length and the seed.
+ */
+static void test_hash_every_byte(void **state) {
+  (void)state;
+  char a[48], b[48];
+  for (size_t n = 1; n <= 40; n++) {
+    for (size_t i = 0; i < n; i++)
+      a[i] = (char)('a' + (i * 7) % 26);
+    uint64_t h = shmval__hash(0, a, n);
+    for (size_t i = 0; i < n; i++) {
+      memcpy(b, a, n);
+      b[i] = (char)(b[i] ^ 0x20);
+      assert_true(shmval__hash(0, b, n) != h);
+    }
+    assert_true(shmval__hash(0, a, n - 1) != h);
+    assert_true(shmval__hash(1, a, n) != h);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hash_every_byte),
       cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sequence_lock_retry, setup, teardown),
