@@ -234,6 +234,22 @@ static void lib_alloc_free(void *ctx, long n) {
   }
 }
 
+/* The same, K at a time: create K Values, then destroy all K (Boost's peer does likewise). */
+#define ALLOC_BATCH 1000
+
+static void lib_alloc_free_batch(void *ctx, long n) {
+  by_name *b = ctx;
+  shm_opts o = {.segment = b->seg, .flags = SHMVAL_RAW};
+  static shm_value *v[ALLOC_BATCH];
+  for (long done = 0; done < n; done += ALLOC_BATCH) {
+    for (int i = 0; i < ALLOC_BATCH; i++)
+      if (shm_value_create(&v[i], SHMVAL_LLONG, NULL, &o) != 0)
+        abort();
+    for (int i = 0; i < ALLOC_BATCH; i++)
+      shm_value_destroy(v[i]);
+  }
+}
+
 /* The dict's rows beside Boost's unordered_map under an interprocess_mutex. */
 static int boost_dict_rows(int quick, const peer_fig *figs, int n) {
   size_t sizes[] = {1000, quick ? 100000 : 1000000};
@@ -295,6 +311,8 @@ static int boost_rows(int quick) {
            "named_create_remove", "<= 1.0x");
   peer_row("raw Value create+destroy vs allocate(8)", lib_alloc_free, &b, k, figs, n,
            "alloc_free_8", "<= 1.0x");
+  peer_row("raw Values: 1000 created, then destroyed", lib_alloc_free_batch, &b, k, figs, n,
+           "alloc_free_8_batch", "<= 1.0x");
   shm_segment_close(b.seg);
   shm_value_destroy(v);
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-boost-seg-%d", (int)getpid());

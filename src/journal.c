@@ -23,6 +23,11 @@ static struct {
   void (*on_fork)(shm_segment *sg);
 } reg = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL};
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+/*
+ * Stepped whenever the attachments change (an open, a close, a fork child's
+ * new attachments), so that a thread's cached journal lookup is known stale.
+ */
+static _Atomic uint64_t reg_gen = 1;
 
 /*
  * This process's pid, asked of the kernel once and again in every fork child
@@ -49,6 +54,7 @@ static void reg_child(void) {
       reg.on_fork(sg);
     sg->pid = pid;
   }
+  atomic_fetch_add(&reg_gen, 1);
   pthread_mutex_unlock(&reg.mu);
 }
 static void reg_init(void) { (void)pthread_atfork(reg_prepare, reg_parent, reg_child); }
@@ -59,6 +65,7 @@ void shmval__attach_add(shm_segment *sg, void (*on_fork)(shm_segment *sg)) {
   reg.on_fork = on_fork;
   sg->next = reg.head;
   reg.head = sg;
+  atomic_fetch_add(&reg_gen, 1);
   pthread_mutex_unlock(&reg.mu);
 }
 
@@ -70,6 +77,7 @@ void shmval__attach_remove(shm_segment *sg) {
       break;
     }
   }
+  atomic_fetch_add(&reg_gen, 1);
   pthread_mutex_unlock(&reg.mu);
 }
 
@@ -91,16 +99,33 @@ shmval__attach_ent *shmval__attach_table(shmval__seg *seg) {
   return (shmval__attach_ent *)(void *)((char *)t + t->payload_rel);
 }
 
+/*
+ * The calling thread's last journal lookup: a destruction finds its journal
+ * without the registry's lock and walk while no attachment has changed since.
+ */
+static _Thread_local struct {
+  uint64_t gen;
+  const shmval__seg *seg;
+  uint64_t *journal;
+} last_journal;
+
 uint64_t *shmval__journal_for(const shmval__seg *seg) {
   uint64_t *j = NULL;
   if (!(seg->flags & SHMVAL__SEG_NAMED))
     return NULL;
+  uint64_t gen = atomic_load_explicit(&reg_gen, memory_order_acquire);
+  if (last_journal.seg == seg && last_journal.gen == gen)
+    return last_journal.journal;
   int pid = shmval__attach_pid();
   pthread_mutex_lock(&reg.mu);
+  gen = atomic_load_explicit(&reg_gen, memory_order_relaxed);
   for (shm_segment *sg = reg.head; sg != NULL && j == NULL; sg = sg->next)
     if (sg->base == seg && sg->pid == pid)
       j = sg->journal;
   pthread_mutex_unlock(&reg.mu);
+  last_journal.gen = gen;
+  last_journal.seg = seg;
+  last_journal.journal = j;
   return j;
 }
 

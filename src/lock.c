@@ -191,7 +191,38 @@ static void spin_while_held(pthread_mutex_t *m) {
   }
 }
 
+/*
+ * pthread_mutex_trylock(), mended: glibc (2.36 at least) returns
+ * ENOTRECOVERABLE for a robust mutex that was fenced off but leaves the lock
+ * word holding the caller's thread id (its check of the word it replaced
+ * looks for the id instead of the zero it found), so that every later lock
+ * call waits forever. The word is put back as glibc's own unlock would.
+ */
+static int try_lock(pthread_mutex_t *m) {
+  int rc = pthread_mutex_trylock(m);
+#ifdef __GLIBC__
+  if (SHMVAL__UNLIKELY(rc == ENOTRECOVERABLE)) {
+    int *word = &m->__data.__lock, w = __atomic_load_n(word, __ATOMIC_RELAXED);
+    if ((w & LOCK_TID_MASK) == shmval__prim_tid() &&
+        __atomic_compare_exchange_n(word, &w, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED) &&
+        (w & ~LOCK_TID_MASK) != 0)
+      shmval__prim_futex_wake((_Atomic uint32_t *)(void *)word, 1);
+  }
+#endif
+  return rc;
+}
+
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
+  /*
+   * A free mutex is taken with one compare-and-swap: the timed lock call
+   * costs a clock read and several times the instructions even when it does
+   * not wait.
+   */
+  int rc = try_lock(m);
+  return SHMVAL__LIKELY(rc != EBUSY) ? rc : shmval__mutex_wait_busy(m, deadline);
+}
+
+int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline) {
   spin_while_held(m);
   for (;;) {
     struct timespec slice;

@@ -26,6 +26,8 @@ uint64_t shmval__token_new(void);
  * cut into slices.
  */
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline);
+/* The same after a try that found @p m held: no second compare-and-swap. */
+int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline);
 /* Map a pthread lock result, taking ownership with token @p tok. */
 int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc);
 int shmval__lock_reenter(shmval__lock *l, int busy);
@@ -46,7 +48,7 @@ static inline int shmval__lock_enter(shmval__lock *l) {
   if (SHMVAL__UNLIKELY(rc == EBUSY)) {
     if (atomic_load_explicit(&l->owner, memory_order_relaxed) == tok)
       return shmval__lock_reenter(l, SHMVAL_EDEADLK);
-    rc = shmval__mutex_wait(&l->mutex, NULL);
+    rc = shmval__mutex_wait_busy(&l->mutex, NULL);
   }
   if (SHMVAL__UNLIKELY(rc != 0 || (l->flags & SHMVAL__LOCK_DEAD_PENDING)))
     return shmval__lock_took(l, tok, rc);

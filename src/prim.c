@@ -292,6 +292,8 @@ void shmval__prim_futex_wake(_Atomic uint32_t *addr, int n) {
   syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
+int shmval__prim_tid(void) { return (int)syscall(SYS_gettid); }
+
 bool shmval__prim_past(const struct timespec *deadline) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);

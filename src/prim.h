@@ -106,6 +106,8 @@ static inline void shmval__prim_relax(void) {
 int shmval__prim_futex_wait(_Atomic uint32_t *addr, uint32_t expected,
                             const struct timespec *deadline);
 void shmval__prim_futex_wake(_Atomic uint32_t *addr, int n);
+/* The calling thread's kernel thread id. */
+int shmval__prim_tid(void);
 bool shmval__prim_past(const struct timespec *deadline);
 
 /* Named shared-memory files. Names are in "/name" form. */

@@ -174,6 +174,20 @@ int main(int argc, char **argv) {
             seg.deallocate(seg.allocate(8));
         },
         n);
+    // The same K at a time: allocate K blocks, then free all K, as a program
+    // building a structure does (the loop above reuses one hot block).
+    std::vector<void *> blocks(1000);
+    report(
+        "alloc_free_8_batch",
+        [&](long k) {
+          for (long done = 0; done < k; done += (long)blocks.size()) {
+            for (void *&b : blocks)
+              b = seg.allocate(8);
+            for (void *b : blocks)
+              seg.deallocate(b);
+          }
+        },
+        n);
   }
   bip::shared_memory_object::remove(name.c_str());
   report(
