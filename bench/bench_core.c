@@ -30,6 +30,21 @@ static raw_obj *raw_new(void) {
   return r;
 }
 
+/* The same with a recursive robust mutex: the baseline for the default (recursive) lock. */
+static raw_obj *raw_new_recursive(void) {
+  raw_obj *r = shared_alloc(4096);
+  pthread_mutexattr_t a;
+  if (r == NULL)
+    return NULL;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&r->m, &a);
+  pthread_mutexattr_destroy(&a);
+  return r;
+}
+
 static void raw_lock(raw_obj *r) { robust_lock(&r->m); }
 
 static volatile long sink;
@@ -240,10 +255,12 @@ static int bench_bulk(size_t kib, int quick) {
 
 int bench_core(int quick) {
   long n = quick ? 200000 : 5000000;
-  shm_value *v, *rv, *av;
+  shm_value *v, *rv, *av, *nv;
   shm_opts raw = {.flags = SHMVAL_RAW}, atomic = {.flags = SHMVAL_ATOMIC};
-  raw_obj *r = raw_new();
-  if (r == NULL || shm_value_create(&v, SHMVAL_LONG, NULL, NULL) != 0 ||
+  shm_opts plain = {.flags = SHMVAL_NONRECURSIVE};
+  raw_obj *r = raw_new(), *rr = raw_new_recursive();
+  if (r == NULL || rr == NULL || shm_value_create(&v, SHMVAL_LONG, NULL, NULL) != 0 ||
+      shm_value_create(&nv, SHMVAL_LONG, NULL, &plain) != 0 ||
       shm_value_create(&rv, SHMVAL_LONG, NULL, &raw) != 0 ||
       shm_value_create(&av, SHMVAL_LONG, NULL, &atomic) != 0) {
     fprintf(stderr, "shmval_bench: core: setup failed\n");
@@ -254,6 +271,10 @@ int bench_core(int quick) {
   row_ns("locked set (long)", measure(lib_set, v, n, base_set, r, n), "<= 1.15x");
   row_ns("locked increment (acquire, ++, release)", measure(lib_incr, v, n, base_incr, r, n),
          "<= 1.15x");
+  row_ns("non-recursive lock: locked get", measure(lib_get, nv, n, base_get, r, n), "<= 1.15x");
+  row_ns("non-recursive lock: locked set", measure(lib_set, nv, n, base_set, r, n), "<= 1.15x");
+  row_ns("non-recursive lock: locked increment", measure(lib_incr, nv, n, base_incr, r, n),
+         "<= 1.15x");
   row_ns("atomic add (long) vs __atomic_fetch_add",
          measure(lib_atomic_add, av, n, base_atomic_add, r, n), "<= 1.10x");
   row_ns("atomic add via shm_value_ptr + __atomic",
@@ -263,6 +284,8 @@ int bench_core(int quick) {
   long n2 = quick ? 50000 : 1000000;
   row_ns("2 processes: locked increment", measure(lib_incr2, v, n2, base_incr2, r, n2),
          ">= 0.90x tput");
+  row_ns("2 processes: locked increment vs recursive mutex",
+         measure(lib_incr2, v, n2, base_incr2, rr, n2), "<= 1.15x");
   row_ns("2 processes: atomic add", measure(lib_atomic_add2, av, n2, base_atomic_add2, r, n2), "-");
   row_ns("raw get (long) vs plain load", measure(lib_get, rv, n, base_raw_get, r, n), "-");
   row_ns("raw set (long) vs plain store", measure(lib_set, rv, n, base_raw_set, r, n), "-");
@@ -296,7 +319,10 @@ int bench_core(int quick) {
   shm_value_destroy(v);
   shm_value_destroy(rv);
   shm_value_destroy(av);
+  shm_value_destroy(nv);
   pthread_mutex_destroy(&r->m);
+  pthread_mutex_destroy(&rr->m);
   munmap(r, 4096);
+  munmap(rr, 4096);
   return rc;
 }

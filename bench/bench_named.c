@@ -270,17 +270,27 @@ void lib_seg_open(void *ctx, long n) {
   }
 }
 
-/* The raw sequence; a non-NULL @p ctx also reads the first word, as any
- * opener that checks a header must (the first touch of the mapping faults). */
+/*
+ * The raw sequence. With @p ctx 1 it also reads the first word, as any opener
+ * that checks a header must (the first touch of the mapping faults); with 2 it
+ * also takes a lock on one byte of the file (an open file description lock,
+ * past its end), the least an opener can do to be counted as attached so that
+ * its death is seen and the last closer knows it is last, as libshmval does.
+ */
 void raw_seg_open(void *ctx, long n) {
+  intptr_t mode = (intptr_t)ctx;
   for (long i = 0; i < n; i++) {
     struct stat st;
     int fd = shm_open(seg_name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0 || fstat(fd, &st) != 0)
       return;
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p != MAP_FAILED && ctx != NULL && *(volatile uint64_t *)p == 0)
+    if (p != MAP_FAILED && mode >= 1 && *(volatile uint64_t *)p == 0)
       return; /* a header would never be zero here */
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 41, .l_len = 1};
+    if (mode >= 2 && fcntl(fd, F_OFD_SETLK, &fl) != 0)
+      return;
     if (p != MAP_FAILED)
       munmap(p, (size_t)st.st_size);
     close(fd);
@@ -332,10 +342,14 @@ int bench_named(int quick) {
   shm_segment *s;
   if (shm_segment_create(&s, seg_name, seg_bytes, NULL) != 0)
     return 1;
+  /* Without the header read the baseline skips the page fault any opener takes: shown, not
+   * targeted. */
   row_ns("segment open + close", measure(lib_seg_open, NULL, n * 4, raw_seg_open, NULL, n * 4),
-         "<= 1.5x");
+         "-");
   row_ns("segment open + close vs raw reading its header",
-         measure(lib_seg_open, NULL, n * 4, raw_seg_open, (void *)1, n * 4), "<= 1.5x");
+         measure(lib_seg_open, NULL, n * 4, raw_seg_open, (void *)1, n * 4), "<= 1.15x");
+  row_ns("open + close vs raw + header + 1-byte lock",
+         measure(lib_seg_open, NULL, n * 4, raw_seg_open, (void *)2, n * 4), "<= 1.2x");
 
   section("Memory per object", "object (bytes used in the segment)", "libshmval", "-");
   stat3 b;

@@ -107,7 +107,10 @@ static _Thread_local struct {
   uint64_t gen;
   const shmval__seg *seg;
   uint64_t *journal;
+  uint32_t dead_magic; /* shmval__dead_magic() of that journal */
 } last_journal;
+
+static uint32_t dead_magic_of(shmval__seg *seg, const uint64_t *journal);
 
 uint64_t *shmval__journal_for(const shmval__seg *seg) {
   uint64_t *j = NULL;
@@ -126,6 +129,7 @@ uint64_t *shmval__journal_for(const shmval__seg *seg) {
   last_journal.gen = gen;
   last_journal.seg = seg;
   last_journal.journal = j;
+  last_journal.dead_magic = dead_magic_of((shmval__seg *)(uintptr_t)seg, j);
   return j;
 }
 
@@ -157,9 +161,17 @@ uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff) {
   return slot >= 0 ? &shmval__attach_table(seg)[slot].pending : NULL;
 }
 
-uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal) {
+static uint32_t dead_magic_of(shmval__seg *seg, const uint64_t *journal) {
   long slot = journal != NULL ? shmval__journal_slot(seg, shmval__journal_off(seg, journal)) : -1;
   return slot >= 0 ? SHMVAL__OBJ_DEAD_BY(slot) : SHMVAL__OBJ_DEAD;
+}
+
+uint32_t shmval__dead_magic(shmval__seg *seg, const uint64_t *journal) {
+  /* A destroyer's own journal, just looked up: its slot was found then. */
+  if (journal != NULL && journal == last_journal.journal && seg == last_journal.seg &&
+      last_journal.gen == atomic_load_explicit(&reg_gen, memory_order_acquire))
+    return last_journal.dead_magic;
+  return dead_magic_of(seg, journal);
 }
 
 int shmval__offs_push(shmval__offs *l, uint64_t off) {
