@@ -634,6 +634,31 @@ static int bar_lock(shmval__lock *l, shmval__barrier_state *st) {
 }
 
 /*
+ * Parties of a barrier in step arrive within a few hundred nanoseconds of
+ * each other, and a sleep and wake costs two context switches, tens of
+ * microseconds on a loaded or virtual machine: a waiter first watches the
+ * generation (reads only) for up to BAR_WATCH_S, and sleeps only if the pass
+ * has not come by then or the state changed otherwise (a break, a reset).
+ * The watch must outlast a wake-up's latency, or a party woken late makes
+ * the next first arriver sleep too, and so on. Whether it passed.
+ */
+#define BAR_WATCH_S 50e-6
+
+static bool bar_spin(shmval__barrier_state *st, uint32_t seq, uint32_t gen) {
+  double until = shmval__prim_now() + BAR_WATCH_S;
+  for (unsigned i = 1;; i++) {
+    if (__atomic_load_n(&st->gen, __ATOMIC_ACQUIRE) != gen)
+      return true;
+    if (atomic_load_explicit(&st->seq, memory_order_relaxed) != seq)
+      break;
+    if (i % 32 == 0 && shmval__prim_now() >= until)
+      break;
+    shmval__prim_relax();
+  }
+  return __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE) != gen;
+}
+
+/*
  * Wait for a state change, releasing the lock meanwhile. With @p gen, a wait
  * for a pass of generation *gen: a waiter that wakes to find the generation
  * moved has passed and returns 1 without retaking the lock (the party that
@@ -643,8 +668,15 @@ static int bar_lock(shmval__lock *l, shmval__barrier_state *st) {
 static int bar_wait_pass(shmval__lock *l, shmval__barrier_state *st, const wait_spec *w,
                          uint32_t *seen, const uint32_t *gen) {
   uint32_t seq = atomic_load(&st->seq);
-  __atomic_fetch_add(&st->sleepers, 1, __ATOMIC_SEQ_CST);
   bar_unlock(l, st, *seen);
+  if (gen != NULL && bar_spin(st, seq, *gen))
+    return 1;
+  /*
+   * Counted as a sleeper only now: a change made since seq was read (under
+   * the lock) makes the futex wait return at once, so a waker that saw no
+   * sleeper and did not wake loses nobody.
+   */
+  __atomic_fetch_add(&st->sleepers, 1, __ATOMIC_SEQ_CST);
   int r = futex_wait(&st->seq, seq, w);
   if (gen != NULL && __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE) != *gen) {
     __atomic_fetch_sub(&st->sleepers, 1, __ATOMIC_SEQ_CST);
