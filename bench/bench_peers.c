@@ -313,6 +313,8 @@ static int boost_rows(int quick) {
            "alloc_free_8", "<= 1.0x");
   peer_row("raw Values: 1000 created, then destroyed", lib_alloc_free_batch, &b, k, figs, n,
            "alloc_free_8_batch", "<= 1.0x");
+  peer_row("the same vs Boost under a robust mutex", lib_alloc_free_batch, &b, k, figs, n,
+           "alloc_free_8_batch_robust", "<= 1.0x");
   shm_segment_close(b.seg);
   shm_value_destroy(v);
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-boost-seg-%d", (int)getpid());

@@ -369,44 +369,66 @@ static uint64_t find_in_own_class(const shmval__seg *seg, uint64_t size) {
   return 0;
 }
 
+/* Whether blocks of @p a and @p b bytes are in the same size class (the same free list). */
+static bool same_class(uint64_t a, uint64_t b) {
+  unsigned fa, sa, fb, sb;
+  size_class(a / BLK_MIN, &fa, &sa);
+  size_class(b / BLK_MIN, &fb, &sb);
+  return fa == fb && sa == sb;
+}
+
 /*
- * Take @p size bytes from the front of the free block at @p off. The crash
- * journal @p journal (or NULL) is set in the store right after the one that
- * makes the block allocated: not before, or a death in between would leave it
- * naming a block that is still free, which someone else may then allocate and
- * a reclaimer would free under them.
+ * Take @p size bytes from the free block at @p off: all of it, or its back
+ * end, so that the rest stays a free block where it was and, while its size
+ * class holds, in its list with its links untouched (a run of allocations
+ * from one big block then changes no list). The allocated block's offset.
+ *
+ * The rest shrinks in one store, after the new block's header and the rest's
+ * boundary tag are written (inside the free block, where nothing reads them),
+ * so the chain is whole at every step. The crash journal @p journal (or NULL)
+ * is set in the store right after the one that makes the block allocated:
+ * not before, or a death in between would leave it naming a block that is
+ * still free, which someone else may then allocate and a reclaimer would
+ * free under them.
  */
-static void carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journal) {
-  uint64_t w = *word_at(seg, off), bsize = w & ~SHMVAL__BLK_FLAGS;
-  uint64_t prev_bit = w & SHMVAL__BLK_PREV_FREE;
-  list_remove(seg, off, bsize);
-  if (bsize - size >= BLK_MIN) {
-    uint64_t tail = off + size, tsize = bsize - size;
-    /* The tail's header first, then the head shrinks in one store. */
-    set_word(seg, tail, tsize | SHMVAL__BLK_FREE);
+static uint64_t carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journal) {
+  uint64_t w = *word_at(seg, off), bsize = w & ~SHMVAL__BLK_FLAGS, rest = bsize - size;
+  uint64_t at = off, end = off + bsize;
+  if (rest >= BLK_MIN) {
+    bool move = !same_class(bsize, rest);
+    at = off + rest;
+    if (move)
+      list_remove(seg, off, bsize);
     SHMVAL__CRASH_POINT();
-    set_footer(seg, tail, tsize);
+    set_word(seg, at, size | SHMVAL__BLK_PREV_FREE);
     SHMVAL__CRASH_POINT();
-    set_word(seg, off, size | prev_bit);
+    set_footer(seg, off, rest);
     SHMVAL__CRASH_POINT();
-    shmval__journal_set(journal, off | SHMVAL__J_CREATE);
+    set_word(seg, off, rest | (w & SHMVAL__BLK_FLAGS));
     SHMVAL__CRASH_POINT();
-    list_insert(seg, tail, tsize);
+    shmval__journal_set(journal, at | SHMVAL__J_CREATE);
+    SHMVAL__CRASH_POINT();
+    if (move)
+      list_insert(seg, off, rest);
   } else {
     size = bsize;
-    set_word(seg, off, size | prev_bit);
+    list_remove(seg, off, bsize);
+    SHMVAL__CRASH_POINT();
+    set_word(seg, off, size | (w & SHMVAL__BLK_PREV_FREE));
     SHMVAL__CRASH_POINT();
     shmval__journal_set(journal, off | SHMVAL__J_CREATE);
-    SHMVAL__CRASH_POINT();
-    if (off + size < seg->heap_end)
-      set_word(seg, off + size, *word_at(seg, off + size) & ~SHMVAL__BLK_PREV_FREE);
-    else
-      seg->end_prev_free = 0;
   }
+  SHMVAL__CRASH_POINT();
+  /* The block after the new one no longer follows a free block. */
+  if (end < seg->heap_end)
+    set_word(seg, end, *word_at(seg, end) & ~SHMVAL__BLK_PREV_FREE);
+  else
+    seg->end_prev_free = 0;
   SHMVAL__CRASH_POINT();
   seg->used += size;
   SHMVAL__CRASH_POINT();
   seg->blocks++;
+  return at;
 }
 
 /*
@@ -535,16 +557,18 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *
     return rc;
   }
   uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0, bsize = w & ~SHMVAL__BLK_FLAGS;
+  uint64_t rest = bsize >= size ? bsize - size : 0;
   if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, bsize) || bsize < size ||
-      !links_ok(seg, b, bsize) || (bsize - size >= BLK_MIN && !head_ok(seg, bsize - size))) {
+      !links_ok(seg, b, bsize) ||
+      (rest >= BLK_MIN && !same_class(bsize, rest) && !head_ok(seg, rest))) {
     shmval__heap_unlock(seg);
     return SHMVAL_ECORRUPT;
   }
-  op_begin(seg, b, SHMVAL__HOP_ALLOC, journal);
-  carve(seg, b, size, journal);
+  /* carve() takes the back end of a block that is split. */
+  op_begin(seg, rest >= BLK_MIN ? b + rest : b, SHMVAL__HOP_ALLOC, journal);
+  *off = carve(seg, b, size, journal);
   op_end(seg);
   shmval__heap_unlock(seg);
-  *off = b;
   return 0;
 }
 

@@ -145,10 +145,6 @@ long shmval__journal_slot(shmval__seg *seg, uint64_t joff) {
   return (long)(rel / sizeof *t);
 }
 
-uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal) {
-  return journal != NULL ? (uint64_t)((const char *)journal - (const char *)seg) : 0;
-}
-
 uint64_t *shmval__journal_at(shmval__seg *seg, uint64_t joff) {
   if (joff == offsetof(shmval__seg, dir_new))
     return &seg->dir_new;

@@ -66,7 +66,9 @@ typedef struct shmval__offs {
 int shmval__offs_push(shmval__offs *l, uint64_t off);
 void shmval__offs_sort(shmval__offs *l);
 /* The offset of the journal word @p journal in @p seg; 0 for NULL. */
-uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal);
+static inline uint64_t shmval__journal_off(const shmval__seg *seg, const uint64_t *journal) {
+  return journal != NULL ? (uint64_t)((const char *)journal - (const char *)seg) : 0;
+}
 /*
  * The journal word at offset @p joff (read from shared memory), validated:
  * the header's dir_new, an attacher slot's, or a tagged word in a block (a

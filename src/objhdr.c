@@ -11,33 +11,25 @@
 #include <string.h>
 #include <wchar.h>
 
-bool shmval__type_info(int t, size_t *size, size_t *align) {
-#define SHMVAL__T(code, ctype)                                                                     \
-  case code:                                                                                       \
-    *size = sizeof(ctype);                                                                         \
-    *align = _Alignof(ctype);                                                                      \
-    return true;
-  switch (t) {
-    SHMVAL__T('c', char)
-    SHMVAL__T('b', signed char)
-    SHMVAL__T('B', unsigned char)
-    SHMVAL__T('?', _Bool)
-    SHMVAL__T('u', wchar_t)
-    SHMVAL__T('h', short)
-    SHMVAL__T('H', unsigned short)
-    SHMVAL__T('i', int)
-    SHMVAL__T('I', unsigned int)
-    SHMVAL__T('l', long)
-    SHMVAL__T('L', unsigned long)
-    SHMVAL__T('q', long long)
-    SHMVAL__T('Q', unsigned long long)
-    SHMVAL__T('f', float)
-    SHMVAL__T('d', double)
-  default:
-    return false;
-  }
+#define SHMVAL__T(code, ctype) [code] = {sizeof(ctype), _Alignof(ctype)}
+const uint8_t shmval__types[128][2] = {
+    SHMVAL__T('c', char),
+    SHMVAL__T('b', signed char),
+    SHMVAL__T('B', unsigned char),
+    SHMVAL__T('?', _Bool),
+    SHMVAL__T('u', wchar_t),
+    SHMVAL__T('h', short),
+    SHMVAL__T('H', unsigned short),
+    SHMVAL__T('i', int),
+    SHMVAL__T('I', unsigned int),
+    SHMVAL__T('l', long),
+    SHMVAL__T('L', unsigned long),
+    SHMVAL__T('q', long long),
+    SHMVAL__T('Q', unsigned long long),
+    SHMVAL__T('f', float),
+    SHMVAL__T('d', double),
+};
 #undef SHMVAL__T
-}
 
 size_t shm_type_size(int type_code) {
   size_t size, align;

@@ -11,8 +11,17 @@
 #define SHMVAL__PAYLOAD_MAX (UINT64_C(1) << 40)
 #define SHMVAL__RECORD_MAX (UINT64_C(1) << 30)
 
+/* Each element type letter's C size and alignment; zeros for other codes. */
+extern const uint8_t shmval__types[128][2];
+
 /* The C size and alignment of element type @p t; false for an unknown code. */
-bool shmval__type_info(int t, size_t *size, size_t *align);
+static inline bool shmval__type_info(int t, size_t *size, size_t *align) {
+  if ((unsigned)t >= 128 || shmval__types[t][0] == 0)
+    return false;
+  *size = shmval__types[t][0];
+  *align = shmval__types[t][1];
+  return true;
+}
 /* Whether a Value of @p type can be atomic: sizes the hardware swaps whole. */
 bool shmval__atomic_ok(unsigned kind, int type, size_t size);
 

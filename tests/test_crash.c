@@ -873,22 +873,21 @@ static void test_shared_lock_not_leaked(void **state) {
   (40u << 10) /* bytes per array: the six take the segment from 64 KiB past 256 KiB */
 
 /*
- * The length of a raw char array whose block takes all of the free block that
- * ends the heap, so that the next grow finds the heap ending in a used block;
- * 0 if it does not end in a free one.
+ * The length of a raw char array whose block takes all of the heap's one
+ * free block, so that the next allocation must grow the heap (which then
+ * ends in a used block: allocations take the back end of a free block);
+ * 0 if the heap's free space is not one block.
  */
 static size_t tail_fill_len(shm_segment *seg) {
-  const shmval__seg *b = seg->base;
-  uint64_t end = shmval__heap_end(b);
-  if (!b->end_prev_free)
+  shmval__heap_stat st;
+  if (shmval__heap_check(seg->base, &st) != 0 || st.free_blocks != 1)
     return 0;
-  uint64_t tail = *(const uint64_t *)(const void *)((const char *)b + end - 8);
   /* The payload starts 64 bytes in; the name "tail" follows it. */
-  return tail > 128 ? (size_t)(tail - 72) : 0;
+  return st.largest_free > 128 ? (size_t)(st.largest_free - 72) : 0;
 }
 
 /*
- * The child's workload: an array that fills the heap's free tail, then arrays
+ * The child's workload: an array that fills the heap's free space, then arrays
  * g0..g5, each filled with its index; *progress counts the seven.
  */
 static int grow_workload(shm_segment *seg, shm_value *progress, size_t fill_len) {

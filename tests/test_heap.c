@@ -62,8 +62,10 @@ static void test_split_merge(void **state) {
   assert_ok(shmval__heap_alloc(seg, 1000, &c, NULL));
   assert_int_equal(shmval__blk_size(seg, a), 128);
   assert_int_equal(shmval__blk_size(seg, b), 64);
-  assert_int_equal(b, a + 128);
-  assert_int_equal(c, b + 64);
+  /* Each is the back end of the free block: they go down from the heap's end. */
+  assert_int_equal(a + 128, seg->heap_end);
+  assert_int_equal(b + 64, a);
+  assert_int_equal(c + 1024, b);
   shmval__heap_stat st = check();
   assert_int_equal(st.blocks, 3);
   assert_int_equal(st.used, 128 + 64 + 1024);
@@ -76,9 +78,9 @@ static void test_split_merge(void **state) {
   st = check();
   assert_int_equal(st.free_blocks, 1);
   assert_int_equal(st.used, st0.used);
-  /* A freed block is reused. */
+  /* The space is one block again, and serves the next allocation from its back. */
   assert_ok(shmval__heap_alloc(seg, 64, &b, NULL));
-  assert_int_equal(b, a);
+  assert_int_equal(b + 64, seg->heap_end);
   assert_ok(shmval__heap_free(seg, b, NULL));
 }
 
@@ -157,7 +159,7 @@ static void scribble_derived(void) {
   seg->fl_bitmap = 0x12345678;
   seg->used = 1;
   seg->blocks = 999;
-  seg->end_prev_free = 0; /* the last block is free */
+  seg->end_prev_free = 1; /* the last block, a, is in use */
   /* A free interrupted after its merge store: b is marked free, unlisted. */
   *(uint64_t *)(void *)((char *)seg + blk_b) |= SHMVAL__BLK_FREE;
 }
@@ -167,13 +169,13 @@ static void test_rebuild_after_owner_death(void **state) {
   assert_ok(shmval__heap_alloc(seg, 64, &blk_a, NULL));
   assert_ok(shmval__heap_alloc(seg, 64, &blk_b, NULL));
   assert_ok(shmval__heap_alloc(seg, 64, &blk_c, NULL));
-  assert_ok(shmval__heap_free(seg, blk_c, NULL)); /* c merges with the tail */
+  assert_ok(shmval__heap_free(seg, blk_c, NULL)); /* c merges with the free space below it */
   die_holding_heap_lock(scribble_derived);
   /* The next holder rebuilds lists, bitmaps, tags and counters. */
   shmval__heap_stat st = check();
   assert_int_equal(st.blocks, 1);
   assert_int_equal(st.used, 64);
-  assert_int_equal(st.free_blocks, 1); /* b merged with the free tail */
+  assert_int_equal(st.free_blocks, 1); /* b merged with the free space below it */
   uint64_t x;
   assert_ok(shmval__heap_alloc(seg, 64, &x, NULL));
   assert_int_equal(x, blk_b);
