@@ -160,7 +160,7 @@ static int contention(int quick, FILE *dat) {
 static int segment_sizes(int quick, FILE *dat) {
   section("Scaling: segment size", "operation (ns/op)", "libshmval",
           "shm_open + posix_fallocate + mmap");
-  fprintf(dat, "# MiB lib_create raw_create lib_open raw_open (ns)\n");
+  fprintf(dat, "# MiB lib_create raw_create lib_open raw_open_reading_header (ns)\n");
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-size-%d", (int)getpid());
   size_t sizes[] = {1, 16, 256, 4096};
   int count = quick ? 2 : 4;
@@ -174,8 +174,9 @@ static int segment_sizes(int quick, FILE *dat) {
     shm_segment *s;
     if (shm_segment_create(&s, seg_name, seg_bytes, NULL) != 0)
       return 1;
-    snprintf(label, sizeof label, "open + close, %zu MiB", sizes[i]);
-    pair op = measure(lib_seg_open, NULL, 50, raw_seg_open, NULL, 50);
+    /* Like with like: the raw opener reads the header too (the first touch faults). */
+    snprintf(label, sizeof label, "open + close vs raw reading its header, %zu MiB", sizes[i]);
+    pair op = measure(lib_seg_open, NULL, 50, raw_seg_open, (void *)1, 50);
     row_ns(label, op, "<= 1.5x");
     shm_segment_close(s);
     shm_segment_unlink(seg_name);

@@ -32,5 +32,5 @@ set logscale xy
 plot dir."/scaling_segment_size.dat" using 1:($2/1000) with linespoints title "create+close+unlink", \
      "" using 1:($3/1000) with linespoints dashtype 2 title "raw (posix_fallocate)", \
      "" using 1:($4/1000) with linespoints title "open+close", \
-     "" using 1:($5/1000) with linespoints dashtype 2 title "raw open"
+     "" using 1:($5/1000) with linespoints dashtype 2 title "raw open, reading the header"
 unset multiplot

@@ -259,7 +259,9 @@ int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32
   /* Each field read once, as a peer may be replacing the table. */
   uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED);
   uint64_t rel = __atomic_load_n(&o->payload_rel, __ATOMIC_RELAXED);
-  if (__atomic_load_n(&o->kind, __ATOMIC_RELAXED) != kind ||
+  /* Its own offset too: a writer that frees the table finds its segment through it. */
+  if (__atomic_load_n(&o->self_off, __ATOMIC_RELAXED) != off ||
+      __atomic_load_n(&o->kind, __ATOMIC_RELAXED) != kind ||
       __atomic_load_n(&o->elem_size, __ATOMIC_RELAXED) != elem_size || len == 0 ||
       (len & (len - 1)) != 0 || rel < sizeof *o || (rel & 7) != 0 || rel > room ||
       len > (room - rel) / elem_size)

@@ -90,10 +90,20 @@ static void alloc_free_batch(Segment &seg, std::vector<void *> &blocks, long k) 
   }
 }
 
-struct counter {
-  bip::interprocess_mutex m;
+template <class Mutex> struct counter_with {
+  Mutex m;
   long long value = 0;
 };
+using counter = counter_with<bip::interprocess_mutex>;
+using robust_counter = counter_with<robust_mutex<PTHREAD_MUTEX_NORMAL>>;
+
+template <class Counter> static void increments(Counter *c, long k) {
+  for (long i = 0; i < k; i++) {
+    c->m.lock();
+    c->value++;
+    c->m.unlock();
+  }
+}
 
 // The dict section's workload: keys (i + 1) * 2^64/phi, each its own value,
 // visited in the same random order (bench/bench_dict.c makes the same).
@@ -192,15 +202,10 @@ int main(int argc, char **argv) {
     bip::managed_shared_memory seg(bip::create_only, name.c_str(), 64u << 20);
     counter *c = seg.construct<counter>("counter")();
     report(
-        "locked_increment",
-        [&](long k) {
-          for (long i = 0; i < k; i++) {
-            c->m.lock();
-            c->value++;
-            c->m.unlock();
-          }
-        },
-        n);
+        "locked_increment", [&](long k) { increments(c, k); }, n);
+    robust_counter *rc = seg.construct<robust_counter>("robust counter")();
+    report(
+        "locked_increment_robust", [&](long k) { increments(rc, k); }, n);
     // 20,000 names in the segment, as in the orientation figures.
     for (int i = 0; i < 20000; i++)
       seg.construct<long long>(("obj-" + std::to_string(i)).c_str())(i);

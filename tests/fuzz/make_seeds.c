@@ -184,6 +184,12 @@ static int damage(shm_segment *s, int which) {
     ((shmval__dict *)shmval__payload(shmval__obj_of(d)))->vsize = UINT32_MAX;
     return 0;
   }
+  case 7: { /* a directory table whose own offset is wrong, with the next insert resizing it */
+    shmval__obj *t = (shmval__obj *)(void *)((char *)b + b->dir_off);
+    t->self_off += 8;
+    b->dir_tombs = b->dir_cap;
+    return 0;
+  }
   default: /* 4: an auto-unlink segment, whose last closer here reads only */
     return 0;
   }
@@ -193,9 +199,9 @@ static int make_regressions(const char *dir) {
   static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
                                       "attach-lock-host",          "attach-mutex-kind",
                                       "inspect-ro-last-closer",    "attach-lock-offset-overflow",
-                                      "attach-dict-value-size"};
+                                      "attach-dict-value-size",    "attach-dir-self-offset"};
   int status = 0;
-  for (int i = 0; i < 7; i++) {
+  for (int i = 0; i < 8; i++) {
     char name[64], dst[4096];
     shm_segment *s;
     shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
@@ -211,7 +217,7 @@ static int make_regressions(const char *dir) {
     shm_segment_close(s);
     shm_segment_unlink(name);
   }
-  printf("make_seeds: 7 regression inputs in %s\n", dir);
+  printf("make_seeds: 8 regression inputs in %s\n", dir);
   return status;
 }
 
