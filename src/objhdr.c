@@ -177,16 +177,28 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
  * This checks everything but where the name ends: *room is the number of
  * bytes from the header to the end of its block, which the name must end in.
  */
-static int peek_header(shmval__seg *seg, uint64_t off, shmval__obj *copy, uint64_t *room) {
+/*
+ * The end of the allocated block that holds the object header at @p off,
+ * from one read of its size word; 0 if @p off cannot be a header's offset or
+ * its block is free or leaves the heap.
+ */
+static uint64_t block_end(shmval__seg *seg, uint64_t off) {
   /* Read once: another process may grow the heap meanwhile. */
   uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
       (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || end - off < sizeof(shmval__obj))
-    return SHMVAL_ECORRUPT;
+    return 0;
   uint64_t w =
       __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
-  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS, blk_end = blk + bsize;
+  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS;
   if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > end - blk)
+    return 0;
+  return blk + bsize;
+}
+
+static int peek_header(shmval__seg *seg, uint64_t off, shmval__obj *copy, uint64_t *room) {
+  uint64_t blk_end = block_end(seg, off);
+  if (blk_end == 0)
     return SHMVAL_ECORRUPT;
   shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
   uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
@@ -244,17 +256,14 @@ int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, co
 
 int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32_t elem_size,
                            uint64_t *payload, uint64_t *length) {
-  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
-  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
-      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || end - off < sizeof(shmval__obj))
+  uint64_t blk_end = block_end(seg, off);
+  if (blk_end == 0)
     return SHMVAL_ECORRUPT;
-  uint64_t w =
-      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
-  uint64_t room = (w & ~SHMVAL__BLK_FLAGS) - SHMVAL__OBJ_HDR_OFF;
+  /* The block holds at least a header (block_end() checked): no underflow. */
+  uint64_t room = blk_end - off;
   const shmval__obj *o = (const shmval__obj *)(const void *)((const char *)seg + off);
-  if ((w & SHMVAL__BLK_FREE) || (w & ~SHMVAL__BLK_FLAGS) > end - blk ||
-      atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire) !=
-          SHMVAL__OBJ_MAGIC)
+  if (atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire) !=
+      SHMVAL__OBJ_MAGIC)
     return SHMVAL_ECORRUPT;
   /* Each field read once, as a peer may be replacing the table. */
   uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED);

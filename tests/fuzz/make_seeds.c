@@ -190,18 +190,24 @@ static int damage(shm_segment *s, int which) {
     b->dir_tombs = b->dir_cap;
     return 0;
   }
+  case 8: { /* a directory table block of size 0 claiming 2^40 entries */
+    uint64_t *w = (uint64_t *)(void *)((char *)b + b->dir_off - SHMVAL__OBJ_HDR_OFF);
+    *w &= SHMVAL__BLK_FLAGS;
+    ((shmval__obj *)(void *)((char *)b + b->dir_off))->length = UINT64_C(1) << 40;
+    return 0;
+  }
   default: /* 4: an auto-unlink segment, whose last closer here reads only */
     return 0;
   }
 }
 
 static int make_regressions(const char *dir) {
-  static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
-                                      "attach-lock-host",          "attach-mutex-kind",
-                                      "inspect-ro-last-closer",    "attach-lock-offset-overflow",
-                                      "attach-dict-value-size",    "attach-dir-self-offset"};
+  static const char *const names[] = {
+      "attach-misaligned-payload", "attach-bitmap-bits",     "attach-lock-host",
+      "attach-mutex-kind",         "inspect-ro-last-closer", "attach-lock-offset-overflow",
+      "attach-dict-value-size",    "attach-dir-self-offset", "attach-dir-block-size"};
   int status = 0;
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < 9; i++) {
     char name[64], dst[4096];
     shm_segment *s;
     shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
@@ -217,7 +223,7 @@ static int make_regressions(const char *dir) {
     shm_segment_close(s);
     shm_segment_unlink(name);
   }
-  printf("make_seeds: 8 regression inputs in %s\n", dir);
+  printf("make_seeds: 9 regression inputs in %s\n", dir);
   return status;
 }
 
