@@ -122,10 +122,6 @@ static bool shm_eq(const char *shm, const void *key, size_t n) {
 /* ------------------------------------------------------------------------ */
 /* Hashing and control words. */
 
-static inline uint64_t key_hash(uint64_t seed, const void *key, size_t n) {
-  return shmval__hash(seed, key, n);
-}
-
 static inline uint64_t tag_of(uint64_t h) { return h >> SHMVAL__DS_TAG_SHIFT; }
 static inline unsigned stripe_of(uint64_t tag) { return (unsigned)(tag % NSTRIPES); }
 static inline uint64_t c_state(uint64_t c) { return c & SHMVAL__DS_STATE; }
@@ -564,7 +560,7 @@ static int dict_read(const shm_dict *h, const void *key, size_t klen, void *buf,
   if (rc != 0 || (rc = check_key(key, klen)) != 0)
     return rc;
   shmval__dict *d = r.d;
-  uint64_t hh = key_hash(ld(&d->seed), key, klen);
+  uint64_t hh = shmval__hash(ld(&d->seed), key, klen);
   for (;;) {
     uint64_t gen = lda(&d->tab_gen), off = lda(&d->tab);
     const shmval__dslot *stuck = NULL;
@@ -663,7 +659,7 @@ static int wop_begin(wop *w, const shm_dict *h, const void *key, size_t klen) {
     return rc;
   w->key = key;
   w->klen = klen;
-  w->h = key_hash(ld(&w->r.d->seed), key, klen);
+  w->h = shmval__hash(ld(&w->r.d->seed), key, klen);
   w->tag = tag_of(w->h);
   w->si = stripe_of(w->tag);
   w->sp = &w->r.d->stripe[w->si];
@@ -907,7 +903,7 @@ static uint64_t slot_hash(uint64_t seed, uint64_t c, uint64_t w0, uint64_t w1) {
   uint64_t wd[2] = {w0, w1};
   unsigned kl = c_klen(c);
   memcpy(b, wd, 16);
-  return key_hash(seed, b, kl < SHMVAL__DS_INLINE_MAX ? kl : SHMVAL__DS_INLINE_MAX);
+  return shmval__hash(seed, b, kl < SHMVAL__DS_INLINE_MAX ? kl : SHMVAL__DS_INLINE_MAX);
 }
 
 /*
@@ -1501,7 +1497,7 @@ static int check_slot(shmval__seg *seg, const tview *t, uint64_t i, uint64_t see
     memcpy(b, wd, 16);
     if (c_klen(c) + c_vlen(c) > SHMVAL__DS_INLINE_MAX)
       return shmval__bad(pb, off, "a dict slot's lengths are out of range");
-    h = key_hash(seed, b, c_klen(c));
+    h = shmval__hash(seed, b, c_klen(c));
   } else {
     ent e;
     if (ent_at(seg, w0, &e) != 0)
@@ -1510,7 +1506,7 @@ static int check_slot(shmval__seg *seg, const tview *t, uint64_t i, uint64_t see
     if (k == NULL)
       return SHMVAL_ENOMEM;
     shm_read(k, e.key, (size_t)e.klen);
-    h = key_hash(seed, k, (size_t)e.klen);
+    h = shmval__hash(seed, k, (size_t)e.klen);
     free(k);
     if (h != w1)
       return shmval__bad(pb, off, "a dict entry's key does not match its hash");

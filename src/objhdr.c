@@ -167,17 +167,6 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
 }
 
 /*
- * Validate the object header at @p off from a copy of it, read once, so that
- * a peer changing the header meanwhile cannot make a checked field differ
- * from the one used: lock-free readers (the name directory) look at headers
- * that may be freed and reused under them. On success *copy holds the header
- * that was checked.
-
- *
- * This checks everything but where the name ends: *room is the number of
- * bytes from the header to the end of its block, which the name must end in.
- */
-/*
  * The end of the allocated block that holds the object header at @p off,
  * from one read of its size word; 0 if @p off cannot be a header's offset or
  * its block is free or leaves the heap.
@@ -196,6 +185,16 @@ static uint64_t block_end(shmval__seg *seg, uint64_t off) {
   return blk + bsize;
 }
 
+/*
+ * Validate the object header at @p off from a copy of it, read once, so that
+ * a peer changing the header meanwhile cannot make a checked field differ
+ * from the one used: lock-free readers (the name directory) look at headers
+ * that may be freed and reused under them. On success *copy holds the header
+ * that was checked.
+ *
+ * This checks everything but where the name ends: *room is the number of
+ * bytes from the header to the end of its block, which the name must end in.
+ */
 static int peek_header(shmval__seg *seg, uint64_t off, shmval__obj *copy, uint64_t *room) {
   uint64_t blk_end = block_end(seg, off);
   if (blk_end == 0)
