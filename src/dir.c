@@ -89,12 +89,9 @@ static int table(shmval__seg *seg, uint64_t **ents, uint64_t *cap) {
  * table that does not check out (which a lock-free caller retries with the
  * lock, as the object may just have been freed).
  */
-static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uint64_t *off,
-                 shmval__obj *hdr) {
-  uint64_t *ents, cap;
-  int rc = table(seg, &ents, &cap);
-  if (rc != 0)
-    return rc;
+static int probe_in(shmval__seg *seg, const uint64_t *ents, uint64_t cap, const char *name,
+                    size_t len, uint64_t h, uint64_t *off, shmval__obj *hdr) {
+  int rc;
   for (uint64_t i = h & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
     uint64_t e = ent_load(&ents[i]);
     if (e == ENT_EMPTY)
@@ -112,6 +109,53 @@ static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uin
   return SHMVAL_ENOENT;
 }
 
+/* probe_in() the current table. */
+static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uint64_t *off,
+                 shmval__obj *hdr) {
+  uint64_t *ents, cap;
+  int rc = table(seg, &ents, &cap);
+  return rc != 0 ? rc : probe_in(seg, ents, cap, name, len, h, off, hdr);
+}
+
+/*
+ * A segment handle remembers the last table a lookup through it validated,
+ * so that the next lookups skip the table's checks while the directory keeps
+ * it: one word, read and written whole (threads share handles), holding the
+ * low bits of the generation the table was read under, its block's index and
+ * the log2 of its capacity. A replacement moves the generation on, and a
+ * lookup uses the word only if the generation it read before its probe and
+ * the table's offset both match it. Whatever the word says, it names a range
+ * validated once to lie in the heap, which never shrinks: a stale word can
+ * only make a probe miss, never read outside the mapping.
+ */
+#define TC_GEN_BITS 24
+#define TC_IDX_BITS 34
+#define TC_DIR_REL (SHMVAL__BLOCK_ALIGN - SHMVAL__OBJ_HDR_OFF) /* the library's table payload */
+
+static uint64_t tc_key(uint64_t gen, uint64_t off) {
+  uint64_t idx = (off - SHMVAL__OBJ_HDR_OFF) / SHMVAL__BLOCK_ALIGN;
+  return (gen & ((UINT64_C(1) << TC_GEN_BITS) - 1)) << TC_IDX_BITS | idx;
+}
+
+/* The table for a lookup under generation @p gen, from @p cache if it holds it. */
+static int table_cached(shmval__seg *seg, uint64_t *cache, uint64_t gen, uint64_t **ents,
+                        uint64_t *cap) {
+  uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE);
+  uint64_t c = cache != NULL ? __atomic_load_n(cache, __ATOMIC_RELAXED) : 0;
+  if (c != 0 && (c >> 6) == tc_key(gen, off)) {
+    *ents = (uint64_t *)(void *)((char *)seg + off + TC_DIR_REL);
+    *cap = UINT64_C(1) << (c & 63);
+    return 0;
+  }
+  int rc = table(seg, ents, cap);
+  /* Only a table laid out as the library lays it out, in the first TiB. */
+  if (rc == 0 && cache != NULL && (char *)*ents == (char *)seg + off + TC_DIR_REL &&
+      (off >> (TC_IDX_BITS + 6)) == 0)
+    __atomic_store_n(cache, tc_key(gen, off) << 6 | (uint64_t)__builtin_ctzll(*cap),
+                     __ATOMIC_RELAXED);
+  return rc;
+}
+
 int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj **out) {
   uint64_t off;
   shmval__obj hdr;
@@ -122,15 +166,18 @@ int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj
 }
 
 /* A probe between two equal, even readings of the generation; EAGAIN if none. */
-static int probe_unlocked(shmval__seg *seg, const char *name, size_t len, uint64_t h, uint64_t *off,
-                          shmval__obj *hdr) {
+static int probe_unlocked(shmval__seg *seg, uint64_t *cache, const char *name, size_t len,
+                          uint64_t h, uint64_t *off, shmval__obj *hdr) {
   for (int tries = 0; tries < LOOKUP_TRIES; tries++) {
     uint64_t g = __atomic_load_n(&seg->dir_gen, __ATOMIC_ACQUIRE);
     if (g & 1) {
       shmval__prim_relax();
       continue;
     }
-    int rc = probe(seg, name, len, h, off, hdr);
+    uint64_t *ents, cap;
+    int rc = table_cached(seg, cache, g, &ents, &cap);
+    if (rc == 0)
+      rc = probe_in(seg, ents, cap, name, len, h, off, hdr);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&seg->dir_gen, __ATOMIC_RELAXED) != g)
       continue;
@@ -140,10 +187,10 @@ static int probe_unlocked(shmval__seg *seg, const char *name, size_t len, uint64
   return SHMVAL_EAGAIN;
 }
 
-int shmval__dir_lookup(shmval__seg *seg, const char *name, size_t len, bool can_lock,
-                       shmval__obj **out, shmval__obj *hdr) {
+int shmval__dir_lookup(shmval__seg *seg, uint64_t *cache, const char *name, size_t len,
+                       bool can_lock, shmval__obj **out, shmval__obj *hdr) {
   uint64_t off, h = name_hash(name, len);
-  int rc = probe_unlocked(seg, name, len, h, &off, hdr);
+  int rc = probe_unlocked(seg, cache, name, len, h, &off, hdr);
   if (rc == SHMVAL_EAGAIN && can_lock) {
     if ((rc = shmval__dir_lock(seg)) != 0)
       return rc;

@@ -20,10 +20,12 @@ void shmval__dir_unlock(shmval__seg *seg);
  * lock, unless @p can_lock is false (a read-only mapping): then EAGAIN.
  * *hdr is the copy of the object's header that was checked: a peer may
  * destroy the object as soon as it is found, so *out is a handle to check
- * again on use, like any other.
+ * again on use, like any other. @p cache (or NULL) is a word of the caller's
+ * segment handle, zero at first, where lookups remember the table they
+ * checked.
  */
-int shmval__dir_lookup(shmval__seg *seg, const char *name, size_t len, bool can_lock,
-                       shmval__obj **out, shmval__obj *hdr);
+int shmval__dir_lookup(shmval__seg *seg, uint64_t *cache, const char *name, size_t len,
+                       bool can_lock, shmval__obj **out, shmval__obj *hdr);
 /* Check the directory's shape when a segment is opened: 0 or ECORRUPT. */
 int shmval__dir_check(shmval__seg *seg);
 /*

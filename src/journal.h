@@ -20,6 +20,7 @@ struct shm_segment {
   unsigned flags;
   int pid; /* the process that attached */
   uint64_t dev, ino;
+  uint64_t dir_cache; /* the last directory table a lookup checked (see dir.c) */
   char name[SHMVAL__SEG_NAME_SIZE];
   struct shm_segment *next; /* the process's list of open segments */
 };

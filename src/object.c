@@ -337,7 +337,8 @@ int shmval__obj_open(void **out, shm_segment *sg, const char *name, unsigned kin
   if (out == NULL || sg == NULL || shmval__dir_name_ok(name, &len) != 0)
     return SHMVAL_EINVAL;
   shmval__obj hdr;
-  int rc = shmval__dir_lookup(sg->base, name, len, !(sg->flags & SHMVAL_RDONLY), &o, &hdr);
+  int rc = shmval__dir_lookup(sg->base, &sg->dir_cache, name, len, !(sg->flags & SHMVAL_RDONLY), &o,
+                              &hdr);
   if (rc != 0)
     return rc;
   if (hdr.kind != kind || (expected != 0 && hdr.type != expected))

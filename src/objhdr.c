@@ -85,7 +85,7 @@ shmval__obj *shmval__obj_init(shmval__seg *seg, uint64_t off, const shmval__obj_
 }
 
 /* Whether @p o's element type and size agree. */
-static bool elem_ok(const shmval__obj *o) {
+static inline __attribute__((always_inline)) bool elem_ok(const shmval__obj *o) {
   size_t size, align;
   switch (o->kind) {
   case SHMVAL__KIND_VALUE:
@@ -171,7 +171,7 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
  * from one read of its size word; 0 if @p off cannot be a header's offset or
  * its block is free or leaves the heap.
  */
-static uint64_t block_end(shmval__seg *seg, uint64_t off) {
+static inline __attribute__((always_inline)) uint64_t block_end(shmval__seg *seg, uint64_t off) {
   /* Read once: another process may grow the heap meanwhile. */
   uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
   if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
@@ -195,7 +195,8 @@ static uint64_t block_end(shmval__seg *seg, uint64_t off) {
  * This checks everything but where the name ends: *room is the number of
  * bytes from the header to the end of its block, which the name must end in.
  */
-static int peek_header(shmval__seg *seg, uint64_t off, shmval__obj *copy, uint64_t *room) {
+static inline __attribute__((always_inline)) int peek_header(shmval__seg *seg, uint64_t off,
+                                                             shmval__obj *copy, uint64_t *room) {
   uint64_t blk_end = block_end(seg, off);
   if (blk_end == 0)
     return SHMVAL_ECORRUPT;
@@ -231,6 +232,22 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   return memchr(name, 0, (size_t)(room - copy->name_off)) == NULL ? SHMVAL_ECORRUPT : 0;
 }
 
+/*
+ * Whether the @p len + 1 bytes at @p on (in the mapping) are @p name and its
+ * terminator. Without a lock the block may change under the comparison, so
+ * its bytes are copied out with atomic loads of the aligned words that hold
+ * them (an aligned word that holds a byte of the mapping lies inside it, as
+ * the mapping is whole pages) and the copy is compared.
+ */
+static bool name_is(const char *on, const char *name, size_t len) {
+  uint64_t copy[(SHMVAL_NAME_MAX + 1) / 8 + 2];
+  size_t skip = (uintptr_t)on & 7, words = (skip + len + 8) / 8;
+  const uint64_t *w = (const uint64_t *)(const void *)(on - skip);
+  for (size_t i = 0; i < words; i++)
+    copy[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+  return memcmp((const char *)copy + skip, name, len + 1) == 0;
+}
+
 int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, const char *name,
                            size_t len) {
   uint64_t room;
@@ -240,17 +257,12 @@ int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, co
   if (copy->name_off == 0)
     return SHMVAL_ECORRUPT;
   /*
-   * Compared with single-byte atomic loads, since without a lock the block
-   * may change under the comparison, and only as far as the block goes: a
-   * match, terminator included, is also the proof that the name ends there.
+   * Compared only as far as the block goes: a match, terminator included, is
+   * also the proof that the name ends there.
    */
-  const char *on = (const char *)seg + off + copy->name_off;
   if (len >= room - copy->name_off)
     return 0;
-  for (size_t i = 0; i < len; i++)
-    if (__atomic_load_n(&on[i], __ATOMIC_RELAXED) != name[i])
-      return 0;
-  return __atomic_load_n(&on[len], __ATOMIC_RELAXED) == '\0';
+  return name_is((const char *)seg + off + copy->name_off, name, len);
 }
 
 int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32_t elem_size,
@@ -265,14 +277,14 @@ int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32
       SHMVAL__OBJ_MAGIC)
     return SHMVAL_ECORRUPT;
   /* Each field read once, as a peer may be replacing the table. */
-  uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED);
+  uint64_t len = __atomic_load_n(&o->length, __ATOMIC_RELAXED), bytes;
   uint64_t rel = __atomic_load_n(&o->payload_rel, __ATOMIC_RELAXED);
   /* Its own offset too: a writer that frees the table finds its segment through it. */
   if (__atomic_load_n(&o->self_off, __ATOMIC_RELAXED) != off ||
       __atomic_load_n(&o->kind, __ATOMIC_RELAXED) != kind ||
       __atomic_load_n(&o->elem_size, __ATOMIC_RELAXED) != elem_size || len == 0 ||
       (len & (len - 1)) != 0 || rel < sizeof *o || (rel & 7) != 0 || rel > room ||
-      len > (room - rel) / elem_size)
+      __builtin_mul_overflow(len, (uint64_t)elem_size, &bytes) || bytes > room - rel)
     return SHMVAL_ECORRUPT;
   *payload = off + rel;
   *length = len;

@@ -37,7 +37,7 @@ static int lookup(int i, bool can_lock, shmval__obj **o) {
   char name[32];
   shmval__obj hdr;
   snprintf(name, sizeof name, "n%d", i);
-  return shmval__dir_lookup(seg->base, name, strlen(name), can_lock, o, &hdr);
+  return shmval__dir_lookup(seg->base, &seg->dir_cache, name, strlen(name), can_lock, o, &hdr);
 }
 
 static void verify(uint64_t want_named) {
@@ -58,7 +58,16 @@ static void test_growth(void **state) {
   shm_value *v[N];
   uint64_t cap0 = seg->base->dir_cap;
   assert_int_equal(cap0, 16); /* DIR_MIN */
-  create_names(0, N, v);
+  /* Each name is looked up as soon as it is made, through a handle that remembers the table. */
+  char name[32];
+  for (int i = 0; i < N; i++) {
+    shmval__obj *o;
+    snprintf(name, sizeof name, "n%d", i);
+    assert_ok(shm_value_create(&v[i], SHMVAL_INT, &i, &(shm_opts){.segment = seg, .name = name}));
+    assert_ok(lookup(i, false, &o));
+    assert_ok(lookup(i / 2, false, &o));
+    assert_ptr_equal(o, shmval__obj_of(v[i / 2]));
+  }
   assert_true(seg->base->dir_cap >= N * 4 / 3);
   assert_int_equal(seg->base->dir_count, N);
   assert_int_equal(seg->base->dir_gen & 1, 0);
@@ -123,6 +132,35 @@ static void test_sequence_lock_retry(void **state) {
   assert_code(lookup(0, false, &o), SHMVAL_ENOENT);
 }
 
+/*
+ * A lookup remembers the table it checked in the handle, with the generation
+ * it read it under (bits 40-63 of the word) and its capacity's log2 (bits
+ * 0-5), and uses the word only while the generation is the same: a word from
+ * another generation that names a smaller table is not followed.
+ */
+static void test_table_cache(void **state) {
+  (void)state;
+  enum { N = 100 };
+  shm_value *v[N];
+  shmval__obj *o;
+  create_names(0, N, v);
+  seg->dir_cache = 0;
+  assert_ok(lookup(0, false, &o));
+  uint64_t c = seg->dir_cache, cap = seg->base->dir_cap;
+  assert_true(c != 0);
+  assert_int_equal(UINT64_C(1) << (c & 63), cap);
+  assert_int_equal(c >> 40, seg->base->dir_gen & 0xffffff);
+  /* The same table from a generation before: 16 entries said, which would miss most names. */
+  seg->dir_cache = ((c ^ (UINT64_C(2) << 40)) & ~UINT64_C(63)) | 4;
+  for (int i = 0; i < N; i++) {
+    assert_ok(lookup(i, false, &o));
+    assert_ptr_equal(o, shmval__obj_of(v[i]));
+  }
+  assert_int_equal(seg->dir_cache, c); /* checked again and remembered */
+  for (int i = 0; i < N; i++)
+    assert_ok(shm_value_destroy(v[i]));
+}
+
 /* The verifier catches a counter that disagrees with the table. */
 static void test_verify_counts(void **state) {
   (void)state;
@@ -169,6 +207,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sequence_lock_retry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_table_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_verify_counts, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
