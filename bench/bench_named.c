@@ -245,7 +245,10 @@ void lib_seg_create(void *ctx, long n) {
   }
 }
 
-/* The raw sequence; *ctx says whether it reserves the space like libshmval. */
+/*
+ * The raw sequence, header write included; *ctx says whether it reserves the
+ * space like libshmval.
+ */
 void raw_seg_create(void *ctx, long n) {
   int reserve = ctx != NULL;
   for (long i = 0; i < n; i++) {
@@ -254,8 +257,10 @@ void raw_seg_create(void *ctx, long n) {
         (reserve ? posix_fallocate(fd, 0, (off_t)seg_bytes) : ftruncate(fd, (off_t)seg_bytes)) != 0)
       return;
     void *p = mmap(NULL, seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p != MAP_FAILED)
+    if (p != MAP_FAILED) {
+      *(volatile uint64_t *)p = 1; /* a header: any creator writes one (a page fault) */
       munmap(p, seg_bytes);
+    }
     close(fd);
     shm_unlink(seg_name);
   }

@@ -432,6 +432,35 @@ static uint64_t carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *j
 }
 
 /*
+ * Whether a split block gives its front instead: only while a named
+ * segment's creator lays out its own tables, before the segment is
+ * published, so that they sit right after the header, in the pages that
+ * every opener reads (where one read fault maps them with the header).
+ */
+static bool place_front(const shmval__seg *seg) {
+  return atomic_load_explicit(&((shmval__seg *)(uintptr_t)seg)->magic, memory_order_relaxed) !=
+         SHMVAL__SEG_MAGIC;
+}
+
+/*
+ * Take @p size bytes from the front of the free block at @p off, which is at
+ * least BLK_MIN bytes bigger: only before the segment is published, when no
+ * other process can see the heap, so the order of the steps is free.
+ */
+static uint64_t carve_front(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *journal) {
+  uint64_t w = *word_at(seg, off), rest = (w & ~SHMVAL__BLK_FLAGS) - size;
+  list_remove(seg, off, size + rest);
+  set_word(seg, off, size | (w & SHMVAL__BLK_PREV_FREE));
+  set_word(seg, off + size, rest | SHMVAL__BLK_FREE);
+  set_footer(seg, off + size, rest);
+  list_insert(seg, off + size, rest);
+  shmval__journal_set(journal, off | SHMVAL__J_CREATE);
+  seg->used += size;
+  seg->blocks++;
+  return off;
+}
+
+/*
  * The size of the free block that ends at @p off, checked from its boundary
  * tag back to its header and its links; 0 if it does not check out.
  */
@@ -565,8 +594,9 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *
     return SHMVAL_ECORRUPT;
   }
   /* carve() takes the back end of a block that is split. */
-  op_begin(seg, rest >= BLK_MIN ? b + rest : b, SHMVAL__HOP_ALLOC, journal);
-  *off = carve(seg, b, size, journal);
+  bool front = rest >= BLK_MIN && place_front(seg);
+  op_begin(seg, rest >= BLK_MIN && !front ? b + rest : b, SHMVAL__HOP_ALLOC, journal);
+  *off = front ? carve_front(seg, b, size, journal) : carve(seg, b, size, journal);
   op_end(seg);
   shmval__heap_unlock(seg);
   return 0;

@@ -156,20 +156,28 @@ int shmval__prim_shm_create(const char *name, unsigned mode, int *fd) {
  */
 #define SHM_DIR "/dev/shm"
 
+/* Whether this process has seen /proc/self/fd, which linkat() names the file by. */
+static _Atomic bool proc_seen;
+
 int shmval__prim_shm_create_unnamed(unsigned mode, int *fd) {
   int f = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (f < 0)
     return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT
                ? SHMVAL__ENOUNNAMED
                : file_error(errno);
-  /* linkat() needs /proc/self/fd to name an unnamed file without privileges. */
+  /*
+   * linkat() needs /proc/self/fd to name an unnamed file without privileges:
+   * looked for until a process has seen it once.
+   */
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", f);
-  if (fchmod(f, (mode_t)mode) != 0 || access(path, F_OK) != 0) {
+  if (fchmod(f, (mode_t)mode) != 0 ||
+      (!atomic_load_explicit(&proc_seen, memory_order_relaxed) && access(path, F_OK) != 0)) {
     int e = errno;
     close(f);
     return e == ENOENT ? SHMVAL__ENOUNNAMED : file_error(e);
   }
+  atomic_store_explicit(&proc_seen, true, memory_order_relaxed);
   *fd = f;
   return 0;
 }
@@ -178,7 +186,13 @@ int shmval__prim_shm_link(int fd, const char *name) {
   char from[64], to[sizeof SHM_DIR + SHMVAL_NAME_MAX + 2];
   snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
   snprintf(to, sizeof to, SHM_DIR "%s", name);
-  return linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0 ? 0 : file_error(errno);
+  if (linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0)
+    return 0;
+  if (errno != ENOENT)
+    return file_error(errno);
+  /* /proc went away since it was seen: look for it again, and make this one under its name. */
+  atomic_store_explicit(&proc_seen, false, memory_order_relaxed);
+  return SHMVAL__ENOUNNAMED;
 }
 
 int shmval__prim_write_at(int fd, const void *buf, size_t len, uint64_t off) {

@@ -119,7 +119,10 @@ int shmval__prim_shm_create(const char *name, unsigned mode, int *fd);
  */
 #define SHMVAL__ENOUNNAMED (-30098)
 int shmval__prim_shm_create_unnamed(unsigned mode, int *fd);
-/* Give the unnamed file @p fd the name @p name: SHMVAL_EEXIST if it is taken. */
+/*
+ * Give the unnamed file @p fd the name @p name: SHMVAL_EEXIST if it is
+ * taken, SHMVAL__ENOUNNAMED if /proc has gone since the file was made.
+ */
 int shmval__prim_shm_link(int fd, const char *name);
 int shmval__prim_shm_open(const char *name, bool rdonly, int *fd);
 /* Write @p len bytes at @p off of a file. */

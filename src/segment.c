@@ -237,16 +237,18 @@ typedef struct seg_sizes {
 /*
  * Lay out a new segment in the file @p fd that this process just created:
  * @p sz.size bytes committed, the file (and every mapping) @p sz.max long.
+ * A file that has its name already (@p named) is guarded while it is laid
+ * out; an unnamed one needs no guard, as no other process can reach it.
  */
-static int init_new(int fd, const char *name, seg_sizes sz, uint32_t max_attach, unsigned policy,
-                    shm_segment **out) {
+static int init_new(int fd, const char *name, bool named, seg_sizes sz, uint32_t max_attach,
+                    unsigned policy, shm_segment **out) {
   uint64_t size = sz.max; /* what is mapped, and unmapped on failure */
   void *mem = NULL;
   shmval__obj *t;
   shm_segment *sg = calloc(1, sizeof *sg);
   int rc = sg == NULL ? SHMVAL_ENOMEM : 0;
   /* Openers wait at the gate until the header is complete. */
-  if (rc == 0)
+  if (rc == 0 && named)
     rc = shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_WR, true);
   /*
    * The "being initialised" mark goes in before the (slow) reservation: a
@@ -254,7 +256,7 @@ static int init_new(int fd, const char *name, seg_sizes sz, uint32_t max_attach,
    * recognised as a dead creator's leftover (EUNINIT, no gate holder).
    */
   uint64_t mark = SHMVAL__SEG_MAGIC_INIT;
-  if (rc == 0)
+  if (rc == 0 && named)
     rc = shmval__prim_write_at(fd, &mark, sizeof mark, 0);
   if (rc == 0)
     rc = shmval__prim_reserve(fd, sz.size, sz.max);
@@ -269,9 +271,15 @@ static int init_new(int fd, const char *name, seg_sizes sz, uint32_t max_attach,
   seg->policy = policy;
   seg->max_attach = max_attach;
   seg->created_ns = shmval__prim_wall_ns();
-  if ((rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach, &t,
+  /*
+   * The directory first: both go right after the header (see the heap's
+   * place_front()), and an opener reads the directory's header and the
+   * attacher table's first entries, which then share a page.
+   */
+  if ((rc = shmval__dir_init(seg)) != 0 ||
+      (rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach, &t,
                                     NULL)) != 0 ||
-      (seg->attach_off = t->self_off, rc = shmval__dir_init(seg)) != 0) {
+      (seg->attach_off = t->self_off, 0)) {
     rc = rc == SHMVAL_ENOMEM ? SHMVAL_EINVAL : rc; /* too small for its own tables */
     goto fail;
   }
@@ -284,7 +292,8 @@ static int init_new(int fd, const char *name, seg_sizes sz, uint32_t max_attach,
   if ((rc = claim_slot(sg)) != 0)
     goto fail;
   shmval__seg_publish(seg);
-  shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
+  if (named)
+    shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_UN, false);
   *out = sg;
   return 0;
 fail:
@@ -325,24 +334,23 @@ static int make_segment(const char *nm, seg_sizes total, unsigned mode, uint32_t
                         unsigned policy, shm_segment **out) {
   int fd;
   int rc = shmval__prim_shm_create_unnamed(mode, &fd);
-  if (rc == SHMVAL__ENOUNNAMED) {
-    if ((rc = shmval__prim_shm_create(nm, mode, &fd)) != 0)
-      return rc;
-    if ((rc = init_new(fd, nm, total, max_attach, policy, out)) != 0) {
-      shmval__prim_shm_unlink(nm);
+  if (rc == 0) {
+    if ((rc = init_new(fd, nm, false, total, max_attach, policy, out)) != 0) {
       shmval__prim_close(fd);
+      return rc;
     }
-    return rc;
-  }
-  if (rc != 0)
-    return rc;
-  if ((rc = init_new(fd, nm, total, max_attach, policy, out)) != 0) {
-    shmval__prim_close(fd);
-    return rc;
-  }
-  if ((rc = shmval__prim_shm_link(fd, nm)) != 0) {
+    if ((rc = shmval__prim_shm_link(fd, nm)) == 0)
+      return 0;
     discard_unnamed(*out);
     *out = NULL;
+  }
+  if (rc != SHMVAL__ENOUNNAMED)
+    return rc;
+  if ((rc = shmval__prim_shm_create(nm, mode, &fd)) != 0)
+    return rc;
+  if ((rc = init_new(fd, nm, true, total, max_attach, policy, out)) != 0) {
+    shmval__prim_shm_unlink(nm);
+    shmval__prim_close(fd);
   }
   return rc;
 }
@@ -570,15 +578,19 @@ int shm_segment_close(shm_segment *sg) {
   return 0;
 }
 
-/* Map the file @p fd read-only and classify it; *mem receives the mapping. */
-static int classify(int fd, uint64_t *fsize, uint64_t *dev, uint64_t *ino, void **mem) {
+/*
+ * Map the file @p fd (read-only unless @p writable) and classify it; *mem
+ * receives the mapping.
+ */
+static int classify(int fd, bool writable, uint64_t *fsize, uint64_t *dev, uint64_t *ino,
+                    void **mem) {
   int rc = shmval__prim_fd_info(fd, fsize, dev, ino);
   *mem = NULL;
   if (rc != 0)
     return rc;
   if (*fsize < sizeof(uint64_t) || *fsize > SEG_MAX)
     return SHMVAL_ENOTSHMVAL; /* an empty file may be anyone's: never ours to touch */
-  if ((rc = shmval__prim_map(fd, (size_t)*fsize, true, mem)) != 0)
+  if ((rc = shmval__prim_map(fd, (size_t)*fsize, !writable, mem)) != 0)
     return rc;
   uint64_t magic = atomic_load(&((shmval__seg *)*mem)->magic);
   if (magic == SHMVAL__SEG_MAGIC_INIT)
@@ -594,7 +606,8 @@ int shm_segment_unlink(const char *name) {
   int rc = norm_name(name, nm);
   if (rc != 0 || (rc = shmval__prim_shm_open(nm, false, &fd)) != 0)
     return rc;
-  rc = classify(fd, &fsize, &dev, &ino, &mem);
+  /* Mapped writable at once: it is only written if it checks out as ours. */
+  rc = classify(fd, true, &fsize, &dev, &ino, &mem);
   if (rc == SHMVAL_ENOTSHMVAL || (rc != 0 && mem == NULL)) {
     shmval__prim_unmap(mem, (size_t)fsize); /* a no-op when nothing was mapped */
     shmval__prim_close(fd);
@@ -602,11 +615,9 @@ int shm_segment_unlink(const char *name) {
   }
   /* Ours (valid, corrupt or unfinished): mark it, then remove the name. */
   shmval__prim_flock(fd, GATE_OFF, SHMVAL__FLOCK_WR, true);
-  shmval__prim_unmap(mem, (size_t)fsize);
-  if (rc == 0 && shmval__prim_map(fd, (size_t)fsize, false, &mem) == 0) {
+  if (rc == 0)
     atomic_fetch_or(&((shmval__seg *)mem)->state, SHMVAL__STATE_UNLINKED);
-    shmval__prim_unmap(mem, (size_t)fsize);
-  }
+  shmval__prim_unmap(mem, (size_t)fsize);
   unlink_if_same(nm, dev, ino);
   shmval__prim_close(fd); /* releases the gate */
   return 0;
@@ -673,7 +684,7 @@ int shm_segment_inspect(const char *name, shm_segment_info *info) {
     return rc;
   memset(info, 0, sizeof *info);
   strcpy(info->name, nm);
-  rc = classify(fd, &fsize, &dev, &ino, &mem);
+  rc = classify(fd, false, &fsize, &dev, &ino, &mem);
   info->size = info->max_size = (size_t)fsize;
   (void)shmval__prim_fd_mode(fd, &info->mode);
   if (rc == 0) {

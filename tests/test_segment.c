@@ -63,6 +63,30 @@ static void test_create_open_close(void **state) {
   assert_null(shm_segment_name(NULL));
 }
 
+/*
+ * A named segment's own tables sit right after its header, the directory
+ * first, then the attacher table: what every opener reads shares the pages
+ * of the header, while the objects made later go to the back of the heap.
+ */
+static void test_tables_follow_header(void **state) {
+  (void)state;
+  shm_segment *a;
+  shm_value *v;
+  const char *name = NAME("tables");
+  assert_ok(shm_segment_create(&a, name, 4 * MIB, NULL));
+  const shmval__seg *h = a->base;
+  assert_int_equal(h->dir_off, h->heap_start + SHMVAL__OBJ_HDR_OFF);
+  uint64_t dir_blk = *(const uint64_t *)(const void *)((const char *)h + h->heap_start);
+  assert_int_equal(h->attach_off,
+                   h->heap_start + (dir_blk & ~SHMVAL__BLK_FLAGS) + SHMVAL__OBJ_HDR_OFF);
+  assert_true(h->attach_off < 3 * 4096);
+  assert_ok(shm_value_create(&v, SHMVAL_LONG, NULL, &(shm_opts){.segment = a}));
+  assert_true((uintptr_t)shmval__obj_of(v) - (uintptr_t)h > 2 * MIB);
+  assert_ok(shm_value_destroy(v));
+  assert_ok(shm_segment_close(a));
+  assert_ok(shm_segment_unlink(name));
+}
+
 static void test_exists_and_open_or_create(void **state) {
   (void)state;
   shm_segment *a, *b;
@@ -879,6 +903,37 @@ static int tiny_devshm(void *arg) {
   return access("/dev/shm/shmval-test-full", F_OK) == 0 ? 2 : 0; /* and no file left */
 }
 
+/*
+ * A process that made a segment once (and saw /proc/self/fd, through which
+ * a new segment's unnamed file gets its name) still makes one after /proc
+ * is gone: under its name from the start.
+ */
+static int hidden_proc(void *arg) {
+  const char *name = arg;
+  shm_segment *s;
+  if (shm_segment_create(&s, name, MIB, NULL) != 0 || shm_segment_close(s) != 0 ||
+      shm_segment_unlink(name) != 0)
+    return 1;
+  if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+      mount("tmpfs", "/proc", "tmpfs", 0, "size=1m") != 0)
+    return 77;
+  int rc = shm_segment_create(&s, name, MIB, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "create without /proc: %s\n", shmval_err_name(rc));
+    return 2;
+  }
+  return shm_segment_close(s) != 0 || shm_segment_unlink(name) != 0 ? 3 : 0;
+}
+
+static void test_create_without_proc(void **state) {
+  (void)state;
+  pid_t pid = spawn(hidden_proc, (void *)NAME("noproc"));
+  int rc = reap(pid);
+  if (rc == 77)
+    skip(); /* needs root for a private mount namespace */
+  assert_int_equal(rc, 0);
+}
+
 static void test_no_space(void **state) {
   (void)state;
   pid_t pid = spawn(tiny_devshm, NULL);
@@ -891,6 +946,8 @@ static void test_no_space(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_open_close),
+      cmocka_unit_test(test_tables_follow_header),
+      cmocka_unit_test(test_create_without_proc),
       cmocka_unit_test(test_exists_and_open_or_create),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_mode_ignores_umask),
