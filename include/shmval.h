@@ -714,7 +714,9 @@ typedef struct shm_segment_info {
   size_t size;
   size_t max_size; /**< the most it may grow to (equal to size for a fixed segment) */
   size_t used;     /**< bytes in allocated blocks */
-  size_t free;     /**< bytes in free blocks */
+  /** bytes committed and not in allocated blocks (in free blocks, or not yet
+   *  laid out as blocks: a new segment's heap covers its own tables at first) */
+  size_t free;
   /** live objects of every kind (Values, Arrays, locks, semaphores, conditions,
    *  events, barriers); the segment's own tables are not counted */
   size_t objects;

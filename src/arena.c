@@ -99,7 +99,7 @@ static int map_seg(size_t size, size_t max_size, bool own, size_t *index) {
     return rc;
   shmval__seg *seg = mem;
   if ((sparse && (rc = shmval__prim_populate(mem, size)) != 0) ||
-      (rc = shmval__seg_init(seg, size, max_size, SHMVAL__SEG_ANON)) != 0) {
+      (rc = shmval__seg_init(seg, size, max_size, SHMVAL__SEG_ANON, 0)) != 0) {
     shmval__prim_unmap(mem, max_size);
     return rc;
   }

@@ -373,6 +373,12 @@ int shmval__dir_remove(shmval__seg *seg, shmval__obj *o) {
   return SHMVAL_ENOENT;
 }
 
+uint64_t shmval__dir_init_bytes(void) {
+  shmval__obj_layout lo;
+  shmval__obj_plan((uint64_t)DIR_MIN * sizeof(uint64_t), 8, false, 0, &lo);
+  return lo.block;
+}
+
 int shmval__dir_init(shmval__seg *seg) {
   shmval__obj *t;
   int rc = shmval__mutex_init(&seg->dir_lock);

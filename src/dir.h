@@ -8,7 +8,9 @@
 #include "reclaim.h"
 #include "table.h"
 
+/* Make the segment's first (empty) directory table; the bytes of its block. */
 int shmval__dir_init(shmval__seg *seg);
+uint64_t shmval__dir_init_bytes(void);
 /* Lock the directory; rebuilds it from a heap walk after an owner died. */
 int shmval__dir_lock(shmval__seg *seg);
 /* Note (or with NULL, forget) the journal of the dir_lock holder creating a named object. */

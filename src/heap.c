@@ -269,11 +269,15 @@ void shmval__heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_loc
 
 /* ------------------------------------------------------------------------ */
 
-int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags) {
+int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags,
+                     uint64_t first) {
   uint64_t start = align_up(sizeof(shmval__seg), BLK_MIN);
   uint64_t end = (uint64_t)size & ~(BLK_MIN - 1);
   if (end < start + BLK_MIN || max_size < size || max_size - start > HEAP_MAX)
     return SHMVAL_EINVAL;
+  first = align_up(first, BLK_MIN);
+  if (first >= BLK_MIN && first < end - start)
+    end = start + first;
   /* Everything but the magic, which a named segment's creator has set. */
   memset((char *)seg + sizeof seg->magic, 0, sizeof *seg - sizeof seg->magic);
   seg->version = SHMVAL__LAYOUT_VERSION;

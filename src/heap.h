@@ -18,8 +18,15 @@ uint64_t shmval__abi_fingerprint(void);
  * @p seg, mapped (and growable) up to @p max_size bytes (>= size). An
  * anonymous segment is published at once; a named one by its creator, with
  * shmval__seg_publish(), once its tables are in place.
+ *
+ * With @p first (0: none), the heap covers only its first @p first bytes at
+ * first, and the first allocation that needs more adds the rest of the
+ * committed size (a grow with nothing to commit): a named segment's creator
+ * sizes it for its own tables, so that making a segment writes no page past
+ * them (the heap's last boundary tag would be on the committed size's last).
  */
-int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags);
+int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags,
+                     uint64_t first);
 void shmval__seg_publish(shmval__seg *seg);
 /*
  * Call @p cb for every allocated block, under the heap lock (so @p cb must

@@ -235,6 +235,18 @@ typedef struct seg_sizes {
 } seg_sizes;
 
 /*
+ * The heap a new segment starts with: its own tables, up to the end of the
+ * page the last one ends in (see shmval__seg_init()).
+ */
+static uint64_t tables_bytes(uint32_t max_attach) {
+  shmval__obj_layout lo;
+  uint64_t ps = shmval__prim_page_size(), a = SHMVAL__BLOCK_ALIGN - 1;
+  shmval__obj_plan((uint64_t)max_attach * sizeof(attach_ent), 8, false, 0, &lo);
+  uint64_t end = hdr_bytes() + ((shmval__dir_init_bytes() + a) & ~a) + ((lo.block + a) & ~a);
+  return ((end + ps - 1) & ~(ps - 1)) - hdr_bytes();
+}
+
+/*
  * Lay out a new segment in the file @p fd that this process just created:
  * @p sz.size bytes committed, the file (and every mapping) @p sz.max long.
  * A file that has its name already (@p named) is guarded while it is laid
@@ -266,7 +278,8 @@ static int init_new(int fd, const char *name, bool named, seg_sizes sz, uint32_t
     goto fail;
   shmval__seg *seg = mem;
   atomic_store_explicit(&seg->magic, SHMVAL__SEG_MAGIC_INIT, memory_order_relaxed);
-  if ((rc = shmval__seg_init(seg, (size_t)sz.size, (size_t)sz.max, SHMVAL__SEG_NAMED)) != 0)
+  if ((rc = shmval__seg_init(seg, (size_t)sz.size, (size_t)sz.max, SHMVAL__SEG_NAMED,
+                             tables_bytes(max_attach))) != 0)
     goto fail;
   seg->policy = policy;
   seg->max_attach = max_attach;
@@ -653,7 +666,11 @@ static int describe(shmval__seg *seg, bool writable, shm_segment_info *info) {
   info->size = (size_t)shmval__seg_size(seg);
   info->max_size = (size_t)seg->max_size;
   info->used = (size_t)t.used;
-  info->free = (size_t)(shmval__heap_end(seg) - seg->heap_start - t.used);
+  /* The committed space past the heap's end is free too: the heap adds it when it needs it. */
+  uint64_t end = shmval__seg_size(seg) & ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1);
+  if (end < shmval__heap_end(seg))
+    end = shmval__heap_end(seg);
+  info->free = (size_t)(end - seg->heap_start - t.used);
   info->objects = t.objects;
   info->max_attach = seg->max_attach;
   info->flags = seg->policy & SHMVAL_AUTO_UNLINK;

@@ -221,7 +221,7 @@ static void test_grow_damaged_sizes(void **state) {
     uint64_t v;
   } cases[] = {
       {offsetof(shmval__seg, size), 2 * MIB},        /* committed beyond the maximum */
-      {offsetof(shmval__seg, size), 32 * KIB},       /* the heap beyond the committed size */
+      {offsetof(shmval__seg, size), 8 * KIB},        /* the heap beyond the committed size */
       {offsetof(shmval__seg, heap_end), 128 * KIB},  /* the same, the other way */
       {offsetof(shmval__seg, max_size), MIB - 4096}, /* a maximum that is not the file's size */
       {offsetof(shmval__seg, max_size), (uint64_t)-4096}, /* or beyond the address space */

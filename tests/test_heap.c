@@ -20,7 +20,7 @@ static int setup(void **state) {
   if (mem == MAP_FAILED)
     return -1;
   seg = mem;
-  return shmval__seg_init(seg, SEG_SIZE, SEG_SIZE, SHMVAL__SEG_ANON);
+  return shmval__seg_init(seg, SEG_SIZE, SEG_SIZE, SHMVAL__SEG_ANON, 0);
 }
 
 static int teardown(void **state) {
@@ -49,7 +49,7 @@ static void test_header(void **state) {
   /* Too small to hold a heap, or too large for the size classes. */
   char small[sizeof(shmval__seg) + 64];
   assert_code(
-      shmval__seg_init((shmval__seg *)(void *)small, sizeof small - 64, sizeof small - 64, 0),
+      shmval__seg_init((shmval__seg *)(void *)small, sizeof small - 64, sizeof small - 64, 0, 0),
       SHMVAL_EINVAL);
 }
 

@@ -66,23 +66,34 @@ static void test_create_open_close(void **state) {
 /*
  * A named segment's own tables sit right after its header, the directory
  * first, then the attacher table: what every opener reads shares the pages
- * of the header, while the objects made later go to the back of the heap.
+ * of the header. The heap covers only those pages at first, so that making
+ * a segment writes no page past them; the first allocation that needs more
+ * adds the rest of the committed size, and stat counts it free throughout.
  */
 static void test_tables_follow_header(void **state) {
   (void)state;
   shm_segment *a;
-  shm_value *v;
+  shm_array *arr;
+  shm_segment_info info;
   const char *name = NAME("tables");
+  uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
   assert_ok(shm_segment_create(&a, name, 4 * MIB, NULL));
   const shmval__seg *h = a->base;
   assert_int_equal(h->dir_off, h->heap_start + SHMVAL__OBJ_HDR_OFF);
   uint64_t dir_blk = *(const uint64_t *)(const void *)((const char *)h + h->heap_start);
-  assert_int_equal(h->attach_off,
-                   h->heap_start + (dir_blk & ~SHMVAL__BLK_FLAGS) + SHMVAL__OBJ_HDR_OFF);
-  assert_true(h->attach_off < 3 * 4096);
-  assert_ok(shm_value_create(&v, SHMVAL_LONG, NULL, &(shm_opts){.segment = a}));
-  assert_true((uintptr_t)shmval__obj_of(v) - (uintptr_t)h > 2 * MIB);
-  assert_ok(shm_value_destroy(v));
+  uint64_t att = h->heap_start + (dir_blk & ~SHMVAL__BLK_FLAGS);
+  assert_int_equal(h->attach_off, att + SHMVAL__OBJ_HDR_OFF);
+  uint64_t att_blk = *(const uint64_t *)(const void *)((const char *)h + att);
+  uint64_t tables_end = att + (att_blk & ~SHMVAL__BLK_FLAGS);
+  assert_int_equal(h->heap_end, (tables_end + ps - 1) & ~(ps - 1));
+  assert_ok(shm_segment_stat(a, &info));
+  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start);
+  assert_ok(shm_array_create(&arr, SHMVAL_LONG, 8192, NULL, &(shm_opts){.segment = a}));
+  assert_int_equal(h->heap_end, 4 * MIB);
+  assert_true((uintptr_t)shmval__obj_of(arr) - (uintptr_t)h > 3 * MIB);
+  assert_ok(shm_segment_stat(a, &info));
+  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start);
+  assert_ok(shm_array_destroy(arr));
   assert_ok(shm_segment_close(a));
   assert_ok(shm_segment_unlink(name));
 }
