@@ -132,9 +132,12 @@ static int probe(shmval__seg *seg, const char *name, size_t len, uint64_t h, uin
 #define TC_IDX_BITS 34
 #define TC_DIR_REL (SHMVAL__BLOCK_ALIGN - SHMVAL__OBJ_HDR_OFF) /* the library's table payload */
 
-static uint64_t tc_key(uint64_t gen, uint64_t off) {
-  uint64_t idx = (off - SHMVAL__OBJ_HDR_OFF) / SHMVAL__BLOCK_ALIGN;
-  return (gen & ((UINT64_C(1) << TC_GEN_BITS) - 1)) << TC_IDX_BITS | idx;
+#define TC_GEN_MASK ((UINT64_C(1) << TC_GEN_BITS) - 1)
+#define TC_IDX_MASK ((UINT64_C(1) << TC_IDX_BITS) - 1)
+
+/* The table header offset a cache word names. */
+static uint64_t tc_off(uint64_t c) {
+  return ((c >> 6) & TC_IDX_MASK) * SHMVAL__BLOCK_ALIGN + SHMVAL__OBJ_HDR_OFF;
 }
 
 /* The table for a lookup under generation @p gen, from @p cache if it holds it. */
@@ -142,17 +145,20 @@ static int table_cached(shmval__seg *seg, uint64_t *cache, uint64_t gen, uint64_
                         uint64_t *cap) {
   uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE);
   uint64_t c = cache != NULL ? __atomic_load_n(cache, __ATOMIC_RELAXED) : 0;
-  if (c != 0 && (c >> 6) == tc_key(gen, off)) {
-    *ents = (uint64_t *)(void *)((char *)seg + off + TC_DIR_REL);
+  /* The offset compared whole and the table placed from the word: never from a damaged one. */
+  if (c != 0 && off == tc_off(c) && c >> (6 + TC_IDX_BITS) == (gen & TC_GEN_MASK)) {
+    *ents = (uint64_t *)(void *)((char *)seg + tc_off(c) + TC_DIR_REL);
     *cap = UINT64_C(1) << (c & 63);
     return 0;
   }
   int rc = table(seg, ents, cap);
   /* Only a table laid out as the library lays it out, in the first TiB. */
+  uint64_t idx = (off - SHMVAL__OBJ_HDR_OFF) / SHMVAL__BLOCK_ALIGN;
   if (rc == 0 && cache != NULL && (char *)*ents == (char *)seg + off + TC_DIR_REL &&
-      (off >> (TC_IDX_BITS + 6)) == 0)
-    __atomic_store_n(cache, tc_key(gen, off) << 6 | (uint64_t)__builtin_ctzll(*cap),
-                     __ATOMIC_RELAXED);
+      idx <= TC_IDX_MASK)
+    __atomic_store_n(
+        cache, ((gen & TC_GEN_MASK) << TC_IDX_BITS | idx) << 6 | (uint64_t)__builtin_ctzll(*cap),
+        __ATOMIC_RELAXED);
   return rc;
 }
 

@@ -157,6 +157,19 @@ static void test_table_cache(void **state) {
     assert_ptr_equal(o, shmval__obj_of(v[i]));
   }
   assert_int_equal(seg->dir_cache, c); /* checked again and remembered */
+  /*
+   * A damaged directory offset that differs from the remembered one only in
+   * bits the word keeps elsewhere (each bit from 40 up) is refused, not
+   * followed out of the mapping.
+   */
+  uint64_t off = seg->base->dir_off;
+  for (int bit = 40; bit < 64; bit++) {
+    seg->base->dir_off = off + (UINT64_C(1) << bit);
+    assert_code(lookup(0, false, &o), SHMVAL_EAGAIN);
+    seg->dir_cache = c;
+  }
+  seg->base->dir_off = off;
+  assert_ok(lookup(0, false, &o));
   for (int i = 0; i < N; i++)
     assert_ok(shm_value_destroy(v[i]));
 }
