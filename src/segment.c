@@ -291,11 +291,11 @@ static int init_new(int fd, const char *name, bool named, seg_sizes sz, uint32_t
    */
   if ((rc = shmval__dir_init(seg)) != 0 ||
       (rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach, &t,
-                                    NULL)) != 0 ||
-      (seg->attach_off = t->self_off, 0)) {
+                                    NULL)) != 0) {
     rc = rc == SHMVAL_ENOMEM ? SHMVAL_EINVAL : rc; /* too small for its own tables */
     goto fail;
   }
+  seg->attach_off = t->self_off;
   uint64_t dev, ino, fsize;
   if ((rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino)) != 0)
     goto fail;
