@@ -267,6 +267,16 @@ void raw_seg_create(void *ctx, long n) {
 }
 
 /*
+ * A step of the floor raw_seg_create_safe() failed: a timing without it
+ * would be false, so stop, with the name removed.
+ */
+static void safe_failed(const char *path, const char *step) {
+  perror(step);
+  unlink(path);
+  abort();
+}
+
+/*
  * The raw sequence that keeps libshmval's guarantees, one system call each:
  * a look for the name before any space is reserved; an unnamed file, its
  * mode set whatever the umask, reserved, mapped, its header written, its
@@ -283,30 +293,31 @@ static void raw_seg_create_safe(void *ctx, long n) {
       .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 40, .l_len = 1};
   for (long i = 0; i < n; i++) {
     struct stat st, st2;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0 || (fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0 ||
-        fchmod(fd, 0600) != 0 || posix_fallocate(fd, 0, (off_t)seg_bytes) != 0)
-      return;
+    if (access(path, F_OK) == 0)
+      safe_failed(path, "name taken");
+    int fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0 || posix_fallocate(fd, 0, (off_t)seg_bytes) != 0)
+      safe_failed(path, "O_TMPFILE + fchmod + posix_fallocate");
     void *p = mmap(NULL, seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED || fcntl(fd, F_OFD_SETLK, &fl) != 0)
-      return;
+      safe_failed(path, "mmap + slot lock");
     *(volatile uint64_t *)p = 1;
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) != 0)
-      return;
+      safe_failed(path, "linkat");
     munmap(p, seg_bytes);
     close(fd);
     /* The unlink. */
     if ((fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0)
-      return;
+      safe_failed(path, "open + fstat");
     p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED || *(volatile uint64_t *)p != 1 || fcntl(fd, F_OFD_SETLKW, &fl) != 0)
-      return;
+      safe_failed(path, "mmap + header + gate lock");
     __atomic_fetch_or((uint64_t *)p, 2, __ATOMIC_RELAXED);
     munmap(p, (size_t)st.st_size);
     int fd2 = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd2 >= 0 && fstat(fd2, &st2) == 0 && st2.st_ino == st.st_ino)
-      unlink(path);
+    if (fd2 < 0 || fstat(fd2, &st2) != 0 || st2.st_ino != st.st_ino || unlink(path) != 0)
+      safe_failed(path, "open + fstat + unlink");
     close(fd2);
     close(fd);
   }
