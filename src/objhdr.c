@@ -147,17 +147,28 @@ static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
          blk_end <= shmval__heap_end(seg) && at + sizeof(shmval__lock) <= blk_end;
 }
 
-/* Whether the lock @p o points to lies in the heap and is a lock. */
-static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t blk_end) {
+/*
+ * Whether the lock @p o points to lies in the heap and is a lock: its own
+ * between the header and the payload (at @p pay), another object's outside
+ * this object's block (which ends at @p blk_end). A lock that overlapped
+ * what the object's operations write would be overwritten while held: its
+ * unlock would then fail, leaving the mutex on the thread's robust list,
+ * where glibc's next lock call writes through it after the segment is gone.
+ */
+static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t pay,
+                    uint64_t blk_end) {
   if (o->lock_rel == 0)
     return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
   /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
-  uint64_t at = off + (uint64_t)o->lock_rel;
+  uint64_t at = off + (uint64_t)o->lock_rel, lock_end = at + sizeof(shmval__lock);
   if (at < seg->heap_start || (at & 7) != 0 || at > shmval__heap_end(seg) - sizeof(shmval__lock))
     return false;
-  if ((o->flags & SHMVAL__OBJ_OWN_LOCK) &&
-      (at < off + sizeof *o || at + sizeof(shmval__lock) > blk_end))
+  if (o->flags & SHMVAL__OBJ_OWN_LOCK) {
+    if (at < off + sizeof *o || lock_end > pay)
+      return false;
+  } else if (lock_end > off - SHMVAL__OBJ_HDR_OFF && at < blk_end) {
     return false;
+  }
   const shmval__lock *l = (const shmval__lock *)(const void *)((const char *)seg + at);
   if (atomic_load_explicit(&((shmval__lock *)(uintptr_t)l)->magic, memory_order_acquire) !=
           SHMVAL__LOCK_MAGIC ||
@@ -214,7 +225,7 @@ static inline __attribute__((always_inline)) int peek_header(shmval__seg *seg, u
   if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
       (h->payload_rel & 7) != 0 ||
       __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > *room ||
-      bytes > *room - h->payload_rel || !lock_ok(seg, h, off, blk_end))
+      bytes > *room - h->payload_rel || !lock_ok(seg, h, off, off + h->payload_rel, blk_end))
     return SHMVAL_ECORRUPT;
   /* The name, if any, must begin inside the block, after the payload. */
   if (h->name_off != 0 && (h->name_off < h->payload_rel + bytes || h->name_off >= *room))

@@ -453,6 +453,49 @@ static void test_fuzz_finds(void **state) {
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
   assert_int_equal(r.used, used);
   drop(seg, name);
+
+  /*
+   * 5. A payload laid over the object's own lock: refused. A set through it
+   * overwrote the held mutex, its unlock failed, and the mutex stayed on the
+   * thread's robust list for glibc's next lock call to write through.
+   */
+  seg = victim_segment(name, sizeof name, &v);
+  o2 = shmval__obj_of(v);
+  uint32_t pay = o2->payload_rel;
+  o2->payload_rel = (uint32_t)o2->lock_rel + 16;
+  assert_code(shm_value_open(&v2, seg, "victim", SHMVAL_INT), SHMVAL_ECORRUPT);
+  o2->payload_rel = pay;
+  assert_ok(shm_value_open(&v2, seg, "victim", SHMVAL_INT));
+  drop(seg, name);
+
+  /* 6. A payload laid over another object's lock, which it shares: refused too. */
+  seg = victim_segment(name, sizeof name, &v);
+  o = (shm_opts){.segment = seg, .name = "sharer", .lock = shm_value_get_lock(v)};
+  assert_ok(shm_value_create(&v2, SHMVAL_INT, NULL, &o));
+  shmval__obj *sh = shmval__obj_of(v2);
+  uint64_t sh_off = (uint64_t)((char *)sh - (char *)seg->base),
+           lock_at = sh_off + (uint64_t)sh->lock_rel;
+  assert_true(sh_off < lock_at); /* the later block lies before the earlier one */
+  uint64_t *size_word = (uint64_t *)(void *)((char *)sh - SHMVAL__OBJ_HDR_OFF), keep = *size_word;
+  uint64_t grown =
+      (lock_at + sizeof(shmval__lock) - (sh_off - SHMVAL__OBJ_HDR_OFF) + 63) & ~UINT64_C(63);
+  *size_word = grown | (keep & SHMVAL__BLK_FLAGS);
+  /* The payload on the lock's owner token, the name (which must follow it) on its list links. */
+  pay = sh->payload_rel;
+  uint64_t name_off = sh->name_off, links = lock_at + offsetof(shmval__lock, mutex) + 24;
+  char saved[16];
+  memcpy(saved, (char *)seg->base + links, sizeof saved);
+  sh->payload_rel = (uint32_t)(lock_at - sh_off) + offsetof(shmval__lock, owner);
+  sh->name_off = links - sh_off;
+  strcpy((char *)seg->base + links, "sharer");
+  shm_value *v3;
+  assert_code(shm_value_open(&v3, seg, "sharer", SHMVAL_INT), SHMVAL_ECORRUPT);
+  memcpy((char *)seg->base + links, saved, sizeof saved);
+  sh->name_off = name_off;
+  sh->payload_rel = pay;
+  *size_word = keep;
+  assert_ok(shm_value_destroy(v2));
+  drop(seg, name);
 }
 
 /* Whether process @p pid is asleep in a futex wait. */

@@ -30,7 +30,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_IMAGE (1u << 20)
@@ -73,7 +75,8 @@ static void touch_value(shm_value *v, bool rw) {
   int rc = l != NULL && rw ? shm_lock_try_acquire(l) : 0;
   if (rc != 0 && rc != SHMVAL_OWNERDEAD)
     return;
-  if (shm_value_get(v, buf) == 0 && rw)
+  /* A changed value is written back: a payload laid over a lock must not pass unnoticed. */
+  if (shm_value_get(v, buf) == 0 && rw && (buf[0] ^= 0x5a, true))
     (void)shm_value_set(v, buf);
   if (l != NULL && rw)
     (void)shm_lock_release(l);
@@ -89,7 +92,7 @@ static void touch_array(shm_array *a, bool rw) {
     return;
   size_t count = sizeof buf / es < len ? sizeof buf / es : len;
   (void)shm_array_get(a, len - 1, buf);
-  if (shm_array_read(a, 0, count, buf) == 0 && rw)
+  if (shm_array_read(a, 0, count, buf) == 0 && rw && (buf[0] ^= 0x5a, true))
     (void)shm_array_write(a, 0, count, buf);
   if (shm_array_type(a) == SHMVAL_CHAR)
     (void)shm_array_get_string(a, (char *)buf, sizeof buf);
@@ -312,6 +315,28 @@ static void run(void) {
 }
 #endif
 
+/*
+ * The library must let go of every mutex it took before an operation
+ * returns, whatever the image held: a mutex left on the thread's robust list
+ * (held, or its word overwritten while held so that unlocking it failed)
+ * sends glibc's next lock call writing into memory that is unmapped by then.
+ * The kernel's view of the list tells: empty, its head points to itself.
+ */
+struct robust_entry {
+  struct robust_entry *next;
+};
+
+static void assert_no_lock_held(void) {
+  struct robust_entry *head = NULL;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || head == NULL)
+    return;
+  if (head->next != head) {
+    fprintf(stderr, "fuzz harness: a mutex is still on the robust list after the run\n");
+    abort();
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -321,5 +346,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (write_image(data, size) == 0)
     run();
   shm_unlink(seg_name);
+  assert_no_lock_held();
   return 0;
 }

@@ -196,18 +196,22 @@ static int damage(shm_segment *s, int which) {
     ((shmval__obj *)(void *)((char *)b + b->dir_off))->length = UINT64_C(1) << 40;
     return 0;
   }
+  case 9: /* a Value whose payload lies on its own lock's mutex word */
+    x->payload_rel = (uint32_t)x->lock_rel + (uint32_t)offsetof(shmval__lock, mutex);
+    return 0;
   default: /* 4: an auto-unlink segment, whose last closer here reads only */
     return 0;
   }
 }
 
 static int make_regressions(const char *dir) {
-  static const char *const names[] = {
-      "attach-misaligned-payload", "attach-bitmap-bits",     "attach-lock-host",
-      "attach-mutex-kind",         "inspect-ro-last-closer", "attach-lock-offset-overflow",
-      "attach-dict-value-size",    "attach-dir-self-offset", "attach-dir-block-size"};
+  static const char *const names[] = {"attach-misaligned-payload", "attach-bitmap-bits",
+                                      "attach-lock-host",          "attach-mutex-kind",
+                                      "inspect-ro-last-closer",    "attach-lock-offset-overflow",
+                                      "attach-dict-value-size",    "attach-dir-self-offset",
+                                      "attach-dir-block-size",     "attach-payload-on-lock"};
   int status = 0;
-  for (int i = 0; i < 9; i++) {
+  for (int i = 0; i < 10; i++) {
     char name[64], dst[4096];
     shm_segment *s;
     shm_segment_opts so = {.max_attach = 4, .flags = i == 4 ? SHMVAL_AUTO_UNLINK : 0};
@@ -223,7 +227,7 @@ static int make_regressions(const char *dir) {
     shm_segment_close(s);
     shm_segment_unlink(name);
   }
-  printf("make_seeds: 9 regression inputs in %s\n", dir);
+  printf("make_seeds: 10 regression inputs in %s\n", dir);
   return status;
 }
 
