@@ -7,6 +7,7 @@
 
 #include "bench.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SHMVAL_BOOST_PEER
@@ -250,8 +251,83 @@ static void lib_alloc_free_batch(void *ctx, long n) {
   }
 }
 
+/*
+ * The Boost peer runs as a server (bench/peers/boost_peer.cpp): asked for K
+ * operations of a row, it runs them and answers with its ns per operation.
+ * So its batches alternate with the library's, as every other baseline's do.
+ */
+typedef struct boost_peer {
+  FILE *ask, *answer;
+  pid_t pid;
+} boost_peer;
+
+static int peer_start(boost_peer *bp, const char *exe, int quick) {
+  int to[2], from[2];
+  if (pipe(to) != 0)
+    return -1;
+  if (pipe(from) != 0) {
+    close(to[0]), close(to[1]);
+    return -1;
+  }
+  fflush(stdout);
+  bp->pid = fork();
+  if (bp->pid == 0) {
+    dup2(to[0], 0);
+    dup2(from[1], 1);
+    close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+    execl(exe, exe, quick ? "--quick" : "--full", (char *)NULL);
+    _exit(127);
+  }
+  close(to[0]), close(from[1]);
+  bp->ask = fdopen(to[1], "w");
+  bp->answer = fdopen(from[0], "r");
+  char line[32];
+  if (bp->pid < 0 || bp->ask == NULL || bp->answer == NULL ||
+      fgets(line, sizeof line, bp->answer) == NULL || strcmp(line, "ready\n") != 0)
+    return -1;
+  return 0;
+}
+
+/* End of input tells the peer to remove its segments and exit. */
+static void peer_stop(boost_peer *bp) {
+  if (bp->ask != NULL)
+    fclose(bp->ask);
+  if (bp->answer != NULL)
+    fclose(bp->answer);
+  if (bp->pid > 0)
+    waitpid(bp->pid, NULL, 0);
+}
+
+/* The peer's ns per operation over @p k operations of row @p name; -1 if it failed. */
+static double peer_time(boost_peer *bp, const char *name, long k) {
+  double ns;
+  fprintf(bp->ask, "%s %ld\n", name, k);
+  fflush(bp->ask);
+  return fscanf(bp->answer, "%lf", &ns) == 1 ? ns : -1;
+}
+
+/* A row: libshmval's @p fn and the peer's row @p name, batches alternating. */
+static int boost_row(boost_peer *bp, const char *label, bench_fn fn, void *ctx, long n,
+                     const char *name, const char *target) {
+  double tl[REPS], tb[REPS], tr[REPS];
+  fn(ctx, n / 10 + 1); /* warm up */
+  if (peer_time(bp, name, n / 10 + 1) < 0)
+    goto fail;
+  for (int r = 0; r < REPS; r++) {
+    tl[r] = run_once(fn, ctx, n);
+    if ((tb[r] = peer_time(bp, name, n)) <= 0)
+      goto fail;
+    tr[r] = tl[r] / tb[r];
+  }
+  row_ns(label, (pair){summarise(tl), summarise(tb), summarise(tr).med}, target);
+  return 0;
+fail:
+  printf("(failed: the Boost peer gave no figure for %s)\n", name);
+  return 1;
+}
+
 /* The dict's rows beside Boost's unordered_map under an interprocess_mutex. */
-static int boost_dict_rows(int quick, const peer_fig *figs, int n) {
+static int boost_dict_rows(boost_peer *bp, int quick) {
   size_t sizes[] = {1000, quick ? 100000 : 1000000};
   const char *ops[] = {"get", "set", "delset"};
   const char *what[] = {"dict get", "dict set (present key)", "dict del + set"};
@@ -266,7 +342,7 @@ static int boost_dict_rows(int quick, const peer_fig *figs, int n) {
       char label[96], peer[32];
       snprintf(label, sizeof label, "%s, %zu keys vs unordered_map", what[o], sizes[s]);
       snprintf(peer, sizeof peer, "dict_%s_%s", ops[o], s == 0 ? "small" : "big");
-      peer_row(label, fns[o], dl, k, figs, n, peer, "<= 1.0x");
+      failed |= boost_row(bp, label, fns[o], dl, k, peer, "<= 1.0x");
     }
     failed |= dict_load_failed(dl);
     dict_load_free(dl);
@@ -274,21 +350,8 @@ static int boost_dict_rows(int quick, const peer_fig *figs, int n) {
   return failed;
 }
 
-static int boost_rows(int quick) {
-  peer_fig figs[32];
-  char cmd[512];
-  section("Peer: Boost.Interprocess", "operation (ns/op)", "libshmval", "Boost 1.74");
-  const char *exe = SHMVAL_BOOST_PEER;
-  int n = 0;
-  if (exe[0] != '\0') {
-    snprintf(cmd, sizeof cmd, "%s%s 2>/dev/null", exe, quick ? " --quick" : "");
-    n = run_peer(cmd, figs, 32);
-  }
-  if (n == 0) {
-    printf("(skipped: built without Boost.Interprocess; install libboost-dev and a C++ "
-           "compiler, then configure again)\n");
-    return 0;
-  }
+/* Every row but the dict's; on the fixtures the library's side makes here. */
+static int boost_lib_rows(boost_peer *bp, int quick) {
   shm_value *v;
   by_name b;
   shm_segment_opts au = {.flags = SHMVAL_AUTO_UNLINK};
@@ -304,30 +367,50 @@ static int boost_rows(int quick) {
     shm_value_create(&x, SHMVAL_LLONG, &(long long){i}, &o);
   }
   long k = quick ? 20000 : 1000000;
-  peer_row("locked increment (robust vs not)", lib_incr, v, k, figs, n, "locked_increment", "-");
-  peer_row("locked increment vs a robust mutex in Boost", lib_incr, v, k, figs, n,
-           "locked_increment_robust", "<= 1.15x");
-  peer_row("open by name, 20k names", lib_named_open, &b, k / 10, figs, n, "named_open", "<= 1.0x");
-  peer_row("create + remove by name", lib_named_create_remove, &b, k / 10, figs, n,
-           "named_create_remove", "<= 1.0x");
-  peer_row("raw Value create+destroy vs allocate(8)", lib_alloc_free, &b, k, figs, n,
-           "alloc_free_8", "<= 1.0x");
-  peer_row("raw Values: 1000 created, then destroyed", lib_alloc_free_batch, &b, k, figs, n,
-           "alloc_free_8_batch", "<= 1.0x");
-  peer_row("the same vs Boost under a robust mutex", lib_alloc_free_batch, &b, k, figs, n,
-           "alloc_free_8_batch_robust", "<= 1.0x");
+  int failed =
+      boost_row(bp, "locked increment (robust vs not)", lib_incr, v, k, "locked_increment", "-");
+  failed |= boost_row(bp, "locked increment vs a robust mutex in Boost", lib_incr, v, k,
+                      "locked_increment_robust", "<= 1.15x");
+  failed |=
+      boost_row(bp, "open by name, 20k names", lib_named_open, &b, k / 10, "named_open", "<= 1.0x");
+  failed |= boost_row(bp, "create + remove by name", lib_named_create_remove, &b, k / 10,
+                      "named_create_remove", "<= 1.0x");
+  failed |= boost_row(bp, "raw Value create+destroy vs allocate(8)", lib_alloc_free, &b, k,
+                      "alloc_free_8", "<= 1.0x");
+  failed |= boost_row(bp, "raw Values: 1000 created, then destroyed", lib_alloc_free_batch, &b, k,
+                      "alloc_free_8_batch", "<= 1.0x");
+  failed |= boost_row(bp, "the same vs Boost under a robust mutex", lib_alloc_free_batch, &b, k,
+                      "alloc_free_8_batch_robust", "<= 1.0x");
   shm_segment_close(b.seg);
   shm_value_destroy(v);
   snprintf(seg_name, sizeof seg_name, "/shmval-bench-boost-seg-%d", (int)getpid());
-  peer_row("segment create + remove, 1 MiB", lib_seg_create, NULL, quick ? 20 : 200, figs, n,
-           "segment_create_remove", "<= 1.0x");
+  failed |= boost_row(bp, "segment create + remove, 1 MiB", lib_seg_create, NULL, quick ? 20 : 200,
+                      "segment_create_remove", "<= 1.0x");
   shm_segment *s;
   if (shm_segment_create(&s, seg_name, 1 << 20, NULL) != 0)
     return 1;
-  peer_row("segment open", lib_seg_open, NULL, quick ? 100 : 2000, figs, n, "segment_open",
-           "<= 1.0x");
+  failed |= boost_row(bp, "segment open", lib_seg_open, NULL, quick ? 100 : 2000, "segment_open",
+                      "<= 1.0x");
   shm_segment_close(s);
-  return shm_segment_unlink(seg_name) | boost_dict_rows(quick, figs, n);
+  return failed | shm_segment_unlink(seg_name);
+}
+
+static int boost_rows(int quick) {
+  section("Peer: Boost.Interprocess", "operation (ns/op)", "libshmval", "Boost 1.74");
+  const char *exe = SHMVAL_BOOST_PEER;
+  if (exe[0] == '\0') {
+    printf("(skipped: built without Boost.Interprocess; install libboost-dev and a C++ "
+           "compiler, then configure again)\n");
+    return 0;
+  }
+  boost_peer bp = {NULL, NULL, -1};
+  int failed = 1;
+  if (peer_start(&bp, exe, quick) == 0)
+    failed = boost_lib_rows(&bp, quick) | boost_dict_rows(&bp, quick);
+  else
+    printf("(failed: the Boost peer %s did not start)\n", exe);
+  peer_stop(&bp);
+  return failed;
 }
 
 int bench_peers(int quick) { return python_rows(quick) | binding_rows(quick) | boost_rows(quick); }

@@ -1,6 +1,12 @@
 // The Boost.Interprocess peer of shmval_bench: the comparable operations with
-// a managed_shared_memory segment. Prints "NAME MEDIAN MIN MAX" in ns per
-// operation, the median of 5 runs. `--quick` makes the runs short.
+// a managed_shared_memory segment, measured row by row on request so that the
+// library's batches and the peer's alternate (as every baseline of the bench
+// does) and a drift of the machine's speed cancels out of the ratios.
+//
+// It sets up every fixture, then reads "NAME K" lines on standard input, runs
+// K operations of row NAME and answers with the ns per operation (or
+// "unknown"). It removes its segments at end of input. `--quick` makes the
+// big dict smaller.
 #include <boost/interprocess/allocators/allocator.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
 #include <boost/interprocess/indexes/iset_index.hpp>
@@ -15,6 +21,8 @@
 #include <cstring>
 #include <cerrno>
 #include <functional>
+#include <map>
+#include <memory>
 #include <pthread.h>
 #include <string>
 #include <unistd.h>
@@ -22,18 +30,25 @@
 
 namespace bip = boost::interprocess;
 
-static void report(const char *name, const std::function<void(long)> &fn, long n) {
-  std::vector<double> runs;
-  fn(n / 10 + 1); // warm up
-  for (int r = 0; r < 5; r++) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn(n);
-    auto t1 = std::chrono::steady_clock::now();
-    runs.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / (double)n);
+// The rows, by name: each runs K operations on fixtures that live until the end.
+using row_fn = std::function<void(long)>;
+static std::map<std::string, row_fn> rows;
+
+static void serve() {
+  char name[64];
+  long k;
+  while (std::scanf("%63s %ld", name, &k) == 2) {
+    auto it = rows.find(name);
+    if (it == rows.end() || k <= 0) {
+      std::printf("unknown\n");
+    } else {
+      auto t0 = std::chrono::steady_clock::now();
+      it->second(k);
+      auto t1 = std::chrono::steady_clock::now();
+      std::printf("%.4f\n", std::chrono::duration<double, std::nano>(t1 - t0).count() / (double)k);
+    }
+    std::fflush(stdout);
   }
-  std::sort(runs.begin(), runs.end());
-  std::printf("%s %.1f %.1f %.1f\n", name, runs[2], runs[0], runs[4]);
-  std::fflush(stdout);
 }
 
 // A robust process-shared pthread mutex with the interface Boost's allocator
@@ -135,142 +150,120 @@ static std::vector<std::uint64_t> key_order(std::size_t n) {
   return idx;
 }
 
-static void dict_rows(const std::string &name, std::size_t keys, const char *suffix, long n) {
-  bip::shared_memory_object::remove(name.c_str());
-  bip::managed_shared_memory seg(bip::create_only, name.c_str(), 512u << 20);
-  locked_map *lm = seg.construct<locked_map>("dict")(kv_alloc(seg.get_segment_manager()));
-  std::vector<std::uint64_t> order = key_order(keys);
-  for (std::size_t i = 0; i < keys; i++) // in key order, as the C side fills its tables
-    lm->map.emplace(key_of(i), key_of(i));
+// One dict fixture: a map under a mutex in a segment of its own.
+struct dict_fixture {
+  std::string name;
+  std::unique_ptr<bip::managed_shared_memory> seg;
+  locked_map *lm;
+  std::vector<std::uint64_t> order;
   std::size_t at = 0;
-  auto next = [&] {
+  std::uint64_t next() {
     std::uint64_t k = order[at];
     at = at + 1 == order.size() ? 0 : at + 1;
     return k;
+  }
+};
+
+static void dict_rows(dict_fixture &d, std::size_t keys, const char *suffix) {
+  bip::shared_memory_object::remove(d.name.c_str());
+  d.seg.reset(new bip::managed_shared_memory(bip::create_only, d.name.c_str(), 512u << 20));
+  d.lm = d.seg->construct<locked_map>("dict")(kv_alloc(d.seg->get_segment_manager()));
+  d.order = key_order(keys);
+  for (std::size_t i = 0; i < keys; i++) // in key order, as the C side fills its tables
+    d.lm->map.emplace(key_of(i), key_of(i));
+  locked_map *lm = d.lm;
+  rows[std::string("dict_get_") + suffix] = [&d, lm](long k) {
+    for (long i = 0; i < k; i++) {
+      std::uint64_t key = d.next();
+      lm->m.lock();
+      auto it = lm->map.find(key);
+      bool ok = it != lm->map.end() && it->second == key;
+      lm->m.unlock();
+      if (!ok)
+        std::abort();
+    }
   };
-  std::string label = std::string("dict_get_") + suffix;
-  report(
-      label.c_str(),
-      [&](long k) {
-        for (long i = 0; i < k; i++) {
-          std::uint64_t key = next();
-          lm->m.lock();
-          auto it = lm->map.find(key);
-          bool ok = it != lm->map.end() && it->second == key;
-          lm->m.unlock();
-          if (!ok)
-            std::abort();
-        }
-      },
-      n);
-  label = std::string("dict_set_") + suffix;
-  report(
-      label.c_str(),
-      [&](long k) {
-        for (long i = 0; i < k; i++) {
-          std::uint64_t key = next();
-          lm->m.lock();
-          lm->map[key] = key;
-          lm->m.unlock();
-        }
-      },
-      n);
-  label = std::string("dict_delset_") + suffix;
-  report(
-      label.c_str(),
-      [&](long k) {
-        for (long i = 0; i < k; i++) {
-          std::uint64_t key = next();
-          lm->m.lock();
-          lm->map.erase(key);
-          lm->m.unlock();
-          lm->m.lock();
-          lm->map.emplace(key, key);
-          lm->m.unlock();
-        }
-      },
-      n);
-  seg.destroy<locked_map>("dict");
+  rows[std::string("dict_set_") + suffix] = [&d, lm](long k) {
+    for (long i = 0; i < k; i++) {
+      std::uint64_t key = d.next();
+      lm->m.lock();
+      lm->map[key] = key;
+      lm->m.unlock();
+    }
+  };
+  rows[std::string("dict_delset_") + suffix] = [&d, lm](long k) {
+    for (long i = 0; i < k; i++) {
+      std::uint64_t key = d.next();
+      lm->m.lock();
+      lm->map.erase(key);
+      lm->m.unlock();
+      lm->m.lock();
+      lm->map.emplace(key, key);
+      lm->m.unlock();
+    }
+  };
 }
 
 int main(int argc, char **argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  long n = quick ? 20000 : 1000000;
-  std::string name = "shmval-bench-boost-" + std::to_string(getpid());
-  bip::shared_memory_object::remove(name.c_str());
-  {
-    bip::managed_shared_memory seg(bip::create_only, name.c_str(), 64u << 20);
-    counter *c = seg.construct<counter>("counter")();
-    report(
-        "locked_increment", [&](long k) { increments(c, k); }, n);
-    robust_counter *rc = seg.construct<robust_counter>("robust counter")();
-    report(
-        "locked_increment_robust", [&](long k) { increments(rc, k); }, n);
-    // 20,000 names in the segment, as in the orientation figures.
-    for (int i = 0; i < 20000; i++)
-      seg.construct<long long>(("obj-" + std::to_string(i)).c_str())(i);
-    std::vector<std::string> keys;
-    for (int i = 0; i < 1000; i++)
-      keys.push_back("obj-" + std::to_string((i * 7919) % 20000));
-    report(
-        "named_open",
-        [&](long k) {
-          for (long i = 0; i < k; i++)
-            if (seg.find<long long>(keys[(size_t)i % keys.size()].c_str()).first == nullptr)
-              std::abort();
-        },
-        n / 10);
-    report(
-        "named_create_remove",
-        [&](long k) {
-          for (long i = 0; i < k; i++) {
-            std::string key = "new-" + std::to_string(i % 1000);
-            seg.construct<long long>(key.c_str())(0);
-            seg.destroy<long long>(key.c_str());
-          }
-        },
-        n / 10);
-    report(
-        "alloc_free_8",
-        [&](long k) {
-          for (long i = 0; i < k; i++)
-            seg.deallocate(seg.allocate(8));
-        },
-        n);
-    // The same K at a time: allocate K blocks, then free all K, as a program
-    // building a structure does (the loop above reuses one hot block).
-    std::vector<void *> blocks(1000);
-    report(
-        "alloc_free_8_batch", [&](long k) { alloc_free_batch(seg, blocks, k); }, n);
-  }
-  bip::shared_memory_object::remove(name.c_str());
-  {
-    robust_segment seg(bip::create_only, name.c_str(), 64u << 20);
-    std::vector<void *> blocks(1000);
-    report(
-        "alloc_free_8_batch_robust", [&](long k) { alloc_free_batch(seg, blocks, k); }, n);
-  }
-  bip::shared_memory_object::remove(name.c_str());
-  report(
-      "segment_create_remove",
-      [&](long k) {
-        for (long i = 0; i < k; i++) {
-          { bip::managed_shared_memory s(bip::create_only, name.c_str(), 1u << 20); }
-          bip::shared_memory_object::remove(name.c_str());
-        }
-      },
-      quick ? 20 : 200);
-  { bip::managed_shared_memory keep(bip::create_only, name.c_str(), 1u << 20); }
-  report(
-      "segment_open",
-      [&](long k) {
-        for (long i = 0; i < k; i++)
-          bip::managed_shared_memory s(bip::open_only, name.c_str());
-      },
-      quick ? 100 : 2000);
-  bip::shared_memory_object::remove(name.c_str());
-  dict_rows(name, 1000, "small", quick ? 200000 : 1000000);
-  dict_rows(name, quick ? 100000 : 1000000, "big", quick ? 200000 : 1000000);
-  bip::shared_memory_object::remove(name.c_str());
+  std::string base = "shmval-bench-boost-" + std::to_string(getpid());
+  std::string names[] = {base + "-a", base + "-r", base + "-c", base + "-o", base + "-ds",
+                         base + "-db"};
+  for (auto &n : names)
+    bip::shared_memory_object::remove(n.c_str());
+  bip::managed_shared_memory seg(bip::create_only, names[0].c_str(), 64u << 20);
+  counter *c = seg.construct<counter>("counter")();
+  rows["locked_increment"] = [c](long k) { increments(c, k); };
+  robust_counter *rc = seg.construct<robust_counter>("robust counter")();
+  rows["locked_increment_robust"] = [rc](long k) { increments(rc, k); };
+  // 20,000 names in the segment, as in the orientation figures.
+  for (int i = 0; i < 20000; i++)
+    seg.construct<long long>(("obj-" + std::to_string(i)).c_str())(i);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 1000; i++)
+    keys.push_back("obj-" + std::to_string((i * 7919) % 20000));
+  rows["named_open"] = [&](long k) {
+    for (long i = 0; i < k; i++)
+      if (seg.find<long long>(keys[(size_t)i % keys.size()].c_str()).first == nullptr)
+        std::abort();
+  };
+  rows["named_create_remove"] = [&](long k) {
+    for (long i = 0; i < k; i++) {
+      std::string key = "new-" + std::to_string(i % 1000);
+      seg.construct<long long>(key.c_str())(0);
+      seg.destroy<long long>(key.c_str());
+    }
+  };
+  rows["alloc_free_8"] = [&](long k) {
+    for (long i = 0; i < k; i++)
+      seg.deallocate(seg.allocate(8));
+  };
+  // The same K at a time: allocate K blocks, then free all K, as a program
+  // building a structure does (the loop above reuses one hot block).
+  std::vector<void *> blocks(1000);
+  rows["alloc_free_8_batch"] = [&](long k) { alloc_free_batch(seg, blocks, k); };
+  robust_segment rseg(bip::create_only, names[1].c_str(), 64u << 20);
+  std::vector<void *> rblocks(1000);
+  rows["alloc_free_8_batch_robust"] = [&](long k) { alloc_free_batch(rseg, rblocks, k); };
+  const char *made = names[2].c_str(), *kept = names[3].c_str();
+  rows["segment_create_remove"] = [made](long k) {
+    for (long i = 0; i < k; i++) {
+      { bip::managed_shared_memory s(bip::create_only, made, 1u << 20); }
+      bip::shared_memory_object::remove(made);
+    }
+  };
+  { bip::managed_shared_memory keep(bip::create_only, kept, 1u << 20); }
+  rows["segment_open"] = [kept](long k) {
+    for (long i = 0; i < k; i++)
+      bip::managed_shared_memory s(bip::open_only, kept);
+  };
+  dict_fixture small{names[4], nullptr, nullptr, {}}, big{names[5], nullptr, nullptr, {}};
+  dict_rows(small, 1000, "small");
+  dict_rows(big, quick ? 100000 : 1000000, "big");
+  std::printf("ready\n");
+  std::fflush(stdout);
+  serve();
+  for (auto &n : names)
+    bip::shared_memory_object::remove(n.c_str());
   return 0;
 }
