@@ -279,8 +279,11 @@ static int peer_start(boost_peer *bp, const char *exe, int quick) {
     _exit(127);
   }
   close(to[0]), close(from[1]);
-  bp->ask = fdopen(to[1], "w");
-  bp->answer = fdopen(from[0], "r");
+  /* A descriptor no stream took is closed here; peer_stop() closes the streams. */
+  if (bp->pid < 0 || (bp->ask = fdopen(to[1], "w")) == NULL)
+    close(to[1]);
+  if (bp->pid < 0 || (bp->answer = fdopen(from[0], "r")) == NULL)
+    close(from[0]);
   char line[32];
   if (bp->pid < 0 || bp->ask == NULL || bp->answer == NULL ||
       fgets(line, sizeof line, bp->answer) == NULL || strcmp(line, "ready\n") != 0)

@@ -462,7 +462,7 @@ static void test_fuzz_finds(void **state) {
   seg = victim_segment(name, sizeof name, &v);
   o2 = shmval__obj_of(v);
   uint32_t pay = o2->payload_rel;
-  o2->payload_rel = (uint32_t)o2->lock_rel + 16;
+  o2->payload_rel = (uint32_t)(o2->lock_rel + offsetof(shmval__lock, owner));
   assert_code(shm_value_open(&v2, seg, "victim", SHMVAL_INT), SHMVAL_ECORRUPT);
   o2->payload_rel = pay;
   assert_ok(shm_value_open(&v2, seg, "victim", SHMVAL_INT));
@@ -478,11 +478,13 @@ static void test_fuzz_finds(void **state) {
   assert_true(sh_off < lock_at); /* the later block lies before the earlier one */
   uint64_t *size_word = (uint64_t *)(void *)((char *)sh - SHMVAL__OBJ_HDR_OFF), keep = *size_word;
   uint64_t grown =
-      (lock_at + sizeof(shmval__lock) - (sh_off - SHMVAL__OBJ_HDR_OFF) + 63) & ~UINT64_C(63);
+      (lock_at + sizeof(shmval__lock) - (sh_off - SHMVAL__OBJ_HDR_OFF) + SHMVAL__BLOCK_ALIGN - 1) &
+      ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1);
   *size_word = grown | (keep & SHMVAL__BLK_FLAGS);
   /* The payload on the lock's owner token, the name (which must follow it) on its list links. */
   pay = sh->payload_rel;
-  uint64_t name_off = sh->name_off, links = lock_at + offsetof(shmval__lock, mutex) + 24;
+  uint64_t name_off = sh->name_off, links = lock_at + offsetof(shmval__lock, mutex) +
+                                            offsetof(pthread_mutex_t, __data.__list);
   char saved[16];
   memcpy(saved, (char *)seg->base + links, sizeof saved);
   sh->payload_rel = (uint32_t)(lock_at - sh_off) + offsetof(shmval__lock, owner);
