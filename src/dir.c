@@ -59,16 +59,6 @@ static void ent_store(uint64_t *e, uint64_t v) { __atomic_store_n(e, v, __ATOMIC
 /* Names hash with a fixed seed: every process must find a name at the same place. */
 static uint64_t name_hash(const char *s, size_t n) { return shmval__hash(0, s, n); }
 
-int shmval__dir_name_ok(const char *name, size_t *len) {
-  if (name == NULL)
-    return SHMVAL_EINVAL;
-  size_t n = strnlen(name, SHMVAL_NAME_MAX + 1);
-  if (n == 0 || n > SHMVAL_NAME_MAX)
-    return SHMVAL_EINVAL;
-  *len = n;
-  return 0;
-}
-
 /*
  * The table's entries and capacity, validated from one read of its header
  * (a peer may be replacing it).
@@ -89,8 +79,10 @@ static int table(shmval__seg *seg, uint64_t **ents, uint64_t *cap) {
  * table that does not check out (which a lock-free caller retries with the
  * lock, as the object may just have been freed).
  */
-static int probe_in(shmval__seg *seg, const uint64_t *ents, uint64_t cap, const char *name,
-                    size_t len, uint64_t h, uint64_t *off, shmval__obj *hdr) {
+static inline __attribute__((always_inline)) int probe_in(shmval__seg *seg, const uint64_t *ents,
+                                                          uint64_t cap, const char *name,
+                                                          size_t len, uint64_t h, uint64_t *off,
+                                                          shmval__obj *hdr) {
   int rc;
   for (uint64_t i = h & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
     uint64_t e = ent_load(&ents[i]);
@@ -141,8 +133,8 @@ static uint64_t tc_off(uint64_t c) {
 }
 
 /* The table for a lookup under generation @p gen, from @p cache if it holds it. */
-static int table_cached(shmval__seg *seg, uint64_t *cache, uint64_t gen, uint64_t **ents,
-                        uint64_t *cap) {
+static inline __attribute__((always_inline)) int
+table_cached(shmval__seg *seg, uint64_t *cache, uint64_t gen, uint64_t **ents, uint64_t *cap) {
   uint64_t off = __atomic_load_n(&seg->dir_off, __ATOMIC_ACQUIRE);
   uint64_t c = cache != NULL ? __atomic_load_n(cache, __ATOMIC_RELAXED) : 0;
   /* The offset compared whole and the table placed from the word: never from a damaged one. */
@@ -172,8 +164,10 @@ int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj
 }
 
 /* A probe between two equal, even readings of the generation; EAGAIN if none. */
-static int probe_unlocked(shmval__seg *seg, uint64_t *cache, const char *name, size_t len,
-                          uint64_t h, uint64_t *off, shmval__obj *hdr) {
+static inline __attribute__((always_inline)) int probe_unlocked(shmval__seg *seg, uint64_t *cache,
+                                                                const char *name, size_t len,
+                                                                uint64_t h, uint64_t *off,
+                                                                shmval__obj *hdr) {
   for (int tries = 0; tries < LOOKUP_TRIES; tries++) {
     uint64_t g = __atomic_load_n(&seg->dir_gen, __ATOMIC_ACQUIRE);
     if (g & 1) {

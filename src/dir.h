@@ -8,6 +8,8 @@
 #include "reclaim.h"
 #include "table.h"
 
+#include <string.h>
+
 /* Make the segment's first (empty) directory table; the bytes of its block. */
 int shmval__dir_init(shmval__seg *seg);
 uint64_t shmval__dir_init_bytes(void);
@@ -40,6 +42,14 @@ int shmval__dir_find(shmval__seg *seg, const char *name, size_t len, shmval__obj
 int shmval__dir_insert(shmval__seg *seg, shmval__obj *o);
 int shmval__dir_remove(shmval__seg *seg, shmval__obj *o);
 /* 0 if @p name is a valid object name; its length in *len. */
-int shmval__dir_name_ok(const char *name, size_t *len);
+static inline int shmval__dir_name_ok(const char *name, size_t *len) {
+  if (name == NULL)
+    return SHMVAL_EINVAL;
+  size_t n = strnlen(name, SHMVAL_NAME_MAX + 1);
+  if (n == 0 || n > SHMVAL_NAME_MAX)
+    return SHMVAL_EINVAL;
+  *len = n;
+  return 0;
+}
 
 #endif /* SHMVAL_DIR_H */

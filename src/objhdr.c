@@ -84,8 +84,7 @@ shmval__obj *shmval__obj_init(shmval__seg *seg, uint64_t off, const shmval__obj_
   return o;
 }
 
-/* Whether @p o's element type and size agree. */
-static inline __attribute__((always_inline)) bool elem_ok(const shmval__obj *o) {
+bool shmval__obj_kind_ok(const shmval__obj *o) {
   size_t size, align;
   switch (o->kind) {
   case SHMVAL__KIND_VALUE:
@@ -147,16 +146,8 @@ static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
          blk_end <= shmval__heap_end(seg) && at + sizeof(shmval__lock) <= blk_end;
 }
 
-/*
- * Whether the lock @p o points to lies in the heap and is a lock: its own
- * between the header and the payload (at @p pay), another object's outside
- * this object's block (which ends at @p blk_end). A lock that overlapped
- * what the object's operations write would be overwritten while held: its
- * unlock would then fail, leaving the mutex on the thread's robust list,
- * where glibc's next lock call writes through it after the segment is gone.
- */
-static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t pay,
-                    uint64_t blk_end) {
+bool shmval__obj_lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t pay,
+                         uint64_t blk_end) {
   if (o->lock_rel == 0)
     return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
   /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
@@ -177,65 +168,9 @@ static bool lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, 
   return host_ok(seg, (uint64_t)at, l->host_back);
 }
 
-/*
- * The end of the allocated block that holds the object header at @p off,
- * from one read of its size word; 0 if @p off cannot be a header's offset or
- * its block is free or leaves the heap.
- */
-static inline __attribute__((always_inline)) uint64_t block_end(shmval__seg *seg, uint64_t off) {
-  /* Read once: another process may grow the heap meanwhile. */
-  uint64_t blk = off - SHMVAL__OBJ_HDR_OFF, end = shmval__heap_end(seg);
-  if (off < seg->heap_start + SHMVAL__OBJ_HDR_OFF || off >= end ||
-      (blk & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || end - off < sizeof(shmval__obj))
-    return 0;
-  uint64_t w =
-      __atomic_load_n((const uint64_t *)(const void *)((const char *)seg + blk), __ATOMIC_RELAXED);
-  uint64_t bsize = w & ~SHMVAL__BLK_FLAGS;
-  if ((w & SHMVAL__BLK_FREE) || bsize < SHMVAL__BLOCK_ALIGN || bsize > end - blk)
-    return 0;
-  return blk + bsize;
-}
-
-/*
- * Validate the object header at @p off from a copy of it, read once, so that
- * a peer changing the header meanwhile cannot make a checked field differ
- * from the one used: lock-free readers (the name directory) look at headers
- * that may be freed and reused under them. On success *copy holds the header
- * that was checked.
- *
- * This checks everything but where the name ends: *room is the number of
- * bytes from the header to the end of its block, which the name must end in.
- */
-static inline __attribute__((always_inline)) int peek_header(shmval__seg *seg, uint64_t off,
-                                                             shmval__obj *copy, uint64_t *room) {
-  uint64_t blk_end = block_end(seg, off);
-  if (blk_end == 0)
-    return SHMVAL_ECORRUPT;
-  shmval__obj *o = (shmval__obj *)(void *)((char *)seg + off);
-  uint32_t m = atomic_load_explicit(&o->magic, memory_order_acquire);
-  if (m != SHMVAL__OBJ_MAGIC)
-    return shmval__magic_dead(m) ? SHMVAL_ESTALE : SHMVAL_ECORRUPT;
-  memcpy(copy, o, sizeof *copy);
-  const shmval__obj *h = copy;
-  uint64_t bytes;
-  *room = blk_end - off;
-  if ((h->flags & SHMVAL__OBJ_ATOMIC) &&
-      (h->lock_rel != 0 || !shmval__atomic_ok(h->kind, h->type, h->elem_size)))
-    return SHMVAL_ECORRUPT;
-  if (h->self_off != off || !elem_ok(h) || h->payload_rel < sizeof *h ||
-      (h->payload_rel & 7) != 0 ||
-      __builtin_mul_overflow((uint64_t)h->elem_size, h->length, &bytes) || h->payload_rel > *room ||
-      bytes > *room - h->payload_rel || !lock_ok(seg, h, off, off + h->payload_rel, blk_end))
-    return SHMVAL_ECORRUPT;
-  /* The name, if any, must begin inside the block, after the payload. */
-  if (h->name_off != 0 && (h->name_off < h->payload_rel + bytes || h->name_off >= *room))
-    return SHMVAL_ECORRUPT;
-  return 0;
-}
-
 int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   uint64_t room;
-  int rc = peek_header(seg, off, copy, &room);
+  int rc = shmval__obj_peek_hdr(seg, off, copy, &room);
   if (rc != 0 || copy->name_off == 0)
     return rc;
   /* The name must end inside the block. */
@@ -243,45 +178,12 @@ int shmval__obj_peek(shmval__seg *seg, uint64_t off, shmval__obj *copy) {
   return memchr(name, 0, (size_t)(room - copy->name_off)) == NULL ? SHMVAL_ECORRUPT : 0;
 }
 
-/*
- * Whether the @p len + 1 bytes at @p on (in the mapping) are @p name and its
- * terminator. Without a lock the block may change under the comparison, so
- * its bytes are copied out with atomic loads of the aligned words that hold
- * them (an aligned word that holds a byte of the mapping lies inside it, as
- * the mapping is whole pages) and the copy is compared.
- */
-static bool name_is(const char *on, const char *name, size_t len) {
-  uint64_t copy[(SHMVAL_NAME_MAX + 1) / 8 + 2];
-  size_t skip = (uintptr_t)on & 7, words = (skip + len + 8) / 8;
-  const uint64_t *w = (const uint64_t *)(const void *)(on - skip);
-  for (size_t i = 0; i < words; i++)
-    copy[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
-  return memcmp((const char *)copy + skip, name, len + 1) == 0;
-}
-
-int shmval__obj_peek_named(shmval__seg *seg, uint64_t off, shmval__obj *copy, const char *name,
-                           size_t len) {
-  uint64_t room;
-  int rc = peek_header(seg, off, copy, &room);
-  if (rc != 0)
-    return rc;
-  if (copy->name_off == 0)
-    return SHMVAL_ECORRUPT;
-  /*
-   * Compared only as far as the block goes: a match, terminator included, is
-   * also the proof that the name ends there.
-   */
-  if (len >= room - copy->name_off)
-    return 0;
-  return name_is((const char *)seg + off + copy->name_off, name, len);
-}
-
 int shmval__obj_peek_table(shmval__seg *seg, uint64_t off, unsigned kind, uint32_t elem_size,
                            uint64_t *payload, uint64_t *length) {
-  uint64_t blk_end = block_end(seg, off);
+  uint64_t blk_end = shmval__obj_block_end(seg, off);
   if (blk_end == 0)
     return SHMVAL_ECORRUPT;
-  /* The block holds at least a header (block_end() checked): no underflow. */
+  /* The block holds at least a header (shmval__obj_block_end() checked): no underflow. */
   uint64_t room = blk_end - off;
   const shmval__obj *o = (const shmval__obj *)(const void *)((const char *)seg + off);
   if (atomic_load_explicit(&((shmval__obj *)(uintptr_t)o)->magic, memory_order_acquire) !=

@@ -7,6 +7,8 @@
 #include "internal.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MIB ((size_t)1 << 20)
 
@@ -214,9 +216,86 @@ static void test_hash_every_byte(void **state) {
   }
 }
 
+/* @p len bytes of a name and its terminator, ending at the last byte of page @p page. */
+static char *name_at_page_end(char *page, size_t ps, size_t len, char fill) {
+  char *at = page + ps - (len + 1);
+  for (size_t i = 0; i < len; i++)
+    at[i] = (char)(fill + (i * 5) % 23);
+  at[len] = '\0';
+  return at;
+}
+
+/*
+ * The lock-free name compare reads the stored name a word at a time and the
+ * caller's with loads that overlap: at every length and every alignment in a
+ * word it must see every byte, the terminator included, and read neither name
+ * past its end (each ends at a page whose neighbour is inaccessible).
+ */
+static void test_name_compare_every_byte(void **state) {
+  (void)state;
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  char *m = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  assert_int_equal(mprotect(m + ps, ps, PROT_NONE), 0);
+  assert_int_equal(mprotect(m + 3 * ps, ps, PROT_NONE), 0);
+  char *stored_page = m, *user_page = m + 2 * ps;
+  for (size_t len = 1; len <= SHMVAL_NAME_MAX; len++) {
+    char *user = name_at_page_end(user_page, ps, len, 'a');
+    /* Stored at each alignment in a word inside the page, then at the page's end. */
+    for (size_t skip = 0; skip <= 8; skip++) {
+      char *stored = skip < 8 ? m + 8 + skip : name_at_page_end(stored_page, ps, len, 'a');
+      memmove(stored, user, len + 1);
+      assert_true(shmval__obj_name_is(stored, user, len));
+      for (size_t i = 0; i <= len; i++) {
+        char keep = stored[i];
+        stored[i] = (char)(keep ^ (i == len ? 'x' : 0x01));
+        assert_false(shmval__obj_name_is(stored, user, len));
+        stored[i] = keep;
+      }
+      if (len > 1) {
+        char *shorter = name_at_page_end(user_page, ps, len - 1, 'a');
+        assert_false(shmval__obj_name_is(stored, shorter, len - 1));
+        user = name_at_page_end(user_page, ps, len, 'a');
+      }
+    }
+  }
+  munmap(m, 4 * ps);
+}
+
+/*
+ * Through the API: names that are prefixes of each other, stored after
+ * payloads of 1 to 8 bytes (so at every alignment), each found as itself.
+ */
+static void test_prefix_names(void **state) {
+  (void)state;
+  char name[SHMVAL_NAME_MAX + 1];
+  shm_value *v;
+  for (int k = 0; k < 24; k++) {
+    unsigned char rec[8] = {(unsigned char)k};
+    memset(name, 'p', (size_t)k + 1);
+    name[k + 1] = '\0';
+    assert_ok(
+        shm_value_create_record(&v, (size_t)k % 8 + 1, 1, rec,
+                                &(shm_opts){.segment = seg, .name = name, .flags = SHMVAL_RAW}));
+  }
+  for (int k = 0; k < 24; k++) {
+    unsigned char rec[8] = {0};
+    memset(name, 'p', (size_t)k + 1);
+    name[k + 1] = '\0';
+    assert_ok(shm_value_open(&v, seg, name, SHMVAL_RECORD));
+    assert_ok(shm_value_get(v, rec));
+    assert_int_equal(rec[0], k);
+  }
+  memset(name, 'p', 25);
+  name[25] = '\0';
+  assert_int_equal(shm_value_open(&v, seg, name, SHMVAL_RECORD), SHMVAL_ENOENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hash_every_byte),
+      cmocka_unit_test(test_name_compare_every_byte),
+      cmocka_unit_test_setup_teardown(test_prefix_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sequence_lock_retry, setup, teardown),
