@@ -609,7 +609,8 @@ SHMVAL_API int shm_lock_is_owned(const shm_lock *l);
 /** Accounting of the default arena as this process sees it. */
 typedef struct shm_arena_info {
   size_t segments;     /**< anonymous segments mapped by this process */
-  size_t total;        /**< bytes managed by the allocators (heap areas) */
+  size_t total;        /**< bytes managed by the allocators (heap areas, less
+                            each allocator's own free lists) */
   size_t used;         /**< bytes in allocated blocks */
   size_t free;         /**< bytes in free blocks; used + free == total */
   size_t blocks;       /**< allocated blocks (objects, and locks kept alive) */
@@ -713,7 +714,9 @@ typedef struct shm_segment_info {
    *  that is unfinished or fails validation, the file's size (as max_size) */
   size_t size;
   size_t max_size; /**< the most it may grow to (equal to size for a fixed segment) */
-  size_t used;     /**< bytes in allocated blocks */
+  /** bytes in allocated blocks (the segment's tables included, the
+   *  allocator's own free lists, about 4 KiB, not) */
+  size_t used;
   /** bytes committed and not in allocated blocks (in free blocks, or not yet
    *  laid out as blocks: a new segment's heap covers its own tables at first) */
   size_t free;

@@ -103,7 +103,10 @@ static int map_seg(size_t size, size_t max_size, bool own, size_t *index) {
     shmval__prim_unmap(mem, max_size);
     return rc;
   }
-  arena.segs[n] = (arena_seg){.seg = seg, .room = own ? 0 : seg->heap_end - seg->heap_start};
+  /* Its biggest free block: before the heap's state block, or after it. */
+  uint64_t before = SHMVAL__HEAP_STATE_BLK - seg->heap_start,
+           after = seg->heap_end - SHMVAL__HEAP_STATE_END;
+  arena.segs[n] = (arena_seg){.seg = seg, .room = own ? 0 : before > after ? before : after};
   atomic_store_explicit(&arena.n, n + 1, memory_order_release);
   *index = n;
   return 0;
@@ -112,8 +115,8 @@ static int map_seg(size_t size, size_t max_size, bool own, size_t *index) {
 /* Map and add a segment able to hold a block of @p bytes. Call with grow held. */
 static int add_seg(size_t bytes, size_t *index) {
   size_t ps = shmval__prim_page_size();
-  size_t hdr = (sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN - 1) & ~(size_t)(SHMVAL__BLOCK_ALIGN - 1);
-  size_t need = hdr + bytes + SHMVAL__BLOCK_ALIGN;
+  /* A block that big goes after the heap's state block. */
+  size_t need = (size_t)SHMVAL__HEAP_STATE_END + bytes + SHMVAL__BLOCK_ALIGN;
   size_t size = arena.next_size;
   if (need > size / 2) {
     /* A large object gets a segment of its own, sized to fit. */

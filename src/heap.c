@@ -6,7 +6,10 @@
  * block also holds free-list links after its size word and a copy of its size
  * in its last 8 bytes (a boundary tag), so that freeing can merge with the
  * previous block. Free blocks sit in segregated lists (two-level, as in TLSF),
- * giving O(1) allocation and free.
+ * giving O(1) allocation and free; the lists and their bitmaps live in the
+ * heap's state block, an allocated block of its own at a fixed offset (see
+ * shmval__heap_state), so that the header and a named segment's tables fit
+ * the first page.
  *
  * Crash consistency: the size words always form a walkable chain. Every
  * change to the chain is one aligned 8-byte store (a split writes the new tail
@@ -57,6 +60,11 @@ static inline void set_word(shmval__seg *seg, uint64_t off, uint64_t w) {
   put(word_at(seg, off), w);
 }
 
+/* The free lists (see shmval__heap_state). */
+static inline shmval__heap_state *hs(const shmval__seg *seg) {
+  return shmval__heap_state_of((shmval__seg *)(uintptr_t)seg);
+}
+
 static inline shmval__free_blk *fblk(shmval__seg *seg, uint64_t off) {
   return (shmval__free_blk *)((char *)seg + off);
 }
@@ -104,17 +112,17 @@ static void list_insert(shmval__seg *seg, uint64_t off, uint64_t size) {
   unsigned fl, sl;
   size_class(size / BLK_MIN, &fl, &sl);
   shmval__free_blk *b = fblk(seg, off);
-  uint64_t head = seg->free_head[fl][sl];
+  uint64_t head = hs(seg)->free_head[fl][sl];
   put(&b->next, head);
   put(&b->prev, 0);
   SHMVAL__CRASH_POINT();
   if (head != 0)
     put(&fblk(seg, head)->prev, off);
   SHMVAL__CRASH_POINT();
-  seg->free_head[fl][sl] = off;
+  hs(seg)->free_head[fl][sl] = off;
   SHMVAL__CRASH_POINT();
-  seg->sl_bitmap[fl] |= 1u << sl;
-  seg->fl_bitmap |= 1u << fl;
+  hs(seg)->sl_bitmap[fl] |= 1u << sl;
+  hs(seg)->fl_bitmap |= 1u << fl;
 }
 
 static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
@@ -127,12 +135,12 @@ static void list_remove(shmval__seg *seg, uint64_t off, uint64_t size) {
   if (b->prev != 0)
     put(&fblk(seg, b->prev)->next, b->next);
   else
-    seg->free_head[fl][sl] = b->next;
+    hs(seg)->free_head[fl][sl] = b->next;
   SHMVAL__CRASH_POINT();
-  if (seg->free_head[fl][sl] == 0) {
-    seg->sl_bitmap[fl] &= ~(1u << sl);
-    if (seg->sl_bitmap[fl] == 0)
-      seg->fl_bitmap &= ~(1u << fl);
+  if (hs(seg)->free_head[fl][sl] == 0) {
+    hs(seg)->sl_bitmap[fl] &= ~(1u << sl);
+    if (hs(seg)->sl_bitmap[fl] == 0)
+      hs(seg)->fl_bitmap &= ~(1u << fl);
   }
 }
 
@@ -144,6 +152,15 @@ static void set_footer(shmval__seg *seg, uint64_t off, uint64_t size) {
 /* Whether @p off may start a block: in the heap and aligned. */
 static bool blk_off_ok(const shmval__seg *seg, uint64_t off) {
   return off >= seg->heap_start && off < seg->heap_end && (off & (BLK_MIN - 1)) == 0;
+}
+
+/* Whether the block at @p off is the heap's own state block (see shmval__heap_state). */
+static bool is_state(uint64_t off) { return off == SHMVAL__HEAP_STATE_BLK; }
+
+/* Whether the block at @p off with size word @p w is the state block, allocated, of its size. */
+static bool state_ok(uint64_t off, uint64_t w) {
+  return is_state(off) && (w & SHMVAL__BLK_FREE) == 0 &&
+         (w & ~SHMVAL__BLK_FLAGS) == SHMVAL__HEAP_STATE_SIZE;
 }
 
 /* Whether [off, off+size) is a plausible block. */
@@ -158,7 +175,7 @@ static bool head_ok(const shmval__seg *seg, uint64_t size) {
   size_class(size / BLK_MIN, &fl, &sl);
   if (fl >= SHMVAL__FL_COUNT)
     return false;
-  uint64_t head = seg->free_head[fl][sl];
+  uint64_t head = hs(seg)->free_head[fl][sl];
   return head == 0 || blk_off_ok(seg, head);
 }
 
@@ -186,17 +203,20 @@ static void rebuild_free_run(shmval__seg *seg, uint64_t start, uint64_t size) {
 /* Rebuild every derived field from a walk of the block chain. */
 static int heap_rebuild(shmval__seg *seg) {
   uint64_t off, run_start = 0, run_size = 0, used = 0, blocks = 0;
+  bool state = false;
   for (off = seg->heap_start; off < seg->heap_end;) {
     uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
     if (!blk_ok(seg, off, size))
       return SHMVAL_ECORRUPT;
+    state |= state_ok(off, w);
     off += size;
   }
-  if (off != seg->heap_end)
+  /* The lists are rebuilt in the state block: it must be one, where it belongs. */
+  if (off != seg->heap_end || !state)
     return SHMVAL_ECORRUPT;
-  seg->fl_bitmap = 0;
-  memset(seg->sl_bitmap, 0, sizeof seg->sl_bitmap);
-  memset(seg->free_head, 0, sizeof seg->free_head);
+  hs(seg)->fl_bitmap = 0;
+  memset(hs(seg)->sl_bitmap, 0, sizeof hs(seg)->sl_bitmap);
+  memset(hs(seg)->free_head, 0, sizeof hs(seg)->free_head);
   for (off = seg->heap_start; off < seg->heap_end;) {
     uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
     if (w & SHMVAL__BLK_FREE) {
@@ -209,8 +229,10 @@ static int heap_rebuild(shmval__seg *seg) {
         rebuild_free_run(seg, run_start, run_size);
       set_word(seg, off, size | (run_size != 0 ? SHMVAL__BLK_PREV_FREE : 0));
       run_size = 0;
-      used += size;
-      blocks++;
+      if (!is_state(off)) { /* the state block is the heap's own: not counted */
+        used += size;
+        blocks++;
+      }
     }
     off += size;
   }
@@ -269,15 +291,39 @@ void shmval__heap_unlock(shmval__seg *seg) { pthread_mutex_unlock(&seg->heap_loc
 
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Lay out a new heap [start, end): a free block up to the state block, the
+ * state block (allocated, the heap's own), and a free block after it if the
+ * heap goes on. The state block follows a free block.
+ */
+static void lay_out(shmval__seg *seg, uint64_t start, uint64_t end) {
+  uint64_t blk = SHMVAL__HEAP_STATE_BLK, after = SHMVAL__HEAP_STATE_END;
+  set_word(seg, start, (blk - start) | SHMVAL__BLK_FREE);
+  set_footer(seg, start, blk - start);
+  set_word(seg, blk, SHMVAL__HEAP_STATE_SIZE | SHMVAL__BLK_PREV_FREE);
+  list_insert(seg, start, blk - start);
+  if (end > after) {
+    set_word(seg, after, (end - after) | SHMVAL__BLK_FREE);
+    set_footer(seg, after, end - after);
+    list_insert(seg, after, end - after);
+  }
+  seg->end_prev_free = end > after;
+}
+
 int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags,
                      uint64_t first) {
   uint64_t start = align_up(sizeof(shmval__seg), BLK_MIN);
   uint64_t end = (uint64_t)size & ~(BLK_MIN - 1);
-  if (end < start + BLK_MIN || max_size < size || max_size - start > HEAP_MAX)
+  /* The header ends before the state block, and the heap holds it. */
+  _Static_assert(sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN <= SHMVAL__HEAP_STATE_BLK,
+                 "the segment header overlaps the heap's state block");
+  if (end < SHMVAL__HEAP_STATE_END || max_size < size || max_size - start > HEAP_MAX)
     return SHMVAL_EINVAL;
   first = align_up(first, BLK_MIN);
   if (first >= BLK_MIN && first < end - start)
     end = start + first;
+  if (end < SHMVAL__HEAP_STATE_END)
+    end = SHMVAL__HEAP_STATE_END;
   /* Everything but the magic, which a named segment's creator has set. */
   memset((char *)seg + sizeof seg->magic, 0, sizeof *seg - sizeof seg->magic);
   seg->version = SHMVAL__LAYOUT_VERSION;
@@ -291,10 +337,7 @@ int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t fl
   int rc = shmval__mutex_init(&seg->heap_lock);
   if (rc != 0)
     return rc;
-  set_word(seg, start, (end - start) | SHMVAL__BLK_FREE);
-  set_footer(seg, start, end - start);
-  list_insert(seg, start, end - start);
-  seg->end_prev_free = 1;
+  lay_out(seg, start, end);
   /* A named segment's creator adds its tables first, then publishes. */
   if (!(flags & SHMVAL__SEG_NAMED))
     shmval__seg_publish(seg);
@@ -314,7 +357,7 @@ static int walk(shmval__seg *seg, int (*cb)(void *ctx, uint64_t off, uint64_t si
       rc = SHMVAL_ECORRUPT;
       break;
     }
-    if (!(w & SHMVAL__BLK_FREE))
+    if (!(w & SHMVAL__BLK_FREE) && !is_state(off))
       rc = cb(ctx, off, size);
     off += size;
   }
@@ -340,17 +383,17 @@ int shmval__heap_walk_unlocked(shmval__seg *seg, int (*cb)(void *ctx, uint64_t o
 static uint64_t find_free(const shmval__seg *seg, unsigned fl, unsigned sl) {
   /* Only the bits of real classes count: the bitmaps come from shared memory. */
   const uint32_t sl_mask = (1u << SHMVAL__SL_COUNT) - 1u;
-  uint32_t sl_map = seg->sl_bitmap[fl] & (~0u << sl) & sl_mask;
+  uint32_t sl_map = hs(seg)->sl_bitmap[fl] & (~0u << sl) & sl_mask;
   if (sl_map == 0) {
-    uint32_t fl_map = fl + 1 < SHMVAL__FL_COUNT ? seg->fl_bitmap & (~0u << (fl + 1)) : 0;
+    uint32_t fl_map = fl + 1 < SHMVAL__FL_COUNT ? hs(seg)->fl_bitmap & (~0u << (fl + 1)) : 0;
     if (fl_map == 0)
       return 0;
     fl = (unsigned)__builtin_ctz(fl_map);
-    sl_map = seg->sl_bitmap[fl] & sl_mask;
+    sl_map = hs(seg)->sl_bitmap[fl] & sl_mask;
     if (sl_map == 0)
       return 0;
   }
-  return seg->free_head[fl][__builtin_ctz(sl_map)];
+  return hs(seg)->free_head[fl][__builtin_ctz(sl_map)];
 }
 
 /*
@@ -362,7 +405,7 @@ static uint64_t find_in_own_class(const shmval__seg *seg, uint64_t size) {
   size_class(size / BLK_MIN, &fl, &sl);
   if (fl >= SHMVAL__FL_COUNT)
     return 0;
-  for (uint64_t off = seg->free_head[fl][sl]; off != 0 && scanned < 16; scanned++) {
+  for (uint64_t off = hs(seg)->free_head[fl][sl]; off != 0 && scanned < 16; scanned++) {
     if (!blk_off_ok(seg, off))
       return 0;
     const shmval__free_blk *b = (const shmval__free_blk *)((const char *)seg + off);
@@ -685,7 +728,7 @@ static int free_locked(shmval__seg *seg, uint64_t off, uint64_t *journal) {
 }
 
 int shmval__heap_free(shmval__seg *seg, uint64_t off, uint64_t *journal) {
-  if (!blk_off_ok(seg, off))
+  if (!blk_off_ok(seg, off) || is_state(off))
     return SHMVAL_ECORRUPT;
   /*
    * The block is still ours until it is on a free list, so its pages can be
@@ -729,7 +772,7 @@ bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size) {
       return false;
     if (at == off) {
       *size = sz;
-      return !(w & SHMVAL__BLK_FREE);
+      return !(w & SHMVAL__BLK_FREE) && !is_state(off);
     }
     at += sz;
   }
@@ -741,12 +784,13 @@ bool shmval__heap_used_block(shmval__seg *seg, uint64_t off, uint64_t *size) {
 
 /* Walk the block chain; fills @p st and checks flags, tags and counters. */
 static int check_chain(shmval__seg *seg, shmval__heap_stat *st, shmval__problem *pb) {
-  bool prev_free = false;
+  bool prev_free = false, state = false;
   uint64_t off;
   for (off = seg->heap_start; off < seg->heap_end;) {
     uint64_t w = *word_at(seg, off), size = w & ~SHMVAL__BLK_FLAGS;
     if (!blk_ok(seg, off, size))
       return shmval__bad(pb, off, "a block's size word leaves the heap or is misaligned");
+    state |= state_ok(off, w);
     if ((w & (SHMVAL__BLK_FLAGS & ~UINT64_C(3))) != 0)
       return shmval__bad(pb, off, "a block's size word has unknown flags");
     if (((w & SHMVAL__BLK_PREV_FREE) != 0) != prev_free)
@@ -760,16 +804,18 @@ static int check_chain(shmval__seg *seg, shmval__heap_stat *st, shmval__problem 
       st->free_blocks++;
       if (size > st->largest_free)
         st->largest_free = size;
-    } else {
+    } else if (!is_state(off)) {
       st->used += size;
       st->blocks++;
     }
     prev_free = (w & SHMVAL__BLK_FREE) != 0;
     off += size;
   }
-  st->total = seg->heap_end - seg->heap_start;
+  st->total = seg->heap_end - seg->heap_start - SHMVAL__HEAP_STATE_SIZE;
   if (off != seg->heap_end)
     return shmval__bad(pb, off, "the block chain overruns the heap's end");
+  if (!state)
+    return shmval__bad(pb, SHMVAL__HEAP_STATE_BLK, "the heap's state block is not in its place");
   if (seg->end_prev_free != (prev_free ? 1u : 0u))
     return shmval__bad(pb, off, "the heap's end flag disagrees with its last block");
   if (st->used != seg->used || st->blocks != seg->blocks)
@@ -780,8 +826,8 @@ static int check_chain(shmval__seg *seg, shmval__heap_stat *st, shmval__problem 
 /* Check one free list; adds its length to *count. */
 static int check_list(shmval__seg *seg, unsigned fl, unsigned sl, uint64_t limit, uint64_t *count,
                       shmval__problem *pb) {
-  uint64_t prev = 0, off = seg->free_head[fl][sl];
-  bool bit = (seg->sl_bitmap[fl] >> sl) & 1u;
+  uint64_t prev = 0, off = hs(seg)->free_head[fl][sl];
+  bool bit = (hs(seg)->sl_bitmap[fl] >> sl) & 1u;
   if (bit != (off != 0))
     return shmval__bad(pb, 0, "a free-list bitmap bit disagrees with its list");
   while (off != 0) {
@@ -812,7 +858,7 @@ int shmval__heap_verify(shmval__seg *seg, shmval__heap_stat *st, shmval__problem
   int rc = check_chain(seg, st, pb);
   uint64_t listed = 0;
   for (unsigned fl = 0; rc == 0 && fl < SHMVAL__FL_COUNT; fl++) {
-    if (((seg->fl_bitmap >> fl) & 1u) != (seg->sl_bitmap[fl] != 0))
+    if (((hs(seg)->fl_bitmap >> fl) & 1u) != (hs(seg)->sl_bitmap[fl] != 0))
       rc = shmval__bad(pb, 0, "a first-level bitmap bit disagrees with its second level");
     for (unsigned sl = 0; rc == 0 && sl < SHMVAL__SL_COUNT; sl++)
       rc = check_list(seg, fl, sl, st->free_blocks, &listed, pb);

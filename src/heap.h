@@ -20,10 +20,16 @@ uint64_t shmval__abi_fingerprint(void);
  * shmval__seg_publish(), once its tables are in place.
  *
  * With @p first (0: none), the heap covers only its first @p first bytes at
- * first, and the first allocation that needs more adds the rest of the
- * committed size (a grow with nothing to commit): a named segment's creator
- * sizes it for its own tables, so that making a segment writes no page past
- * them (the heap's last boundary tag would be on the committed size's last).
+ * first (at least as far as the heap's state block goes), and the first
+ * allocation that needs more adds the rest of the committed size (a grow
+ * with nothing to commit): a named segment's creator sizes it for its own
+ * tables, so that making a segment writes no page past them (the heap's last
+ * boundary tag would be on the committed size's last).
+ *
+ * The memory must be zero, as a new file's or mapping's is: the state
+ * block's free lists are not cleared, so that a new segment writes only the
+ * pages it uses (a page written is a page fault, which costs more than the
+ * rest of the layout).
  */
 int shmval__seg_init(shmval__seg *seg, size_t size, size_t max_size, uint32_t flags,
                      uint64_t first);

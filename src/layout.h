@@ -30,7 +30,7 @@ static inline int shmval__bad(shmval__problem *pb, uint64_t off, const char *wha
 #define SHMVAL__SEG_MAGIC UINT64_C(0x314c4156484d5300) /* "\0SMHVAL1" LE */
 /* Written first by a named segment's creator, replaced by the magic last. */
 #define SHMVAL__SEG_MAGIC_INIT UINT64_C(0x74696e69564d5300) /* "\0SMVinit" LE */
-#define SHMVAL__LAYOUT_VERSION 9u
+#define SHMVAL__LAYOUT_VERSION 10u
 
 /* Allocator geometry: blocks are multiples of 64 bytes, 64-aligned. */
 #define SHMVAL__BLOCK_ALIGN 64u
@@ -84,12 +84,12 @@ typedef struct shmval__seg {
    * block is free, the PREV_FREE bit of the block that a grow appends.
    */
   uint32_t end_prev_free;
-  /* Allocator state, guarded by heap_lock. */
+  /*
+   * Allocator counters, guarded by heap_lock (its free lists: see
+   * shmval__heap_state, whose block these do not count).
+   */
   uint64_t used;   /* bytes in allocated blocks */
   uint64_t blocks; /* allocated blocks */
-  uint32_t fl_bitmap;
-  uint32_t sl_bitmap[SHMVAL__FL_COUNT];
-  uint64_t free_head[SHMVAL__FL_COUNT][SHMVAL__SL_COUNT];
   /* Named segments: the name directory, guarded by dir_lock. */
   uint64_t dir_off; /* the directory table's object header; 0 = none */
   uint64_t dir_cap; /* entries, a power of two */
@@ -140,6 +140,34 @@ typedef struct shmval__seg {
   pthread_mutex_t heap_lock __attribute__((aligned(SHMVAL__CACHELINE)));
   pthread_mutex_t dir_lock __attribute__((aligned(SHMVAL__CACHELINE)));
 } shmval__seg;
+
+/*
+ * The allocator's free lists (two-level, as in TLSF), guarded by heap_lock.
+ * They live in an allocated block of the heap's own at a fixed offset, the
+ * state block, rather than in the header: at 4 KiB they would push the
+ * segment's tables, which every opener reads, out of the first page, and an
+ * opener would touch two or three pages where one does. So the header and
+ * the tables that follow it share the first page, and only allocators reach
+ * into the state block, on the next.
+ */
+typedef struct shmval__heap_state {
+  uint32_t fl_bitmap;
+  uint32_t reserved;
+  uint32_t sl_bitmap[SHMVAL__FL_COUNT];
+  uint64_t free_head[SHMVAL__FL_COUNT][SHMVAL__SL_COUNT];
+} shmval__heap_state;
+
+/* The state block's offset, its size (a size word, then the state) and its end. */
+#define SHMVAL__HEAP_STATE_BLK UINT64_C(4096)
+#define SHMVAL__HEAP_STATE_SIZE                                                                    \
+  ((8 + sizeof(shmval__heap_state) + SHMVAL__BLOCK_ALIGN - 1) &                                    \
+   ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1))
+#define SHMVAL__HEAP_STATE_END (SHMVAL__HEAP_STATE_BLK + SHMVAL__HEAP_STATE_SIZE)
+
+/* The free lists of @p seg, whose heap reaches past the state block (checked at open). */
+static inline shmval__heap_state *shmval__heap_state_of(shmval__seg *seg) {
+  return (shmval__heap_state *)(void *)((char *)seg + SHMVAL__HEAP_STATE_BLK + 8);
+}
 
 /* The committed size (acquire: the space below it is reserved). */
 static inline uint64_t shmval__seg_size(const shmval__seg *seg) {
@@ -435,18 +463,19 @@ typedef struct shmval__lock {
 #define SHMVAL__OBJ_HDR_OFF 8u /* object header offset within its block */
 
 /*
- * An attacher slot's entry in a named segment's attacher table (one cache
- * line). `pending` is the crash journal of the process holding the slot: the
- * block it is creating or destroying, with a stage in the low bits (blocks
- * are 64-aligned), or 0. A process that takes the slot after its holder died,
- * or shm_segment_reclaim(), frees what the journal shows was left half-done.
+ * An attacher slot's entry in a named segment's attacher table (half a cache
+ * line, so that the default table of 64 fits the first page with the header).
+ * `pending` is the crash journal of the process holding the slot: the block
+ * it is creating or destroying, with a stage in the low bits (blocks are
+ * 64-aligned), or 0. A process that takes the slot after its holder died, or
+ * shm_segment_reclaim(), frees what the journal shows was left half-done.
  */
 typedef struct shmval__attach_ent {
   int32_t pid;
   uint32_t spare;
   uint64_t since_ns;
   uint64_t pending;
-  uint64_t reserved[5];
+  uint64_t reserved;
 } shmval__attach_ent;
 
 /*

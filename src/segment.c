@@ -206,7 +206,7 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
    * the heap's end within it, may grow after this without a remap.
    */
   if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->max_size != fsize || !shmval__seg_sizes_ok(seg) ||
-      seg->heap_start != hdr_bytes() || seg->heap_end < seg->heap_start + SHMVAL__BLOCK_ALIGN ||
+      seg->heap_start != hdr_bytes() || seg->heap_end < SHMVAL__HEAP_STATE_END ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
       seg->max_attach > MAX_ATTACH || shmval__attach_table(seg) == NULL ||
       !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
@@ -235,14 +235,21 @@ typedef struct seg_sizes {
 } seg_sizes;
 
 /*
- * The heap a new segment starts with: its own tables, up to the end of the
- * page the last one ends in (see shmval__seg_init()).
+ * The heap a new segment starts with (see shmval__seg_init()): its own
+ * tables and the heap's state block. The tables go before the state block,
+ * in the first page with the header, when they fit there (the default ones
+ * do), and the heap ends with the state block; bigger ones go after it, up
+ * to the end of the page they end in.
  */
 static uint64_t tables_bytes(uint32_t max_attach) {
   shmval__obj_layout lo;
   uint64_t ps = shmval__prim_page_size(), a = SHMVAL__BLOCK_ALIGN - 1;
   shmval__obj_plan((uint64_t)max_attach * sizeof(attach_ent), 8, false, 0, &lo);
-  uint64_t end = hdr_bytes() + ((shmval__dir_init_bytes() + a) & ~a) + ((lo.block + a) & ~a);
+  uint64_t tables = ((shmval__dir_init_bytes() + a) & ~a) + ((lo.block + a) & ~a);
+  /* Ending with the state block, the heap has no free block to write past it. */
+  if (hdr_bytes() + tables <= SHMVAL__HEAP_STATE_BLK)
+    return SHMVAL__HEAP_STATE_END - hdr_bytes();
+  uint64_t end = SHMVAL__HEAP_STATE_END + tables;
   return ((end + ps - 1) & ~(ps - 1)) - hdr_bytes();
 }
 
@@ -286,8 +293,8 @@ static int init_new(int fd, const char *name, bool named, seg_sizes sz, uint32_t
   seg->created_ns = shmval__prim_wall_ns();
   /*
    * The directory first: both go right after the header (see the heap's
-   * place_front()), and an opener reads the directory's header and the
-   * attacher table's first entries, which then share a page.
+   * place_front()), where an opener reads the directory's header and writes
+   * its attacher slot's entry: in the header's page, the only one it touches.
    */
   if ((rc = shmval__dir_init(seg)) != 0 ||
       (rc = shmval__obj_alloc_table(seg, SHMVAL__KIND_ATTACH, sizeof(attach_ent), max_attach, &t,
@@ -670,7 +677,7 @@ static int describe(shmval__seg *seg, bool writable, shm_segment_info *info) {
   uint64_t end = shmval__seg_size(seg) & ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1);
   if (end < shmval__heap_end(seg))
     end = shmval__heap_end(seg);
-  info->free = (size_t)(end - seg->heap_start - t.used);
+  info->free = (size_t)(end - seg->heap_start - SHMVAL__HEAP_STATE_SIZE - t.used);
   info->objects = t.objects;
   info->max_attach = seg->max_attach;
   info->flags = seg->policy & SHMVAL_AUTO_UNLINK;

@@ -234,8 +234,9 @@ static void dmg_free_link(shmval__seg *s, shm_value *v) {
   (void)v;
   for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
     for (unsigned sl = 0; sl < SHMVAL__SL_COUNT; sl++)
-      if (s->free_head[fl][sl] != 0) {
-        ((shmval__free_blk *)(void *)((char *)s + s->free_head[fl][sl]))->next = 8;
+      if (shmval__heap_state_of(s)->free_head[fl][sl] != 0) {
+        ((shmval__free_blk *)(void *)((char *)s + shmval__heap_state_of(s)->free_head[fl][sl]))
+            ->next = 8;
         return;
       }
 }
@@ -422,7 +423,7 @@ static void test_fuzz_finds(void **state) {
   /* 2. Bitmap bits for size classes that do not exist: no read past the lists. */
   seg = victim_segment(name, sizeof name, &v);
   for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
-    seg->base->sl_bitmap[fl] |= 0xffff0000u;
+    shmval__heap_state_of(seg->base)->sl_bitmap[fl] |= 0xffff0000u;
   shm_opts o = {.segment = seg};
   int rc = shm_value_create(&v2, SHMVAL_INT, NULL, &o);
   assert_true(rc == 0 || rc == SHMVAL_ECORRUPT);
@@ -445,9 +446,10 @@ static void test_fuzz_finds(void **state) {
   assert_ok(shm_segment_check(seg, &r));
   for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
     for (unsigned sl = 0; sl < SHMVAL__SL_COUNT; sl++)
-      if (seg->base->free_head[fl][sl] != 0)
-        ((shmval__free_blk *)(void *)((char *)seg->base + seg->base->free_head[fl][sl]))->next =
-            UINT64_C(1) << 50;
+      if (shmval__heap_state_of(seg->base)->free_head[fl][sl] != 0)
+        ((shmval__free_blk *)(void *)((char *)seg->base +
+                                      shmval__heap_state_of(seg->base)->free_head[fl][sl]))
+            ->next = UINT64_C(1) << 50;
   size_t used = r.used;
   assert_code(shm_value_create(&v2, SHMVAL_INT, NULL, &o), SHMVAL_ECORRUPT);
   assert_code(shm_segment_check(seg, &r), SHMVAL_ECORRUPT);
@@ -861,7 +863,8 @@ static void test_check_args(void **state) {
   assert_ok(shm_segment_reclaim(seg, NULL, NULL));
   assert_ok(shm_segment_check(seg, &r));
   assert_int_equal(r.objects, 0);
-  assert_int_equal(r.used + r.free, seg->base->heap_end - seg->base->heap_start);
+  assert_int_equal(r.used + r.free,
+                   seg->base->heap_end - seg->base->heap_start - SHMVAL__HEAP_STATE_SIZE);
   assert_ok(shm_segment_close(ro));
   assert_ok(shm_segment_close(seg));
   assert_ok(shm_segment_unlink(name));
@@ -918,14 +921,15 @@ static void test_shared_lock_not_leaked(void **state) {
   (40u << 10) /* bytes per array: the six take the segment from 64 KiB past 256 KiB */
 
 /*
- * The length of a raw char array whose block takes all of the heap's one
+ * The length of a raw char array whose block takes all of the heap's biggest
  * free block, so that the next allocation must grow the heap (which then
  * ends in a used block: allocations take the back end of a free block);
- * 0 if the heap's free space is not one block.
+ * 0 if the other free blocks together could hold one of the arrays after it
+ * (the first page's room left after the segment's tables is too small).
  */
 static size_t tail_fill_len(shm_segment *seg) {
   shmval__heap_stat st;
-  if (shmval__heap_check(seg->base, &st) != 0 || st.free_blocks != 1)
+  if (shmval__heap_check(seg->base, &st) != 0 || st.free - st.largest_free >= GROW_LEN)
     return 0;
   /* The payload starts 64 bytes in; the name "tail" follows it. */
   return st.largest_free > 128 ? (size_t)(st.largest_free - 72) : 0;

@@ -42,10 +42,12 @@ static void test_header(void **state) {
   assert_int_equal(seg->abi, shmval__abi_fingerprint());
   assert_int_equal(seg->heap_start % 64, 0);
   assert_true(seg->heap_start >= sizeof(shmval__seg));
+  /* Free space before and after the heap's state block, which is not counted. */
   shmval__heap_stat st = check();
-  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.free_blocks, 2);
   assert_int_equal(st.blocks, 0);
-  assert_int_equal(st.largest_free, seg->heap_end - seg->heap_start);
+  assert_int_equal(st.largest_free, seg->heap_end - SHMVAL__HEAP_STATE_END);
+  assert_int_equal(st.total, seg->heap_end - seg->heap_start - SHMVAL__HEAP_STATE_SIZE);
   /* Too small to hold a heap, or too large for the size classes. */
   char small[sizeof(shmval__seg) + 64];
   assert_code(
@@ -62,8 +64,11 @@ static void test_split_merge(void **state) {
   assert_ok(shmval__heap_alloc(seg, 1000, &c, NULL));
   assert_int_equal(shmval__blk_size(seg, a), 128);
   assert_int_equal(shmval__blk_size(seg, b), 64);
-  /* Each is the back end of the free block: they go down from the heap's end. */
-  assert_int_equal(a + 128, seg->heap_end);
+  /*
+   * Each is the back end of the smallest free block that holds it, the one
+   * before the heap's state block: they go down from the state block.
+   */
+  assert_int_equal(a + 128, SHMVAL__HEAP_STATE_BLK);
   assert_int_equal(b + 64, a);
   assert_int_equal(c + 1024, b);
   shmval__heap_stat st = check();
@@ -71,17 +76,24 @@ static void test_split_merge(void **state) {
   assert_int_equal(st.used, 128 + 64 + 1024);
   /* Free the middle, then each neighbour: both merges happen. */
   assert_ok(shmval__heap_free(seg, b, NULL));
-  assert_int_equal(check().free_blocks, 2);
+  assert_int_equal(check().free_blocks, st0.free_blocks + 1);
   assert_ok(shmval__heap_free(seg, a, NULL));
-  assert_int_equal(check().free_blocks, 2);
+  assert_int_equal(check().free_blocks, st0.free_blocks + 1);
   assert_ok(shmval__heap_free(seg, c, NULL));
   st = check();
-  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.free_blocks, st0.free_blocks);
   assert_int_equal(st.used, st0.used);
   /* The space is one block again, and serves the next allocation from its back. */
   assert_ok(shmval__heap_alloc(seg, 64, &b, NULL));
-  assert_int_equal(b + 64, seg->heap_end);
+  assert_int_equal(b + 64, SHMVAL__HEAP_STATE_BLK);
   assert_ok(shmval__heap_free(seg, b, NULL));
+  /* A block too big for the first page's room comes from after the state block. */
+  assert_ok(shmval__heap_alloc(seg, SHMVAL__HEAP_STATE_BLK, &c, NULL));
+  assert_int_equal(c + SHMVAL__HEAP_STATE_BLK, seg->heap_end);
+  assert_ok(shmval__heap_free(seg, c, NULL));
+  /* The state block is the heap's: never a caller's to free. */
+  assert_code(shmval__heap_free(seg, SHMVAL__HEAP_STATE_BLK, NULL), SHMVAL_ECORRUPT);
+  assert_int_equal(check().free_blocks, st0.free_blocks);
 }
 
 static void test_bad_frees(void **state) {
@@ -99,16 +111,19 @@ static void test_bad_frees(void **state) {
 
 static void test_exhaustion(void **state) {
   (void)state;
-  uint64_t whole, x;
-  uint64_t room = seg->heap_end - seg->heap_start;
+  uint64_t whole, front, x;
+  uint64_t room = seg->heap_end - SHMVAL__HEAP_STATE_END,
+           first = SHMVAL__HEAP_STATE_BLK - seg->heap_start;
   assert_code(shmval__heap_alloc(seg, room + 1, &x, NULL), SHMVAL_ENOMEM);
   assert_code(shmval__heap_alloc(seg, (size_t)1 << 50, &x, NULL), SHMVAL_ENOMEM);
-  /* The single block is found although its class is below the rounded one. */
+  /* Each block is found although its class is below the rounded one. */
   assert_ok(shmval__heap_alloc(seg, room, &whole, NULL));
+  assert_ok(shmval__heap_alloc(seg, first, &front, NULL));
   assert_code(shmval__heap_alloc(seg, 64, &x, NULL), SHMVAL_ENOMEM);
   assert_int_equal(check().free_blocks, 0);
   assert_ok(shmval__heap_free(seg, whole, NULL));
-  assert_int_equal(check().free_blocks, 1);
+  assert_ok(shmval__heap_free(seg, front, NULL));
+  assert_int_equal(check().free_blocks, 2);
 }
 
 static void test_random_churn(void **state) {
@@ -135,7 +150,7 @@ static void test_random_churn(void **state) {
   for (int s = 0; s < SLOTS; s++)
     if (off[s] != 0)
       assert_ok(shmval__heap_free(seg, off[s], NULL));
-  assert_int_equal(check().free_blocks, 1);
+  assert_int_equal(check().free_blocks, 2); /* before and after the state block */
 }
 
 /* In a child: take the heap lock, run @p damage, die holding the lock. */
@@ -154,12 +169,12 @@ static uint64_t blk_a, blk_b, blk_c;
 
 static void scribble_derived(void) {
   /* Everything but the block chain is derived: destroy it all. */
-  memset(seg->free_head, 0xab, sizeof seg->free_head);
-  memset(seg->sl_bitmap, 0xff, sizeof seg->sl_bitmap);
-  seg->fl_bitmap = 0x12345678;
+  memset(shmval__heap_state_of(seg)->free_head, 0xab, sizeof shmval__heap_state_of(seg)->free_head);
+  memset(shmval__heap_state_of(seg)->sl_bitmap, 0xff, sizeof shmval__heap_state_of(seg)->sl_bitmap);
+  shmval__heap_state_of(seg)->fl_bitmap = 0x12345678;
   seg->used = 1;
   seg->blocks = 999;
-  seg->end_prev_free = 1; /* the last block, a, is in use */
+  seg->end_prev_free = 0; /* the last block, after the state block, is free */
   /* A free interrupted after its merge store: b is marked free, unlisted. */
   *(uint64_t *)(void *)((char *)seg + blk_b) |= SHMVAL__BLK_FREE;
 }
@@ -175,26 +190,26 @@ static void test_rebuild_after_owner_death(void **state) {
   shmval__heap_stat st = check();
   assert_int_equal(st.blocks, 1);
   assert_int_equal(st.used, 64);
-  assert_int_equal(st.free_blocks, 1); /* b merged with the free space below it */
+  assert_int_equal(st.free_blocks, 2); /* b merged with the free space below it */
   uint64_t x;
   assert_ok(shmval__heap_alloc(seg, 64, &x, NULL));
   assert_int_equal(x, blk_b);
   assert_ok(shmval__heap_free(seg, x, NULL));
   assert_ok(shmval__heap_free(seg, blk_a, NULL));
-  assert_int_equal(check().free_blocks, 1);
+  assert_int_equal(check().free_blocks, 2);
 }
 
 static void split_half_done(void) {
   /* A split that wrote the tail's header but died before shrinking the head. */
-  uint64_t start = seg->heap_start;
-  *(uint64_t *)(void *)((char *)seg + start + 4096) = 12345 | SHMVAL__BLK_FREE;
+  uint64_t big = SHMVAL__HEAP_STATE_END; /* the free block after the state block */
+  *(uint64_t *)(void *)((char *)seg + big + 4096) = 12345 | SHMVAL__BLK_FREE;
 }
 
 static void test_half_split(void **state) {
   (void)state;
   die_holding_heap_lock(split_half_done);
   shmval__heap_stat st = check();
-  assert_int_equal(st.free_blocks, 1);
+  assert_int_equal(st.free_blocks, 2);
   assert_int_equal(st.blocks, 0);
 }
 
@@ -212,6 +227,37 @@ static void test_broken_chain_is_fenced(void **state) {
   /* Fenced off for good rather than allocating from a corrupt heap. */
   assert_code(shmval__heap_alloc(seg, 64, &x, NULL), SHMVAL_ENOTRECOVERABLE);
   assert_code(shmval__heap_check(seg, &st), SHMVAL_ENOTRECOVERABLE);
+}
+
+/*
+ * The free lists live in the heap's state block: the verifier and the
+ * rebuild after a death refuse a chain that has no state block in its place
+ * (marked free, or resized), rather than hand its memory out as a block.
+ */
+static void test_state_block_is_checked(void **state) {
+  (void)state;
+  uint64_t x;
+  shmval__heap_stat st;
+  shmval__problem pb = {0};
+  shmval__seg *own =
+      mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  assert_true(own != MAP_FAILED);
+  assert_ok(shmval__seg_init(own, SEG_SIZE, SEG_SIZE, SHMVAL__SEG_ANON, 0));
+  assert_ok(shmval__heap_verify(own, &st, &pb));
+  /* The first block swallows the state block: a chain sound in every other way. */
+  uint64_t *first = (uint64_t *)(void *)((char *)own + own->heap_start);
+  *first = SHMVAL__HEAP_STATE_END - own->heap_start;
+  own->used = *first;
+  own->blocks = 1;
+  assert_code(shmval__heap_verify(own, &st, &pb), SHMVAL_ECORRUPT);
+  assert_int_equal(pb.off, SHMVAL__HEAP_STATE_BLK);
+  /* A holder of the heap lock dies; the next one's rebuild finds no state block. */
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(pthread_mutex_lock(&own->heap_lock) != 0);
+  assert_int_equal(reap(pid), 0);
+  assert_code(shmval__heap_alloc(own, 64, &x, NULL), SHMVAL_ECORRUPT);
+  munmap(own, SEG_SIZE);
 }
 
 /*
@@ -280,6 +326,7 @@ int main(void) {
       cmocka_unit_test(test_random_churn),
       cmocka_unit_test(test_rebuild_after_owner_death),
       cmocka_unit_test(test_half_split),
+      cmocka_unit_test(test_state_block_is_checked),
       cmocka_unit_test(test_broken_chain_is_fenced),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

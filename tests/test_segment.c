@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -65,10 +66,12 @@ static void test_create_open_close(void **state) {
 
 /*
  * A named segment's own tables sit right after its header, the directory
- * first, then the attacher table: what every opener reads shares the pages
- * of the header. The heap covers only those pages at first, so that making
- * a segment writes no page past them; the first allocation that needs more
- * adds the rest of the committed size, and stat counts it free throughout.
+ * first, then the attacher table, all in the first page: what every opener
+ * reads and writes is in the one page it must touch anyway. The heap's free
+ * lists come next, in its state block. The heap ends there at first, so
+ * that making a segment writes no page past them; the first
+ * allocation that needs more adds the rest of the committed size, and stat
+ * counts it free throughout.
  */
 static void test_tables_follow_header(void **state) {
   (void)state;
@@ -76,7 +79,6 @@ static void test_tables_follow_header(void **state) {
   shm_array *arr;
   shm_segment_info info;
   const char *name = NAME("tables");
-  uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
   assert_ok(shm_segment_create(&a, name, 4 * MIB, NULL));
   const shmval__seg *h = a->base;
   assert_int_equal(h->dir_off, h->heap_start + SHMVAL__OBJ_HDR_OFF);
@@ -85,14 +87,15 @@ static void test_tables_follow_header(void **state) {
   assert_int_equal(h->attach_off, att + SHMVAL__OBJ_HDR_OFF);
   uint64_t att_blk = *(const uint64_t *)(const void *)((const char *)h + att);
   uint64_t tables_end = att + (att_blk & ~SHMVAL__BLK_FLAGS);
-  assert_int_equal(h->heap_end, (tables_end + ps - 1) & ~(ps - 1));
+  assert_true(tables_end <= 4096); /* the first page, whatever the page size */
+  assert_int_equal(h->heap_end, SHMVAL__HEAP_STATE_END); /* no free block written past it */
   assert_ok(shm_segment_stat(a, &info));
-  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start);
+  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start - SHMVAL__HEAP_STATE_SIZE);
   assert_ok(shm_array_create(&arr, SHMVAL_LONG, 8192, NULL, &(shm_opts){.segment = a}));
   assert_int_equal(h->heap_end, 4 * MIB);
   assert_true((uintptr_t)shmval__obj_of(arr) - (uintptr_t)h > 3 * MIB);
   assert_ok(shm_segment_stat(a, &info));
-  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start);
+  assert_int_equal(info.used + info.free, 4 * MIB - h->heap_start - SHMVAL__HEAP_STATE_SIZE);
   assert_ok(shm_array_destroy(arr));
   assert_ok(shm_segment_close(a));
   assert_ok(shm_segment_unlink(name));
@@ -415,6 +418,12 @@ static void test_version_abi_truncation(void **state) {
     assert_int_equal(info.state, SHMVAL_SEG_CORRUPT);
     assert_int_equal(info.error, cases[i].want);
   }
+  /* A heap that ends before the allocator's state block, which lies past the first page. */
+  memcpy(copy, img, len);
+  uint64_t short_end = SHMVAL__HEAP_STATE_BLK;
+  memcpy(copy + offsetof(shmval__seg, heap_end), &short_end, sizeof short_end);
+  write_file(name, copy, len);
+  assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ECORRUPT);
   /* A file shorter than its header says: an error, never SIGBUS. */
   write_file(name, img, 4096);
   assert_code(shm_segment_open(&s, name, NULL), SHMVAL_ECORRUPT);

@@ -166,7 +166,7 @@ static int damage(shm_segment *s, int which) {
     return 0;
   case 1: /* bitmap bits for size classes that do not exist */
     for (unsigned fl = 0; fl < SHMVAL__FL_COUNT; fl++)
-      b->sl_bitmap[fl] |= 0xffff0000u;
+      shmval__heap_state_of(b)->sl_bitmap[fl] |= 0xffff0000u;
     return 0;
   case 2: /* a lock whose "host" is not an object */
     own_lock(x)->host_back -= 1;
