@@ -51,19 +51,26 @@ static void fill_run(void *ctx, long n) {
 }
 
 /*
- * A segment of @p size committed bytes whose heap is full: one raw array
- * takes all its free space, so the next allocation grows it.
+ * A segment of @p size committed bytes whose heap is full, so the next
+ * allocation grows it: small arrays take the room left in the first page
+ * (each goes to the smallest free block that holds it), then one raw array
+ * takes all the rest of the free space.
  */
 static shm_segment *full_segment(size_t size, size_t max) {
   shm_segment *s;
   shm_segment_info info;
+  shm_check_report r;
   shm_array *a;
   shm_segment_opts so = {.max_size = max};
   if (shm_segment_create(&s, grow_name, size, &so) != 0)
     return NULL;
   shm_opts o = {.segment = s, .flags = SHMVAL_RAW};
+  int rc;
+  while ((rc = shm_segment_check(s, &r)) == 0 && r.free_blocks != 0 &&
+         (rc = shm_array_create(&a, SHMVAL_CHAR, 1, NULL, &o)) == 0) {
+  }
   /* A payload of 64 bytes or more starts 64 bytes into its block. */
-  if (shm_segment_stat(s, &info) != 0 ||
+  if (rc != 0 || shm_segment_stat(s, &info) != 0 ||
       shm_array_create(&a, SHMVAL_CHAR, info.free - 64, NULL, &o) != 0 ||
       shm_segment_stat(s, &info) != 0 || info.free != 0) {
     shm_segment_close(s);
