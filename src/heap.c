@@ -516,8 +516,8 @@ static uint64_t free_before(shmval__seg *seg, uint64_t off) {
   if (psize == 0 || psize > off - seg->heap_start)
     return 0;
   uint64_t prev = off - psize;
-  if (!blk_ok(seg, prev, psize) || *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE) ||
-      !links_ok(seg, prev, psize))
+  if (!blk_ok(seg, prev, psize) || is_state(prev) ||
+      *word_at(seg, prev) != (psize | SHMVAL__BLK_FREE) || !links_ok(seg, prev, psize))
     return 0;
   return psize;
 }
@@ -634,7 +634,8 @@ int shmval__heap_alloc(shmval__seg *seg, size_t bytes, uint64_t *off, uint64_t *
   }
   uint64_t w = blk_off_ok(seg, b) ? *word_at(seg, b) : 0, bsize = w & ~SHMVAL__BLK_FLAGS;
   uint64_t rest = bsize >= size ? bsize - size : 0;
-  if (!(w & SHMVAL__BLK_FREE) || !blk_ok(seg, b, bsize) || bsize < size ||
+  /* The state block is never free: a chain or a list that says so is damaged. */
+  if (!(w & SHMVAL__BLK_FREE) || is_state(b) || !blk_ok(seg, b, bsize) || bsize < size ||
       !links_ok(seg, b, bsize) ||
       (rest >= BLK_MIN && !same_class(bsize, rest) && !head_ok(seg, rest))) {
     shmval__heap_unlock(seg);
@@ -677,6 +678,8 @@ static bool free_ok(shmval__seg *seg, uint64_t off, uint64_t w, uint64_t *nsize,
   if ((w & SHMVAL__BLK_FREE) || !blk_ok(seg, off, size))
     return false;
   if (next < seg->heap_end && (*word_at(seg, next) & SHMVAL__BLK_FREE)) {
+    if (is_state(next))
+      return false;
     *nsize = *word_at(seg, next) & ~SHMVAL__BLK_FLAGS;
     if (!blk_ok(seg, next, *nsize) || !links_ok(seg, next, *nsize))
       return false;

@@ -251,7 +251,38 @@ static void test_state_block_is_checked(void **state) {
   own->blocks = 1;
   assert_code(shmval__heap_verify(own, &st, &pb), SHMVAL_ECORRUPT);
   assert_int_equal(pb.off, SHMVAL__HEAP_STATE_BLK);
+  /*
+   * The state block marked free and put on a list: neither an allocation nor
+   * a free next to it takes it as a free block.
+   */
+  *first = SHMVAL__HEAP_STATE_BLK - own->heap_start; /* as it was: free, before the state */
+  *first |= SHMVAL__BLK_FREE;
+  own->used = 0;
+  own->blocks = 0;
+  shmval__heap_state *hst = shmval__heap_state_of(own);
+  uint64_t *state_w = (uint64_t *)(void *)((char *)own + SHMVAL__HEAP_STATE_BLK), keep = *state_w;
+  uint64_t b;
+  assert_ok(shmval__heap_alloc(own, 64, &b, NULL)); /* the block just before the state block */
+  assert_int_equal(b + 64, SHMVAL__HEAP_STATE_BLK);
+  /* Marked free, with links that pass for empty ones (no list holds anything). */
+  *state_w = SHMVAL__HEAP_STATE_SIZE | SHMVAL__BLK_FREE;
+  memset(hst, 0, sizeof *hst);
+  assert_code(shmval__heap_free(own, b, NULL), SHMVAL_ECORRUPT);
+  /* On a list of a bigger class, which a search takes from without checking its size class. */
+  hst->free_head[5][0] = SHMVAL__HEAP_STATE_BLK;
+  hst->sl_bitmap[5] = 1u;
+  hst->fl_bitmap = 1u << 5;
+  assert_code(shmval__heap_alloc(own, 64, &x, NULL), SHMVAL_ECORRUPT);
+  /* Before a freed block that says it follows a free one, with the tag to match. */
+  memset(hst, 0, sizeof *hst);
+  uint64_t tail = SHMVAL__HEAP_STATE_END, *tail_w = (uint64_t *)(void *)((char *)own + tail);
+  *tail_w = (own->heap_end - tail) | SHMVAL__BLK_PREV_FREE; /* allocated */
+  own->end_prev_free = 0;
+  *(uint64_t *)(void *)((char *)own + tail - 8) = SHMVAL__HEAP_STATE_SIZE;
+  assert_code(shmval__heap_free(own, tail, NULL), SHMVAL_ECORRUPT);
+  *state_w = keep;
   /* A holder of the heap lock dies; the next one's rebuild finds no state block. */
+  *first = SHMVAL__HEAP_STATE_END - own->heap_start;
   pid_t pid = fork();
   if (pid == 0)
     _exit(pthread_mutex_lock(&own->heap_lock) != 0);
