@@ -481,8 +481,8 @@ static uint64_t carve(shmval__seg *seg, uint64_t off, uint64_t size, uint64_t *j
 /*
  * Whether a split block gives its front instead: only while a named
  * segment's creator lays out its own tables, before the segment is
- * published, so that they sit right after the header, in the pages that
- * every opener reads (where one read fault maps them with the header).
+ * published, so that they sit right after the header, in the first page,
+ * which every opener reads and writes anyway (see shmval__heap_state).
  */
 static bool place_front(const shmval__seg *seg) {
   return atomic_load_explicit(&((shmval__seg *)(uintptr_t)seg)->magic, memory_order_relaxed) !=

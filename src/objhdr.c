@@ -148,8 +148,6 @@ static bool host_ok(const shmval__seg *seg, uint64_t at, uint64_t back) {
 
 bool shmval__obj_lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t pay,
                          uint64_t blk_end) {
-  if (o->lock_rel == 0)
-    return !(o->flags & SHMVAL__OBJ_OWN_LOCK);
   /* Unsigned, so that a hostile offset wraps (and fails the range check) instead of overflowing. */
   uint64_t at = off + (uint64_t)o->lock_rel, lock_end = at + sizeof(shmval__lock);
   if (at < seg->heap_start || (at & 7) != 0 || at > shmval__heap_end(seg) - sizeof(shmval__lock))

@@ -71,7 +71,8 @@ bool shmval__obj_kind_ok(const shmval__obj *o);
  * what the object's operations write would be overwritten while held: its
  * unlock would then fail, leaving the mutex on the thread's robust list,
  * where glibc's next lock call writes through it after the segment is gone.
- * (objhdr.c; shmval__obj_peek_hdr() answers for an object without a lock.)
+ * Only for an object with a lock offset (objhdr.c): shmval__obj_peek_hdr()
+ * answers for one without, whose flags must then claim no lock of its own.
  */
 bool shmval__obj_lock_ok(const shmval__seg *seg, const shmval__obj *o, uint64_t off, uint64_t pay,
                          uint64_t blk_end);
