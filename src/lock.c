@@ -143,42 +143,12 @@ static bool before(const struct timespec *a, const struct timespec *b) {
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define SHMVAL__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHMVAL__TSAN 1
-#endif
-#endif
-
-/* Lock @p m waiting until the CLOCK_MONOTONIC time @p until at the latest. */
-static int lock_until(pthread_mutex_t *m, const struct timespec *until) {
-#ifdef SHMVAL__TSAN
-  /*
-   * ThreadSanitizer (clang 14) does not intercept pthread_mutex_clocklock and
-   * would miss the lock: the same wait on the real-time clock, which it sees.
-   */
-  struct timespec now, rt;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  clock_gettime(CLOCK_REALTIME, &rt);
-  long long ns = (long long)(until->tv_sec - now.tv_sec) * 1000000000LL +
-                 (until->tv_nsec - now.tv_nsec) + rt.tv_nsec;
-  if (ns < rt.tv_nsec)
-    ns = rt.tv_nsec; /* already past: do not wait */
-  rt.tv_sec += (time_t)(ns / 1000000000LL);
-  rt.tv_nsec = (long)(ns % 1000000000LL);
-  return pthread_mutex_timedlock(m, &rt);
-#else
-  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, until);
-#endif
-}
-
 /*
- * A holder that is running lets go within a few hundred nanoseconds: watch
- * the lock word (reads only) a little before sleeping in the kernel, which
- * would cost the holder a wake-up call too. Only a live holder is waited
- * for: a word with no thread id in it (free, or its owner died) goes
- * straight to the lock call, which deals with both.
+ * Watch a held lock word (reads only) for up to LOCK_SPINS pauses before
+ * sleeping, for a caller that knows the holder lets go within a few hundred
+ * nanoseconds and does not take it back at once (see shmval__mutex_wait_busy).
+ * Only a live holder is watched: a word with no thread id in it (free, or its
+ * owner died) goes straight to the try, which deals with both.
  */
 #define LOCK_SPINS 200u
 #define LOCK_TID_MASK 0x3fffffff /* the kernel's FUTEX_TID_MASK */
@@ -219,19 +189,66 @@ int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
    * not wait.
    */
   int rc = try_lock(m);
-  return SHMVAL__LIKELY(rc != EBUSY) ? rc : shmval__mutex_wait_busy(m, deadline);
+  return SHMVAL__LIKELY(rc != EBUSY) ? rc : shmval__mutex_wait_busy(m, deadline, false);
 }
 
-int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline) {
-  spin_while_held(m);
-  for (;;) {
+#define LOCK_WAITERS 0x80000000u /* the kernel's FUTEX_WAITERS */
+
+/*
+ * Take @p m after a try found it held, sleeping on its lock word in slices.
+ *
+ * The sleep is the library's own futex wait, not pthread_mutex_clocklock():
+ * on the same word and with the same protocol, glibc's timed lock made two
+ * processes that take one mutex in turn erratic, up to 3.5 times slower than
+ * its untimed lock from one run to the next, while this wait costs what the
+ * untimed lock does (docs/design.md, "The wait itself"). The protocol is
+ * the robust futex one the kernel and glibc share: a waiter sets the waiters
+ * bit in a word that holds a live owner's thread id, then sleeps while the
+ * word keeps that value; glibc's unlock wakes one sleeper when the bit was
+ * set; the kernel, when an owner dies, sets the owner-dead bit and wakes one.
+ * Every take is glibc's trylock, so glibc's robust list and owner fields stay
+ * its own. A waiter that slept and then takes the mutex sets the waiters bit
+ * again, as glibc's lock does: others may still sleep, and its unlock must
+ * wake one.
+ */
+static int wait_held(pthread_mutex_t *m, const struct timespec *deadline) {
+  _Atomic uint32_t *word = (_Atomic uint32_t *)(void *)&m->__data.__lock;
+  bool slept = false, last = false;
+  int rc;
+  while ((rc = try_lock(m)) == EBUSY) {
+    if (last)
+      return ETIMEDOUT;
+    uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+    if ((w & LOCK_TID_MASK) == 0)
+      continue; /* let go of, or its owner died, since the try */
+    if (!(w & LOCK_WAITERS) &&
+        !atomic_compare_exchange_strong_explicit(word, &w, w | LOCK_WAITERS, memory_order_relaxed,
+                                                 memory_order_relaxed))
+      continue;
     struct timespec slice;
     slice_end(&slice);
-    bool last = deadline != NULL && !before(&slice, deadline);
-    int rc = lock_until(m, last ? deadline : &slice);
-    if (rc != ETIMEDOUT || last)
-      return rc;
+    bool final_slice = deadline != NULL && !before(&slice, deadline);
+    slept = true;
+    last = shmval__prim_futex_wait(word, w | LOCK_WAITERS, final_slice ? deadline : &slice) ==
+               SHMVAL_ETIMEDOUT &&
+           final_slice;
   }
+  if (slept && (rc == 0 || rc == EOWNERDEAD))
+    atomic_fetch_or_explicit(word, LOCK_WAITERS, memory_order_relaxed);
+  return rc;
+}
+
+/*
+ * Without @p watch a waiter sleeps at once, as glibc's robust mutex does: a
+ * waiter that watches the word pulls its cache line from a holder that takes
+ * the lock again and again, and takes the lock from it at each release
+ * rather than in turns of many, which made two processes incrementing under
+ * one lock up to 1.25x slower than the robust mutex on the 2-core VM.
+ */
+int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline, bool watch) {
+  if (watch)
+    spin_while_held(m);
+  return wait_held(m, deadline);
 }
 
 int shmval__lock_init(shmval__lock *l, unsigned flags, uint16_t host_back) {

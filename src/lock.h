@@ -26,8 +26,13 @@ uint64_t shmval__token_new(void);
  * cut into slices.
  */
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline);
-/* The same after a try that found @p m held: no second compare-and-swap. */
-int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline);
+/*
+ * The same after a try that found @p m held: no second compare-and-swap.
+ * With @p watch, first watch the lock word a little before sleeping: for a
+ * lock whose holders all let go within a few hundred nanoseconds and arrive
+ * together (a barrier's).
+ */
+int shmval__mutex_wait_busy(pthread_mutex_t *m, const struct timespec *deadline, bool watch);
 /* Map a pthread lock result, taking ownership with token @p tok. */
 int shmval__lock_took(shmval__lock *l, uint64_t tok, int rc);
 int shmval__lock_reenter(shmval__lock *l, int busy);
@@ -37,8 +42,8 @@ static inline uint64_t shmval__my_token(void) {
   return SHMVAL__LIKELY(t != 0) ? t : shmval__token_new();
 }
 
-/* The fast paths, inlined into the object accessors. */
-static inline int shmval__lock_enter(shmval__lock *l) {
+/* The fast paths, inlined into the object accessors; @p watch as in shmval__mutex_wait_busy(). */
+static inline int shmval__lock_enter_as(shmval__lock *l, bool watch) {
   uint64_t tok = shmval__my_token();
   /*
    * Try the compare-and-swap first: only when it fails is the owner word
@@ -48,7 +53,7 @@ static inline int shmval__lock_enter(shmval__lock *l) {
   if (SHMVAL__UNLIKELY(rc == EBUSY)) {
     if (atomic_load_explicit(&l->owner, memory_order_relaxed) == tok)
       return shmval__lock_reenter(l, SHMVAL_EDEADLK);
-    rc = shmval__mutex_wait_busy(&l->mutex, NULL);
+    rc = shmval__mutex_wait_busy(&l->mutex, NULL, watch);
   }
   if (SHMVAL__UNLIKELY(rc != 0 || (l->flags & SHMVAL__LOCK_DEAD_PENDING)))
     return shmval__lock_took(l, tok, rc);
@@ -56,6 +61,8 @@ static inline int shmval__lock_enter(shmval__lock *l) {
   atomic_store_explicit(&l->owner, tok, memory_order_relaxed);
   return 0;
 }
+
+static inline int shmval__lock_enter(shmval__lock *l) { return shmval__lock_enter_as(l, false); }
 
 static inline int shmval__lock_leave(shmval__lock *l) {
   uint64_t tok = shmval__tls_token;

@@ -622,9 +622,13 @@ static void bar_unlock(shmval__lock *l, shmval__barrier_state *st, uint32_t seq_
     shmval__prim_futex_wake(&st->seq, INT_MAX);
 }
 
-/* Take the barrier's lock; a holder that died leaves the barrier broken. */
+/*
+ * Take the barrier's lock; a holder that died leaves the barrier broken. The
+ * parties arrive together and each holds the lock for a few stores: a waiter
+ * watches the word before sleeping.
+ */
 static int bar_lock(shmval__lock *l, shmval__barrier_state *st) {
-  int rc = shmval__lock_enter(l);
+  int rc = shmval__lock_enter_as(l, true);
   if (rc == SHMVAL_OWNERDEAD) {
     st->phase = BROKEN;
     bar_broadcast(st);

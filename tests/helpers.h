@@ -64,6 +64,19 @@ static inline void sleep_s(double s) {
   }
 }
 
+/* Whether process (or thread) @p pid is asleep in a futex wait. */
+static inline int in_futex_wait(pid_t pid) {
+  char path[64], buf[64] = "";
+  snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return strstr(buf, "futex") != NULL;
+}
+
 /* A segment name unique to this process and call. */
 static inline const char *test_name(char *buf, size_t cap, const char *tag) {
   static int counter;

@@ -502,19 +502,6 @@ static void test_fuzz_finds(void **state) {
   drop(seg, name);
 }
 
-/* Whether process @p pid is asleep in a futex wait. */
-static bool in_futex_wait(pid_t pid) {
-  char path[64], buf[64] = "";
-  snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return strstr(buf, "futex") != NULL;
-}
-
 static int child_allocates(void *arg) {
   shm_opts o = {.segment = arg};
   shm_value *v;

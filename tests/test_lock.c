@@ -3,6 +3,11 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+
+#include "internal.h"
+
+#include <linux/futex.h>
 
 static shm_value *v;
 static shm_lock *lk;
@@ -147,6 +152,50 @@ static void test_thread_contention(void **state) {
   assert_int_equal(total, 2LL * THREADS * ITERS);
 }
 
+/* The robust mutex's lock word under lk. */
+static int *lock_word(void) {
+  shmval__obj *o = shmval__obj_of(v);
+  return &((shmval__lock *)(void *)((char *)o + o->lock_rel))->mutex.__data.__lock;
+}
+
+struct sleeper {
+  pid_t tid;
+  int rc, waiters_bit;
+};
+
+static void *sleeper_thread(void *arg) {
+  struct sleeper *s = arg;
+  __atomic_store_n(&s->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+  s->rc = shm_lock_acquire(lk);
+  s->waiters_bit = (__atomic_load_n(lock_word(), __ATOMIC_RELAXED) & FUTEX_WAITERS) != 0;
+  if (s->rc == 0)
+    shm_lock_release(lk);
+  return NULL;
+}
+
+/*
+ * A waiter that slept and then took the lock sets the waiters bit of the lock
+ * word again, as glibc's own lock does: another waiter may still sleep on the
+ * word, and only the bit makes the next release wake one (without it that one
+ * would sleep out its slice, up to 20 ms, on a free lock).
+ */
+static void test_sleeper_keeps_waiters_bit(void **state) {
+  (void)state;
+  struct sleeper s = {0, -1, 0};
+  pthread_t t;
+  assert_ok(shm_lock_acquire(lk));
+  assert_int_equal(pthread_create(&t, NULL, sleeper_thread, &s), 0);
+  double t0 = now_s();
+  while (!(__atomic_load_n(&s.tid, __ATOMIC_ACQUIRE) != 0 && in_futex_wait(s.tid)) &&
+         now_s() - t0 < 5)
+    sleep_s(0.001);
+  assert_true(in_futex_wait(s.tid)); /* it sleeps on the held lock */
+  assert_ok(shm_lock_release(lk));
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_ok(s.rc);
+  assert_true(s.waiters_bit);
+}
+
 static void *die_holding(void *arg) {
   (void)arg;
   shm_lock_acquire(lk);
@@ -171,9 +220,13 @@ static void test_thread_death(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_recursion),         cmocka_unit_test(test_invalid),
-      cmocka_unit_test(test_held_elsewhere),    cmocka_unit_test(test_wait_forever),
-      cmocka_unit_test(test_thread_contention), cmocka_unit_test(test_thread_death),
+      cmocka_unit_test(test_recursion),
+      cmocka_unit_test(test_invalid),
+      cmocka_unit_test(test_held_elsewhere),
+      cmocka_unit_test(test_wait_forever),
+      cmocka_unit_test(test_thread_contention),
+      cmocka_unit_test(test_thread_death),
+      cmocka_unit_test(test_sleeper_keeps_waiters_bit),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
