@@ -102,13 +102,17 @@ shmval__attach_ent *shmval__attach_table(shmval__seg *seg) {
 /*
  * The calling thread's last journal lookup: a destruction finds its journal
  * without the registry's lock and walk while no attachment has changed since.
+ * Initial-exec, like the lock token: a read is one instruction, where the
+ * default model for a shared library calls __tls_get_addr on every create and
+ * destroy; the 32 bytes come from the static TLS space glibc keeps for
+ * libraries loaded later (dlopen, Python's ctypes).
  */
 static _Thread_local struct {
   uint64_t gen;
   const shmval__seg *seg;
   uint64_t *journal;
   uint32_t dead_magic; /* shmval__dead_magic() of that journal */
-} last_journal;
+} last_journal __attribute__((tls_model("initial-exec")));
 
 static uint32_t dead_magic_of(shmval__seg *seg, const uint64_t *journal);
 
