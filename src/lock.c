@@ -183,16 +183,13 @@ static int try_lock(pthread_mutex_t *m) {
 }
 
 int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
-  /*
-   * A free mutex is taken with one compare-and-swap: the timed lock call
-   * costs a clock read and several times the instructions even when it does
-   * not wait.
-   */
+  /* A free mutex is taken with one compare-and-swap, before any clock read. */
   int rc = try_lock(m);
   return SHMVAL__LIKELY(rc != EBUSY) ? rc : shmval__mutex_wait_busy(m, deadline, false);
 }
 
-#define LOCK_WAITERS 0x80000000u /* the kernel's FUTEX_WAITERS */
+#define LOCK_WAITERS 0x80000000u    /* the kernel's FUTEX_WAITERS */
+#define LOCK_OWNER_DIED 0x40000000u /* the kernel's FUTEX_OWNER_DIED */
 
 /*
  * Take @p m after a try found it held, sleeping on its lock word in slices.
@@ -207,7 +204,9 @@ int shmval__mutex_wait(pthread_mutex_t *m, const struct timespec *deadline) {
  * word keeps that value; glibc's unlock wakes one sleeper when the bit was
  * set; the kernel, when an owner dies, sets the owner-dead bit and wakes one.
  * Every take is glibc's trylock, so glibc's robust list and owner fields stay
- * its own. A waiter that slept and then takes the mutex sets the waiters bit
+ * its own; a word that the try refuses with no owner in it (damaged) is slept
+ * on in slices like a held one, as glibc's lock would, so that a deadline
+ * still ends the wait. A waiter that slept and then takes the mutex sets the waiters bit
  * again, as glibc's lock does: others may still sleep, and its unlock must
  * wake one.
  */
@@ -219,7 +218,7 @@ static int wait_held(pthread_mutex_t *m, const struct timespec *deadline) {
     if (last)
       return ETIMEDOUT;
     uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
-    if ((w & LOCK_TID_MASK) == 0)
+    if (w == 0 || (w & LOCK_OWNER_DIED))
       continue; /* let go of, or its owner died, since the try */
     if (!(w & LOCK_WAITERS) &&
         !atomic_compare_exchange_strong_explicit(word, &w, w | LOCK_WAITERS, memory_order_relaxed,

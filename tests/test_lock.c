@@ -196,6 +196,42 @@ static void test_sleeper_keeps_waiters_bit(void **state) {
   assert_true(s.waiters_bit);
 }
 
+struct timed_try {
+  int rc;
+  _Atomic int done;
+};
+
+static void *timed_try_thread(void *arg) {
+  struct timed_try *t = arg;
+  t->rc = shm_lock_acquire_timeout(lk, 0.05);
+  atomic_store(&t->done, 1);
+  return NULL;
+}
+
+/*
+ * A damaged lock word that glibc's trylock refuses though no owner is in it
+ * (the waiters bit alone): a timed acquire still ends at its deadline rather
+ * than trying again without end.
+ */
+static void test_damaged_word_times_out(void **state) {
+  (void)state;
+  int *word = lock_word();
+  __atomic_store_n(word, (int)FUTEX_WAITERS, __ATOMIC_SEQ_CST);
+  struct timed_try t = {0, 0};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, timed_try_thread, &t), 0);
+  double t0 = now_s();
+  while (!atomic_load(&t.done) && now_s() - t0 < 5)
+    sleep_s(0.005);
+  bool done = atomic_load(&t.done);
+  __atomic_store_n(word, 0, __ATOMIC_SEQ_CST); /* mended: a stuck thread's next try takes it */
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_true(done);
+  assert_code(t.rc, SHMVAL_ETIMEDOUT);
+  assert_ok(shm_lock_acquire(lk));
+  assert_ok(shm_lock_release(lk));
+}
+
 static void *die_holding(void *arg) {
   (void)arg;
   shm_lock_acquire(lk);
@@ -227,6 +263,7 @@ int main(void) {
       cmocka_unit_test(test_thread_contention),
       cmocka_unit_test(test_thread_death),
       cmocka_unit_test(test_sleeper_keeps_waiters_bit),
+      cmocka_unit_test(test_damaged_word_times_out),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
