@@ -14,9 +14,15 @@
 struct shm_segment {
   shmval__seg *base;
   uint64_t *journal; /* this process's crash journal word in the segment, or NULL */
-  size_t size;       /* bytes mapped: the file's size when it was opened */
-  int fd;            /* holds this process's attacher lock */
-  int slot;          /* attacher slot, or -1 (observer, or none after fork) */
+  /*
+   * The attacher table, found and checked once when the segment was created
+   * or opened (its place is fixed for the segment's life), so that taking
+   * and leaving a slot does not check it again; NULL if it was not valid.
+   */
+  shmval__attach_ent *attach;
+  size_t size; /* bytes mapped: the file's size when it was opened */
+  int fd;      /* holds this process's attacher lock */
+  int slot;    /* attacher slot, or -1 (observer, or none after fork) */
   unsigned flags;
   int pid; /* the process that attached */
   uint64_t dev, ino;

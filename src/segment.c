@@ -102,7 +102,7 @@ static int norm_name(const char *in, char out[SHMVAL__SEG_NAME_SIZE]) {
 }
 
 static void note_slot(shm_segment *sg, int pid) {
-  attach_ent *t = (sg->flags & SHMVAL_RDONLY) ? NULL : shmval__attach_table(sg->base);
+  attach_ent *t = (sg->flags & SHMVAL_RDONLY) ? NULL : sg->attach;
   if (t != NULL && sg->slot >= 0) {
     t[sg->slot].pid = pid;
     t[sg->slot].since_ns = pid != 0 ? shmval__prim_wall_ns() : 0;
@@ -115,7 +115,7 @@ static void note_slot(shm_segment *sg, int pid) {
  * it left first (under the directory lock, like shm_segment_reclaim()).
  */
 static void take_journal(shm_segment *sg) {
-  attach_ent *t = shmval__attach_table(sg->base);
+  attach_ent *t = sg->attach;
   if (t == NULL)
     return;
   uint64_t *j = &t[sg->slot].pending;
@@ -185,8 +185,11 @@ static uint64_t hdr_bytes(void) {
   return (sizeof(shmval__seg) + SHMVAL__BLOCK_ALIGN - 1) & ~(uint64_t)(SHMVAL__BLOCK_ALIGN - 1);
 }
 
-/* Check the header of a mapped file of @p fsize bytes, and what it points to. */
-static int validate(shmval__seg *seg, uint64_t fsize) {
+/*
+ * Check the header of a mapped file of @p fsize bytes, and what it points to;
+ * *table is then its attacher table.
+ */
+static int validate(shmval__seg *seg, uint64_t fsize, attach_ent **table) {
   if (fsize < sizeof seg->magic)
     return fsize == 0 ? SHMVAL_EUNINIT : SHMVAL_ENOTSHMVAL;
   uint64_t magic = atomic_load_explicit(&seg->magic, memory_order_acquire);
@@ -208,7 +211,7 @@ static int validate(shmval__seg *seg, uint64_t fsize) {
   if (!(seg->flags & SHMVAL__SEG_NAMED) || seg->max_size != fsize || !shmval__seg_sizes_ok(seg) ||
       seg->heap_start != hdr_bytes() || seg->heap_end < SHMVAL__HEAP_STATE_END ||
       (seg->heap_end & (SHMVAL__BLOCK_ALIGN - 1)) != 0 || seg->max_attach == 0 ||
-      seg->max_attach > MAX_ATTACH || shmval__attach_table(seg) == NULL ||
+      seg->max_attach > MAX_ATTACH || (*table = shmval__attach_table(seg)) == NULL ||
       !shmval__mutex_sane(&seg->heap_lock) || !shmval__mutex_sane(&seg->dir_lock))
     return SHMVAL_ECORRUPT;
   return shmval__dir_check(seg);
@@ -306,8 +309,13 @@ static int init_new(int fd, const char *name, bool named, seg_sizes sz, uint32_t
   uint64_t dev, ino, fsize;
   if ((rc = shmval__prim_fd_info(fd, &fsize, &dev, &ino)) != 0)
     goto fail;
-  *sg = (shm_segment){
-      .base = seg, .size = (size_t)size, .fd = fd, .slot = -1, .dev = dev, .ino = ino};
+  *sg = (shm_segment){.base = seg,
+                      .attach = shmval__attach_table(seg),
+                      .size = (size_t)size,
+                      .fd = fd,
+                      .slot = -1,
+                      .dev = dev,
+                      .ino = ino};
   strcpy(sg->name, name);
   if ((rc = claim_slot(sg)) != 0)
     goto fail;
@@ -446,7 +454,9 @@ static int try_attach(int fd, const char *name, unsigned flags, shm_segment **ou
     rc = fsize == 0 ? SHMVAL_EUNINIT : SHMVAL_ENOTSHMVAL;
     goto fail;
   }
-  if ((rc = shmval__prim_map(fd, (size_t)fsize, ro, &mem)) != 0 || (rc = validate(mem, fsize)) != 0)
+  attach_ent *table = NULL;
+  if ((rc = shmval__prim_map(fd, (size_t)fsize, ro, &mem)) != 0 ||
+      (rc = validate(mem, fsize, &table)) != 0)
     goto fail;
   if (atomic_load(&((shmval__seg *)mem)->state) & SHMVAL__STATE_UNLINKED) {
     rc = SHMVAL_ENOENT; /* its last user is unlinking it */
@@ -457,6 +467,7 @@ static int try_attach(int fd, const char *name, unsigned flags, shm_segment **ou
     goto fail;
   }
   *sg = (shm_segment){.base = mem,
+                      .attach = table,
                       .size = (size_t)fsize,
                       .fd = fd,
                       .slot = -1,
@@ -615,7 +626,8 @@ static int classify(int fd, bool writable, uint64_t *fsize, uint64_t *dev, uint6
   uint64_t magic = atomic_load(&((shmval__seg *)*mem)->magic);
   if (magic == SHMVAL__SEG_MAGIC_INIT)
     return SHMVAL_EUNINIT;
-  return magic == SHMVAL__SEG_MAGIC ? validate(*mem, *fsize) : SHMVAL_ENOTSHMVAL;
+  attach_ent *table;
+  return magic == SHMVAL__SEG_MAGIC ? validate(*mem, *fsize, &table) : SHMVAL_ENOTSHMVAL;
 }
 
 int shm_segment_unlink(const char *name) {
