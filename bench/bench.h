@@ -56,19 +56,18 @@ typedef struct pair {
   double ratio;
 } pair;
 
-static inline pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx,
-                           long biters) {
-  double tl[REPS], tb[REPS], tr[REPS];
-  lib(lctx, liters / 10 + 1); /* warm up */
-  base(bctx, biters / 10 + 1);
-  for (int r = 0; r < REPS; r++) {
-    tl[r] = run_once(lib, lctx, liters);
-    tb[r] = run_once(base, bctx, biters);
-    tr[r] = tl[r] / tb[r];
-  }
-  pair p = {summarise(tl), summarise(tb), summarise(tr).med};
-  return p;
-}
+/*
+ * The library's and the baseline's runs, alternating (see the top of this
+ * file). A pair of functions that forks runs its operations whole in each
+ * repetition; one that does not runs them in SUB_BATCHES parts, alternating
+ * part by part and summed, so that both sides meet the same spells of a
+ * machine whose speed drifts within a repetition.
+ */
+pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx, long biters);
+/* The number of parts, or 1 for @p liters and @p biters operations when @p forks. */
+int sub_batches(long liters, long biters, bool forks);
+/* Forks made by this process so far (a pthread_atfork handler counts them). */
+long bench_forks(void);
 
 /*
  * Print a row and record it for bench/results. @p unit is "ns" (lower is

@@ -317,10 +317,16 @@ static int boost_row(boost_peer *bp, const char *label, bench_fn fn, void *ctx, 
   fn(ctx, n / 10 + 1); /* warm up */
   if (peer_time(bp, name, n / 10 + 1) < 0)
     goto fail;
+  int parts = sub_batches(n, n, false);
   for (int r = 0; r < REPS; r++) {
-    tl[r] = run_once(fn, ctx, n);
-    if ((tb[r] = peer_time(bp, name, n)) <= 0)
-      goto fail;
+    tl[r] = tb[r] = 0;
+    for (int s = 0; s < parts; s++) {
+      tl[r] += run_once(fn, ctx, n / parts) / parts;
+      double b = peer_time(bp, name, n / parts);
+      if (b <= 0)
+        goto fail;
+      tb[r] += b / parts;
+    }
     tr[r] = tl[r] / tb[r];
   }
   row_ns(label, (pair){summarise(tl), summarise(tb), summarise(tr).med}, target);

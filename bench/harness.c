@@ -40,6 +40,44 @@ void twice(bench_fn fn, void *ctx, long n) {
   waitpid(pid, NULL, 0);
 }
 
+static long fork_count;
+static pthread_once_t fork_counter = PTHREAD_ONCE_INIT;
+
+static void count_fork(void) { fork_count++; }
+static void install_fork_counter(void) { (void)pthread_atfork(count_fork, NULL, NULL); }
+
+long bench_forks(void) {
+  pthread_once(&fork_counter, install_fork_counter);
+  return fork_count;
+}
+
+#define SUB_BATCHES 10
+
+int sub_batches(long liters, long biters, bool forks) {
+  /* Parts of at least 100 operations, splitting both counts evenly. */
+  if (forks || liters % SUB_BATCHES != 0 || biters % SUB_BATCHES != 0 ||
+      liters / SUB_BATCHES < 100 || biters / SUB_BATCHES < 100)
+    return 1;
+  return SUB_BATCHES;
+}
+
+pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx, long biters) {
+  double tl[REPS], tb[REPS], tr[REPS];
+  long before = bench_forks();
+  lib(lctx, liters / 10 + 1); /* warm up */
+  base(bctx, biters / 10 + 1);
+  int parts = sub_batches(liters, biters, bench_forks() != before);
+  for (int r = 0; r < REPS; r++) {
+    tl[r] = tb[r] = 0;
+    for (int s = 0; s < parts; s++) {
+      tl[r] += run_once(lib, lctx, liters / parts) / parts;
+      tb[r] += run_once(base, bctx, biters / parts) / parts;
+    }
+    tr[r] = tl[r] / tb[r];
+  }
+  return (pair){summarise(tl), summarise(tb), summarise(tr).med};
+}
+
 stat3 measure_one(bench_fn fn, void *ctx, long n) {
   double t[REPS];
   fn(ctx, n / 10 + 1);
