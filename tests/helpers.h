@@ -77,6 +77,22 @@ static inline int in_futex_wait(pid_t pid) {
   return strstr(buf, "futex") != NULL;
 }
 
+/*
+ * Whether thread or process @p pid is seen asleep in a futex wait within
+ * @p timeout seconds. The first sighting counts: a waiter that sleeps in
+ * slices is awake for a moment between them, so a second look may miss it.
+ */
+static inline int seen_in_futex_wait(pid_t pid, double timeout) {
+  double t0 = now_s();
+  for (;;) {
+    if (in_futex_wait(pid))
+      return 1;
+    if (now_s() - t0 >= timeout)
+      return 0;
+    sleep_s(0.001);
+  }
+}
+
 /* A segment name unique to this process and call. */
 static inline const char *test_name(char *buf, size_t cap, const char *tag) {
   static int counter;

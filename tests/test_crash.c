@@ -525,14 +525,11 @@ static void lost_wakeup(pthread_mutex_t *m, int (*fn)(void *), void *arg) {
   __atomic_store_n(&m->__data.__owner, dead, __ATOMIC_RELAXED);
   __atomic_store_n(&m->__data.__lock, (int)(FUTEX_WAITERS | (unsigned)dead), __ATOMIC_SEQ_CST);
   pid_t w = spawn(fn, arg);
-  double t0 = now_s();
-  while (!in_futex_wait(w) && now_s() - t0 < 2)
-    sleep_s(0.002);
-  bool slept = in_futex_wait(w);
+  bool slept = seen_in_futex_wait(w, 2);
   __atomic_or_fetch(&m->__data.__lock, FUTEX_OWNER_DIED, __ATOMIC_SEQ_CST);
   int st = 0;
   pid_t r;
-  t0 = now_s();
+  double t0 = now_s();
   while ((r = waitpid(w, &st, WNOHANG)) == 0 && now_s() - t0 < 2)
     sleep_s(0.002);
   if (r == 0) {
