@@ -66,8 +66,6 @@ typedef struct pair {
 pair measure(bench_fn lib, void *lctx, long liters, bench_fn base, void *bctx, long biters);
 /* The number of parts, or 1 for @p liters and @p biters operations when @p forks. */
 int sub_batches(long liters, long biters, bool forks);
-/* Forks made by this process so far (a pthread_atfork handler counts them). */
-long bench_forks(void);
 
 /*
  * Print a row and record it for bench/results. @p unit is "ns" (lower is

@@ -47,7 +47,8 @@ static pthread_once_t fork_counter = PTHREAD_ONCE_INIT;
 static void count_fork(void) { fork_count++; }
 static void install_fork_counter(void) { (void)pthread_atfork(count_fork, NULL, NULL); }
 
-long bench_forks(void) {
+/* Forks made by this process so far (a pthread_atfork handler counts them). */
+static long bench_forks(void) {
   pthread_once(&fork_counter, install_fork_counter);
   return fork_count;
 }
@@ -121,10 +122,7 @@ static void probe_loop(void *ctx, long n) {
 }
 
 static void probe_row(void) {
-  stat3 v = measure_one(probe_loop, NULL, 2000000);
-  printf("| %-40s | %7.2f (%5.2f-%5.2f) ns | %-24s | %-7s | %-14s |\n",
-         "machine probe (see harness.c)", v.med, v.min, v.max, "-", "-", "-");
-  record("machine probe (see harness.c)", v, (stat3){0, 0, 0}, NAN, "ns", "-");
+  row_single("machine probe (see harness.c)", measure_one(probe_loop, NULL, 2000000), "ns", "-");
 }
 
 void section(const char *title, const char *what, const char *lib, const char *base) {
@@ -151,17 +149,21 @@ void row_gbs(const char *name, pair p, double bytes, const char *target) {
   record(name, lib, base, 1.0 / p.ratio, "GB/s", target);
 }
 
+/* Decimals for a figure with no baseline: two below 10 (the machine probe's ns). */
+static int decimals(double v) { return v < 10 ? 2 : 1; }
+
 void row_single(const char *name, stat3 v, const char *unit, const char *target) {
-  printf("| %-40s | %7.1f (%6.1f-%6.1f) %-3s | %-24s | %-7s | %-14s |\n", name, v.med, v.min, v.max,
-         unit, "-", "-", target);
+  int d = decimals(v.med);
+  printf("| %-40s | %7.*f (%6.*f-%6.*f) %-3s | %-24s | %-7s | %-14s |\n", name, d, v.med, d, v.min,
+         d, v.max, unit, "-", "-", target);
   record(name, v, (stat3){0, 0, 0}, NAN, unit, target);
 }
 
 static void md_row(FILE *f, const row *r) {
+  int d = decimals(r->lib.med);
   if (r->base.med == 0)
-    fprintf(f, "| %s | %.*f %s (%.*f–%.*f) | – | – | %s |\n", r->name, r->lib.med < 10 ? 2 : 1,
-            r->lib.med, r->unit, r->lib.med < 10 ? 2 : 1, r->lib.min, r->lib.med < 10 ? 2 : 1,
-            r->lib.max, r->target);
+    fprintf(f, "| %s | %.*f %s (%.*f–%.*f) | – | – | %s |\n", r->name, d, r->lib.med, r->unit, d,
+            r->lib.min, d, r->lib.max, r->target);
   else
     fprintf(f, "| %s | %.2f %s (%.2f–%.2f) | %.2f %s (%.2f–%.2f) | %.*f× | %s |\n", r->name,
             r->lib.med, r->unit, r->lib.min, r->lib.max, r->base.med, r->unit, r->base.min,
